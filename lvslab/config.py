@@ -1,0 +1,405 @@
+"""The lab's configuration: one typed model, parsed and validated in one place.
+
+Why here: every bad value must be reported (all of them, each naming its config key and value)
+before a single resource is declared, so nothing half-built is left behind by a typo.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+PROJECT = "lvs-lab"
+
+# Every IPVS scheduler keepalived's lb_algo accepts (keepalived 2.2).
+SCHEDULER_MODULES: dict[str, str] = {
+    "rr": "ip_vs_rr", "wrr": "ip_vs_wrr", "lc": "ip_vs_lc", "wlc": "ip_vs_wlc", "lblc": "ip_vs_lblc",
+    "lblcr": "ip_vs_lblcr", "dh": "ip_vs_dh", "sh": "ip_vs_sh", "sed": "ip_vs_sed", "nq": "ip_vs_nq",
+    "fo": "ip_vs_fo", "ovf": "ip_vs_ovf", "mh": "ip_vs_mh",
+}
+HEALTH_CHECKS = ("TCP_CHECK", "HTTP_GET")
+DOMAIN_TYPES = ("auto", "kvm", "qemu")
+BOOT_METHODS = ("kernel", "bootloader")
+PACKAGE_SOURCES = ("local", "mirror")
+FAILOVER_MODES = ("clean", "hard")
+# Test-only faults: each breaks the lab in one way so the verification can be shown to catch it.
+FAULTS = ("rs-no-arp-sysctls", "rs-no-vip", "nginx-down-all", "keepalived-down-all", "backup-wrong-vrid")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+class ConfigError(ValueError):
+    """All problems found in a stack's configuration, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid lvs-lab configuration:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class Director:
+    name: str
+    address: str
+    priority: int
+    state: str  # MASTER or BACKUP
+
+
+@dataclass(frozen=True)
+class RealServer:
+    name: str
+    address: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    type: str = "HTTP_GET"
+    path: str = "/"
+    expect_status: int = 200
+    connect_timeout: int = 2
+    retry: int = 1
+    delay_before_retry: int = 1
+    delay_loop: int = 2
+
+
+@dataclass(frozen=True)
+class Vrrp:
+    virtual_router_id: int = 61
+    advert_int: float = 1
+    version: int = 2
+    preempt: bool = True
+
+
+@dataclass(frozen=True)
+class Image:
+    """Where the VM disk comes from and how it boots (kernel = direct kernel boot)."""
+
+    source: str = "local"  # "local" = the image lvs-lab builds, else a path to a qcow2 cloud image
+    boot_method: str = "kernel"
+    kernel: str = ""
+    initrd: str = ""
+    kernel_cmdline: str = "console=ttyS0 net.ifnames=0 mitigations=off quiet"
+
+
+@dataclass(frozen=True)
+class Vm:
+    vcpus: int = 1
+    memory_mib: int = 448
+    tb_cache_mib: int = 256  # QEMU TCG translation cache; the default of 1 GiB triples RSS
+
+
+@dataclass(frozen=True)
+class Verify:
+    enabled: bool = True
+    requests_per_server: int = 4
+    failover_mode: str = "clean"
+    ready_timeout: int = 900
+    nonce: str = ""
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    stack: str
+    libvirt_uri: str
+    domain_type: str
+    bridge: str
+    subnet: ipaddress.IPv4Network
+    host_address: str
+    vip: str
+    port: int
+    directors: tuple[Director, ...]
+    real_servers: tuple[RealServer, ...]
+    lb_algo: str
+    lb_kind: str
+    persistence_timeout: int
+    health_check: HealthCheck
+    vrrp: Vrrp
+    image: Image
+    vm: Vm
+    package_source: str
+    verify: Verify
+    faults: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of every libvirt object, so two stacks coexist on one host."""
+        return f"{PROJECT}-{self.stack}"
+
+    @property
+    def master(self) -> Director:
+        return next(d for d in self.directors if d.state == "MASTER")
+
+    @property
+    def backup(self) -> Director:
+        return next(d for d in self.directors if d.state == "BACKUP")
+
+    @property
+    def prefixlen(self) -> int:
+        return self.subnet.prefixlen
+
+    def failover_bound_seconds(self) -> float:
+        """keepalived's master-down interval on the BACKUP: 3 x advert_int + skew."""
+        prio = self.backup.priority
+        skew = (256 - prio) / 256 if self.vrrp.version == 2 else (256 - prio) * self.vrrp.advert_int / 256
+        return 3 * self.vrrp.advert_int + skew
+
+
+KNOWN_KEYS = {
+    "libvirtUri", "domainType", "network", "vip", "port", "directors", "realServers", "lvs",
+    "healthCheck", "vrrp", "authPass", "image", "vm", "packageSource", "verify", "faults",
+}
+
+
+class _Reader:
+    """Reads typed values out of nested config dicts, recording problems instead of raising."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, key: str, message: str, value: Any) -> None:
+        self.problems.append(f"{PROJECT}:{key}: {message} (got {value!r})")
+
+    def obj(self, raw: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+        """A nested object; unknown keys are reported (typos must not be silently ignored)."""
+        sub = raw
+        if not isinstance(sub, dict):
+            self.fail(key, "must be an object", sub)
+            return {}
+        for unknown in sorted(set(sub) - allowed):
+            self.fail(f"{key}.{unknown}", f"unknown key; expected one of {', '.join(sorted(allowed))}", sub[unknown])
+        return sub
+
+    def integer(self, raw: dict[str, Any], name: str, key: str, default: int | None, lo: int, hi: int) -> int:
+        value = raw.get(name, default)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, "must be an integer", value)
+            return default if default is not None else lo
+        if not lo <= value <= hi:
+            self.fail(key, f"must be between {lo} and {hi}", value)
+        return value
+
+    def number(self, raw: dict[str, Any], name: str, key: str, default: float) -> float:
+        value = raw.get(name, default)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            self.fail(key, "must be a number", value)
+            return default
+
+    def string(self, raw: dict[str, Any], name: str, key: str, default: str | None,
+               choices: tuple[str, ...] | None = None) -> str:
+        value = raw.get(name, default)
+        if not isinstance(value, str) or (default is None and not value):
+            self.fail(key, "must be a non-empty string", value)
+            return default or ""
+        if choices and value not in choices:
+            self.fail(key, f"must be one of {', '.join(choices)}", value)
+        return value
+
+    def boolean(self, raw: dict[str, Any], name: str, key: str, default: bool) -> bool:
+        value = raw.get(name, default)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            self.fail(key, "must be true or false", value)
+            return default
+        return value
+
+    def address(self, value: Any, key: str) -> ipaddress.IPv4Address | None:
+        try:
+            return ipaddress.IPv4Address(value)
+        except (ipaddress.AddressValueError, ValueError, TypeError):
+            self.fail(key, "must be an IPv4 address", value)
+            return None
+
+
+def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
+                 auth_pass_is_secret: bool = True) -> LabConfig:
+    """Parse and validate the stack's config (keys without the project prefix); raise ConfigError."""
+    r = _Reader()
+    for unknown in sorted(set(raw) - KNOWN_KEYS):
+        r.fail(unknown, f"unknown key; expected one of {', '.join(sorted(KNOWN_KEYS))}", raw[unknown])
+
+    libvirt_uri = r.string(raw, "libvirtUri", "libvirtUri", "qemu:///system")
+    domain_type = r.string(raw, "domainType", "domainType", "auto", DOMAIN_TYPES)
+
+    net = r.obj(raw.get("network", {}), "network", {"bridge", "subnet", "hostAddress"})
+    bridge = r.string(net, "bridge", "network.bridge", None)
+    if bridge and not _BRIDGE_RE.match(bridge):
+        r.fail("network.bridge", "must be 1-15 characters of letters, digits, '_', '.', '-' (Linux IFNAMSIZ)",
+               bridge)
+    subnet = ipaddress.IPv4Network("10.77.0.0/24")
+    try:
+        subnet = ipaddress.IPv4Network(net.get("subnet"), strict=True)
+        if subnet.prefixlen > 29:
+            r.fail("network.subnet", "must be /29 or larger", net.get("subnet"))
+    except (ValueError, TypeError):
+        r.fail("network.subnet", "must be an IPv4 network in CIDR form with no host bits, e.g. 10.77.0.0/24",
+               net.get("subnet"))
+
+    used: dict[ipaddress.IPv4Address, str] = {}
+
+    def host_in_subnet(value: Any, key: str) -> str:
+        """Validate a host address: inside the subnet, not network/broadcast, not used twice."""
+        addr = r.address(value, key)
+        if addr is None:
+            return str(value)
+        if addr not in subnet:
+            r.fail(key, f"must be inside network.subnet {subnet}", str(addr))
+        elif addr in (subnet.network_address, subnet.broadcast_address):
+            r.fail(key, f"must not be the network or broadcast address of {subnet}", str(addr))
+        if addr in used:
+            r.fail(key, f"duplicates the address of {used[addr]}", str(addr))
+        else:
+            used[addr] = key
+        return str(addr)
+
+    host_address = host_in_subnet(net.get("hostAddress"), "network.hostAddress")
+    vip = host_in_subnet(raw.get("vip"), "vip")
+    port = r.integer(raw, "port", "port", 80, 1, 65535)
+
+    directors: list[Director] = []
+    raw_dirs = raw.get("directors")
+    if not isinstance(raw_dirs, list) or len(raw_dirs) != 2:
+        r.fail("directors", "must be a list of exactly two directors (one MASTER, one BACKUP)", raw_dirs)
+        raw_dirs = raw_dirs if isinstance(raw_dirs, list) else []
+    names: dict[str, str] = {}
+
+    def node_name(value: Any, key: str) -> str:
+        if not isinstance(value, str) or not _NAME_RE.match(value):
+            r.fail(key, "must start with a letter and use lowercase letters, digits and '-' (max 31)", value)
+            return str(value)
+        if value in names:
+            r.fail(key, f"duplicates the name of {names[value]}", value)
+        names[value] = key
+        return value
+
+    for i, d in enumerate(raw_dirs):
+        key = f"directors[{i}]"
+        d = r.obj(d, key, {"name", "address", "priority", "state"})
+        directors.append(Director(
+            name=node_name(d.get("name"), f"{key}.name"),
+            address=host_in_subnet(d.get("address"), f"{key}.address"),
+            priority=r.integer(d, "priority", f"{key}.priority", None, 1, 254),
+            state=r.string(d, "state", f"{key}.state", None, ("MASTER", "BACKUP")),
+        ))
+    states = sorted(d.state for d in directors)
+    if len(directors) == 2 and states == ["BACKUP", "MASTER"]:
+        master = next(d for d in directors if d.state == "MASTER")
+        backup = next(d for d in directors if d.state == "BACKUP")
+        if master.priority <= backup.priority:
+            r.fail("directors", f"the MASTER's priority must be higher than the BACKUP's "
+                   f"({master.name} {master.priority} <= {backup.name} {backup.priority})", states)
+    elif len(directors) == 2:
+        r.fail("directors", "must have one MASTER and one BACKUP", [d.state for d in directors])
+
+    servers: list[RealServer] = []
+    raw_rs = raw.get("realServers")
+    if not isinstance(raw_rs, list) or not raw_rs:
+        r.fail("realServers", "must be a list of at least one real server", raw_rs)
+        raw_rs = []
+    for i, s in enumerate(raw_rs):
+        key = f"realServers[{i}]"
+        s = r.obj(s, key, {"name", "address", "weight"})
+        servers.append(RealServer(
+            name=node_name(s.get("name"), f"{key}.name"),
+            address=host_in_subnet(s.get("address"), f"{key}.address"),
+            weight=r.integer(s, "weight", f"{key}.weight", 1, 0, 65535),
+        ))
+
+    lvs = r.obj(raw.get("lvs", {}), "lvs", {"lbAlgo", "lbKind", "persistenceTimeout"})
+    lb_algo = r.string(lvs, "lbAlgo", "lvs.lbAlgo", "rr", tuple(SCHEDULER_MODULES))
+    lb_kind = r.string(lvs, "lbKind", "lvs.lbKind", "DR", ("DR",))
+    persistence = r.integer(lvs, "persistenceTimeout", "lvs.persistenceTimeout", 0, 0, 2**31 - 1)
+
+    hc = r.obj(raw.get("healthCheck", {}), "healthCheck",
+               {"type", "path", "expectStatus", "connectTimeout", "retry", "delayBeforeRetry", "delayLoop"})
+    health = HealthCheck(
+        type=r.string(hc, "type", "healthCheck.type", "HTTP_GET", HEALTH_CHECKS),
+        path=r.string(hc, "path", "healthCheck.path", "/"),
+        expect_status=r.integer(hc, "expectStatus", "healthCheck.expectStatus", 200, 100, 599),
+        connect_timeout=r.integer(hc, "connectTimeout", "healthCheck.connectTimeout", 2, 1, 3600),
+        retry=r.integer(hc, "retry", "healthCheck.retry", 1, 0, 100),
+        delay_before_retry=r.integer(hc, "delayBeforeRetry", "healthCheck.delayBeforeRetry", 1, 0, 3600),
+        delay_loop=r.integer(hc, "delayLoop", "healthCheck.delayLoop", 2, 1, 3600),
+    )
+    if not health.path.startswith("/"):
+        r.fail("healthCheck.path", "must start with '/'", health.path)
+
+    vr = r.obj(raw.get("vrrp", {}), "vrrp", {"virtualRouterId", "advertInt", "version", "preempt"})
+    vrrp = Vrrp(
+        virtual_router_id=r.integer(vr, "virtualRouterId", "vrrp.virtualRouterId", 61, 1, 255),
+        advert_int=r.number(vr, "advertInt", "vrrp.advertInt", 1),
+        version=r.integer(vr, "version", "vrrp.version", 2, 2, 3),
+        preempt=r.boolean(vr, "preempt", "vrrp.preempt", True),
+    )
+    if vrrp.advert_int <= 0:
+        r.fail("vrrp.advertInt", "must be greater than 0", vrrp.advert_int)
+    elif vrrp.version == 2 and vrrp.advert_int != int(vrrp.advert_int):
+        r.fail("vrrp.advertInt", "must be whole seconds with VRRP version 2", vrrp.advert_int)
+    elif vrrp.version == 3 and not 0.01 <= vrrp.advert_int <= 40.95:
+        r.fail("vrrp.advertInt", "must be between 0.01 and 40.95 s with VRRP version 3", vrrp.advert_int)
+
+    if vrrp.version == 2:
+        if not auth_pass:
+            r.fail("authPass", "is required with VRRP version 2 (set it with: pulumi config set --secret "
+                   "authPass <1-8 characters>)", auth_pass)
+        elif len(auth_pass) > 8:
+            # The value itself is a secret: report its length only.
+            r.fail("authPass", "must be at most 8 characters: keepalived's PASS authentication silently "
+                   "truncates longer passwords", f"<secret of {len(auth_pass)} characters>")
+        elif not auth_pass_is_secret:
+            r.fail("authPass", "must be stored as a secret (pulumi config set --secret authPass ...)",
+                   "<plaintext>")
+
+    im = r.obj(raw.get("image", {}), "image", {"source", "bootMethod", "kernel", "initrd", "kernelCmdline"})
+    image = Image(
+        source=r.string(im, "source", "image.source", "local"),
+        boot_method=r.string(im, "bootMethod", "image.bootMethod", "kernel", BOOT_METHODS),
+        kernel=r.string(im, "kernel", "image.kernel", ""),
+        initrd=r.string(im, "initrd", "image.initrd", ""),
+        kernel_cmdline=r.string(im, "kernelCmdline", "image.kernelCmdline", Image.kernel_cmdline),
+    )
+    if image.source != "local" and image.boot_method == "kernel" and not image.kernel:
+        r.fail("image.kernel", "is required when image.source is not 'local' and image.bootMethod is 'kernel'",
+               image.kernel)
+
+    vmr = r.obj(raw.get("vm", {}), "vm", {"vcpus", "memoryMib", "tbCacheMib"})
+    vm = Vm(
+        vcpus=r.integer(vmr, "vcpus", "vm.vcpus", 1, 1, 64),
+        memory_mib=r.integer(vmr, "memoryMib", "vm.memoryMib", 448, 256, 65536),
+        tb_cache_mib=r.integer(vmr, "tbCacheMib", "vm.tbCacheMib", 256, 32, 4096),
+    )
+    package_source = r.string(raw, "packageSource", "packageSource", "local", PACKAGE_SOURCES)
+
+    ve = r.obj(raw.get("verify", {}), "verify",
+               {"enabled", "requestsPerServer", "failoverMode", "readyTimeout", "nonce"})
+    verify = Verify(
+        enabled=r.boolean(ve, "enabled", "verify.enabled", True),
+        requests_per_server=r.integer(ve, "requestsPerServer", "verify.requestsPerServer", 4, 1, 1000),
+        failover_mode=r.string(ve, "failoverMode", "verify.failoverMode", "clean", FAILOVER_MODES),
+        ready_timeout=r.integer(ve, "readyTimeout", "verify.readyTimeout", 900, 30, 7200),
+        nonce=str(ve.get("nonce", "")),
+    )
+
+    faults = raw.get("faults", [])
+    if not isinstance(faults, list):
+        r.fail("faults", "must be a list", faults)
+        faults = []
+    for i, f in enumerate(faults):
+        if f not in FAULTS:
+            r.fail(f"faults[{i}]", f"unknown fault; expected one of {', '.join(FAULTS)}", f)
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    return LabConfig(
+        stack=stack, libvirt_uri=libvirt_uri, domain_type=domain_type, bridge=bridge, subnet=subnet,
+        host_address=host_address, vip=vip, port=port, directors=tuple(directors),
+        real_servers=tuple(servers), lb_algo=lb_algo, lb_kind=lb_kind, persistence_timeout=persistence,
+        health_check=health, vrrp=vrrp, image=image, vm=vm, package_source=package_source,
+        verify=verify, faults=tuple(faults),
+    )
