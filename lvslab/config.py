@@ -344,13 +344,11 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
     elif vrrp.version == 3 and not 0.01 <= vrrp.advert_int <= 40.95:
         r.fail("vrrp.advertInt", "must be between 0.01 and 40.95 s with VRRP version 3", vrrp.advert_int)
 
-    if vrrp.version == 2:
-        if not auth_pass:
-            r.fail("authPass", "is required with VRRP version 2 (set it with: pulumi config set --secret "
-                   "authPass <1-8 characters>)", auth_pass)
-        elif len(auth_pass) > 8:
+    # authPass is optional: without it the lab generates one (a secret kept in the state).
+    if auth_pass is not None and vrrp.version == 2:
+        if not 1 <= len(auth_pass) <= 8:
             # The value itself is a secret: report its length only.
-            r.fail("authPass", "must be at most 8 characters: keepalived's PASS authentication silently "
+            r.fail("authPass", "must be 1 to 8 characters: keepalived's PASS authentication silently "
                    "truncates longer passwords", f"<secret of {len(auth_pass)} characters>")
         elif not auth_pass_is_secret:
             r.fail("authPass", "must be stored as a secret (pulumi config set --secret authPass ...)",

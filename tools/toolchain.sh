@@ -88,11 +88,12 @@ fi
 # 4. One bin directory, keyed by everything in it, linked from the checkout.
 bin=$LVSLAB_CACHE/toolchain/bin-$(cache_key "$cli" "$langhost" "$scripts")
 if [ ! -d "$bin" ]; then
-  mkdir -p "$bin.tmp"
-  ln -sf "$cli" "$bin.tmp/pulumi"
-  ln -sf "$langhost" "$bin.tmp/pulumi-language-python"
-  ln -sf "$scripts/pulumi-language-python-exec" "$bin.tmp/"
-  ln -sf "$scripts/pulumi-resource-pulumi-python" "$bin.tmp/"
+  # Real files (hard links where possible), not symlinks: the CLI finds its language host beside itself,
+  # and the host finds its exec script beside its own resolved path.
+  rm -rf "$bin.tmp"; mkdir -p "$bin.tmp"
+  for f in "$cli" "$langhost" "$scripts/pulumi-language-python-exec" "$scripts/pulumi-resource-pulumi-python"; do
+    cp -lL "$f" "$bin.tmp/" 2>/dev/null || cp -L "$f" "$bin.tmp/"
+  done
   mv "$bin.tmp" "$bin"
 fi
 mkdir -p "$LVSLAB_ROOT/.lvslab"

@@ -1,0 +1,1 @@
+"""One ComponentResource per concept of the lab; lab.py composes them."""

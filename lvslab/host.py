@@ -1,0 +1,70 @@
+"""Facts about the machine running Pulumi that the program needs: where the built image is, whether KVM
+really works for an ordinary guest, and where pools and console logs go."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from lvslab.config import LabConfig
+from lvslab.imagebuild import ImageSpec, cache_key, default_cache
+
+POOL_DIR = os.environ.get("LVSLAB_POOL_DIR", "/var/lib/lvs-lab/pools")
+LOG_DIR = os.environ.get("LVSLAB_LOG_DIR", "/var/log/lvs-lab")
+
+
+class HostError(RuntimeError):
+    pass
+
+
+def local_image_dir(cache: Path | None = None) -> Path:
+    """The built image for the default spec; an error that says how to build it when missing."""
+    spec = ImageSpec(
+        mirror=os.environ.get("LVSLAB_DEBIAN_MIRROR", ImageSpec.mirror),
+        security_mirror=os.environ.get("LVSLAB_DEBIAN_SECURITY_MIRROR", ImageSpec.security_mirror),
+    )
+    path = (cache or default_cache()) / f"image-{spec.suite}-{cache_key(spec)}"
+    if not (path / "manifest.json").exists():
+        raise HostError(f"the lab's base image is not built yet ({path}): run `make image`")
+    return path
+
+
+def kvm_works(kernel: str, initrd: str | None, timeout: float = 15.0) -> bool:
+    """Boot the guest kernel under KVM for a moment: /dev/kvm can exist and still hang real guests
+    (as on hosts that only offer PVM). The result is cached per kernel and host kernel."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    host = os.uname().release
+    digest = hashlib.sha256(Path(kernel).read_bytes()).hexdigest()[:16]
+    cache = default_cache() / "kvm-probe.json"
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    if f"{host}/{digest}" in known:
+        return bool(known[f"{host}/{digest}"])
+    cmd = ["qemu-system-x86_64", "-accel", "kvm", "-m", "256", "-nodefaults", "-display", "none",
+           "-no-reboot", "-serial", "stdio", "-kernel", kernel, "-append", "console=ttyS0 panic=-1"]
+    if initrd:
+        cmd += ["-initrd", initrd]
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=timeout).stdout
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout or b""
+    works = b"Linux version" in out and b"Run /init" in out
+    known[f"{host}/{digest}"] = works
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(known))
+    return works
+
+
+def resolve_domain_type(cfg: LabConfig, kernel: str | None, initrd: str | None) -> tuple[str, str | None]:
+    """(domain type, note to show once) for domainType auto/kvm/qemu."""
+    if cfg.domain_type == "qemu":
+        return "qemu", None
+    if kernel and kvm_works(kernel, initrd):
+        return "kvm", None
+    if cfg.domain_type == "kvm":
+        raise HostError("lvs-lab:domainType is 'kvm' but KVM cannot run a guest on this host "
+                        "(use 'auto' or 'qemu')")
+    return "qemu", "KVM is not usable for ordinary guests here: VMs run under QEMU software emulation (TCG)"

@@ -1,0 +1,161 @@
+"""Client-side probes used by the verification: SSH into nodes, fresh HTTP requests to the VIP, ARP
+who-has on the lab bridge, and a background poller for failover timing. They run where Pulumi runs
+(the hypervisor host, on the lab bridge).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+SSH_OPTIONS = [
+    "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+]
+
+
+class SshKey:
+    """The private key in a 0600 temp file for the lifetime of the object (it is a secret)."""
+
+    def __init__(self, private_key: str) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="lvslab-key-")
+        with os.fdopen(fd, "w") as f:
+            f.write(private_key if private_key.endswith("\n") else private_key + "\n")
+
+    def close(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def __enter__(self) -> SshKey:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def ssh(key: SshKey, address: str, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a shell script as root on a node."""
+    return subprocess.run(["ssh", *SSH_OPTIONS, "-i", key.path, f"root@{address}", script],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass
+class HttpResult:
+    ok: bool
+    server: str | None
+    error: str | None
+    seconds: float
+
+
+def http_get(address: str, port: int, timeout: float = 2.0, path: str = "/") -> HttpResult:
+    """One request on a fresh TCP connection; the body names the real server."""
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        resp = conn.getresponse()
+        body = resp.read().decode(errors="replace").strip()
+        if resp.status != 200:
+            return HttpResult(False, None, f"HTTP {resp.status}", time.monotonic() - t0)
+        return HttpResult(True, resp.getheader("X-Real-Server") or body, None, time.monotonic() - t0)
+    except (OSError, http.client.HTTPException) as exc:
+        return HttpResult(False, None, f"{type(exc).__name__}: {exc}", time.monotonic() - t0)
+    finally:
+        conn.close()
+
+
+def _iface_mac(iface: str) -> bytes:
+    with open(f"/sys/class/net/{iface}/address") as f:
+        return bytes.fromhex(f.read().strip().replace(":", ""))
+
+
+def arp_responders(iface: str, target_ip: str, source_ip: str, wait: float = 1.5, tries: int = 3) -> set[str]:
+    """MAC addresses that answer an ARP who-has for target_ip on iface (LVS-DR: only the director may)."""
+    src_mac = _iface_mac(iface)
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+    sock.bind((iface, 0))
+    sock.settimeout(0.1)
+    target, source = socket.inet_aton(target_ip), socket.inet_aton(source_ip)
+    request = (b"\xff" * 6 + src_mac + b"\x08\x06"
+               + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + src_mac + source + b"\x00" * 6 + target)
+    found: set[str] = set()
+    try:
+        for _ in range(tries):
+            sock.send(request)
+            deadline = time.monotonic() + wait / tries
+            while time.monotonic() < deadline:
+                try:
+                    frame = sock.recv(128)
+                except TimeoutError:
+                    continue
+                op = struct.unpack("!H", frame[20:22])[0]
+                if op == 2 and frame[28:32] == target and frame[38:42] == source:
+                    found.add(":".join(f"{b:02x}" for b in frame[22:28]))
+    finally:
+        sock.close()
+    return found
+
+
+def neighbour_mac(address: str) -> str | None:
+    """The MAC the host currently uses for address (who holds the VIP, as the client sees it)."""
+    out = subprocess.run(["ip", "-4", "neigh", "show", address], capture_output=True, text=True).stdout
+    parts = out.split()
+    return parts[parts.index("lladdr") + 1] if "lladdr" in parts else None
+
+
+@dataclass
+class PollEvent:
+    t: float
+    ok: bool
+    server: str | None
+    mac: str | None
+
+
+@dataclass
+class Poller:
+    """Polls the VIP every `interval` seconds with fresh connections in a thread; records the timeline."""
+
+    address: str
+    port: int
+    interval: float = 0.1
+    timeout: float = 0.3
+    events: list[PollEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t = time.monotonic()
+            result = http_get(self.address, self.port, self.timeout)
+            self.events.append(PollEvent(t, result.ok, result.server, neighbour_mac(self.address)))
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - t)))
+
+    def start(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def wait_for(self, predicate: object, since: float, timeout: float) -> PollEvent | None:
+        """First event after `since` satisfying predicate, waiting up to timeout."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            events = self.events[seen:]
+            seen += len(events)
+            for ev in events:
+                if ev.t >= since and predicate(ev):  # type: ignore[operator]
+                    return ev
+            time.sleep(0.05)
+        return None
