@@ -149,7 +149,7 @@ class _VolumeProvider(_ReplaceOnChange):
             virsh(uri, "vol-create-as", pool, name, size, "--format", fmt)
             virsh(uri, "vol-upload", name, src, "--pool", pool)
         else:
-            virsh(uri, "vol-create-as", pool, name, f"{props['size_mib']}M", "--format", "qcow2",
+            virsh(uri, "vol-create-as", pool, name, f"{int(props['size_mib'])}M", "--format", "qcow2",
                   "--backing-vol", props["backing_path"], "--backing-vol-format", "qcow2")
         outs = {**props, "path": _vol_path(uri, pool, name)}
         return CreateResult(id_=f"{pool}/{name}", outs=outs)

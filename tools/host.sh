@@ -59,7 +59,7 @@ start() {
   # libvirt 9 refuses to start without these even when qemu runs as root.
   local g; for g in kvm libvirt-qemu; do getent group "$g" >/dev/null || groupadd -r "$g"; done
   id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
-  mkdir -p /var/log/libvirt /var/lib/libvirt /run/libvirt
+  mkdir -p /var/log/libvirt /var/lib/libvirt/dnsmasq /run/libvirt  # normally made by packages we do not install
   configure_qemu
   mkdir -p "$RUN/$ns"
   if ! pid_alive "$RUN/$ns/virtlogd.pid"; then

@@ -1,0 +1,59 @@
+"""The Pulumi program: read and validate the stack config, then declare the Lab (importable for tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pulumi
+
+from components.base_image import ImageFiles
+from components.lab import Lab
+from lvslab import host
+from lvslab.config import PROJECT, ConfigError, parse_config
+
+
+def raw_project_config() -> tuple[dict[str, object], set[str]]:
+    """This project's config keys (without the prefix) with JSON values decoded, and the secret ones."""
+    from pulumi.runtime import config as rc
+
+    merged = {**rc.get_config_env(), **rc.CONFIG.get()}
+    secret = set(rc.get_config_secret_keys_env()) | set(rc._SECRET_KEYS.get())
+    raw: dict[str, object] = {}
+    for full, value in merged.items():
+        ns, _, key = full.partition(":")
+        if ns != PROJECT:
+            continue
+        try:
+            raw[key] = json.loads(value) if isinstance(value, str) else value
+        except json.JSONDecodeError:
+            raw[key] = value
+    return raw, {k.partition(":")[2] for k in secret if k.startswith(PROJECT + ":")}
+
+
+def main() -> None:
+    raw, secret_keys = raw_project_config()
+    auth_pass = raw.get("authPass")
+    try:
+        cfg = parse_config(raw, pulumi.get_stack(), auth_pass=None if auth_pass is None else str(auth_pass),
+                           auth_pass_is_secret="authPass" in secret_keys)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
+
+    if cfg.image.source == "local":
+        image_dir = host.local_image_dir()
+        files = ImageFiles(image=str(image_dir / "base.qcow2"), kernel=str(image_dir / "vmlinuz"),
+                           initrd=str(image_dir / "initrd.img"), repo=str(image_dir / "repo.iso"),
+                           digest=image_dir.name)
+    else:
+        files = ImageFiles(image=cfg.image.source, kernel=cfg.image.kernel or None,
+                           initrd=cfg.image.initrd or None, repo=None, digest=cfg.image.source)
+    domain_type, note = host.resolve_domain_type(cfg, files.kernel, files.initrd)
+    if note:
+        pulumi.log.info(note)
+
+    secret_pass = pulumi.Output.secret(str(auth_pass)) if auth_pass is not None else None
+    lab = Lab(cfg.prefix, cfg, files, domain_type, host.POOL_DIR, os.path.join(host.LOG_DIR, cfg.prefix),
+              secret_pass)
+    for key, value in lab.outputs.items():
+        pulumi.export(key, value)

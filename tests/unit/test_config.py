@@ -1,0 +1,118 @@
+"""Validation of the typed config: every bad value is reported with its key and value, all at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lvslab.config import SCHEDULER_MODULES, ConfigError, parse_config
+
+
+def problems(raw: dict[str, Any], auth_pass: str | None = None, secret: bool = True) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, "dev", auth_pass=auth_pass, auth_pass_is_secret=secret)
+    return err.value.problems
+
+
+def test_dev_stack_is_valid(dev_raw: dict[str, Any]) -> None:
+    cfg = parse_config(dev_raw, "dev")
+    assert cfg.prefix == "lvs-lab-dev"
+    assert cfg.master.name == "director1" and cfg.backup.name == "director2"
+    assert [s.name for s in cfg.real_servers] == ["web1", "web2"]
+    # advert_int 1, BACKUP priority 100, VRRPv2: 3 + (256 - 100) / 256
+    assert cfg.failover_bound_seconds() == pytest.approx(3.609375)
+
+
+def test_vrrp3_skew_scales_with_advert_int(dev_raw: dict[str, Any]) -> None:
+    dev_raw["vrrp"] = {"version": 3, "advertInt": 0.5, "virtualRouterId": 61}
+    cfg = parse_config(dev_raw, "dev")
+    assert cfg.failover_bound_seconds() == pytest.approx(1.5 + 156 * 0.5 / 256)
+
+
+@pytest.mark.parametrize("algo", sorted(SCHEDULER_MODULES))
+def test_every_keepalived_scheduler_is_accepted(dev_raw: dict[str, Any], algo: str) -> None:
+    dev_raw["lvs"]["lbAlgo"] = algo
+    assert parse_config(dev_raw, "dev").lb_algo == algo
+
+
+GOLDEN = [
+    # (mutation, expected message)
+    (lambda r: r["network"].update(subnet="10.77.0.1/24"),
+     "lvs-lab:network.subnet: must be an IPv4 network in CIDR form with no host bits, e.g. 10.77.0.0/24 "
+     "(got '10.77.0.1/24')"),
+    (lambda r: r["network"].update(bridge="a-very-long-bridge"),
+     "lvs-lab:network.bridge: must be 1-15 characters of letters, digits, '_', '.', '-' (Linux IFNAMSIZ) "
+     "(got 'a-very-long-bridge')"),
+    (lambda r: r.update(vip="10.99.0.100"),
+     "lvs-lab:vip: must be inside network.subnet 10.77.0.0/24 (got '10.99.0.100')"),
+    (lambda r: r.update(vip="10.77.0.255"),
+     "lvs-lab:vip: must not be the network or broadcast address of 10.77.0.0/24 (got '10.77.0.255')"),
+    (lambda r: r.update(vip="10.77.0.11"),
+     "lvs-lab:directors[0].address: duplicates the address of vip (got '10.77.0.11')"),
+    (lambda r: r.update(vip="10.77.0.1"),
+     "lvs-lab:vip: duplicates the address of network.hostAddress (got '10.77.0.1')"),
+    (lambda r: r["realServers"][1].update(address="10.77.0.21"),
+     "lvs-lab:realServers[1].address: duplicates the address of realServers[0].address (got '10.77.0.21')"),
+    (lambda r: r["realServers"][1].update(name="web1"),
+     "lvs-lab:realServers[1].name: duplicates the name of realServers[0].name (got 'web1')"),
+    (lambda r: r["directors"][0].update(priority=255),
+     "lvs-lab:directors[0].priority: must be between 1 and 254 (got 255)"),
+    (lambda r: r["directors"][1].update(priority=200),
+     "lvs-lab:directors: the MASTER's priority must be higher than the BACKUP's (director1 150 <= director2 200) "
+     "(got ['BACKUP', 'MASTER'])"),
+    (lambda r: r["directors"][1].update(state="MASTER"),
+     "lvs-lab:directors: must have one MASTER and one BACKUP (got ['MASTER', 'MASTER'])"),
+    (lambda r: r["vrrp"].update(virtualRouterId=256),
+     "lvs-lab:vrrp.virtualRouterId: must be between 1 and 255 (got 256)"),
+    (lambda r: r["vrrp"].update(advertInt=0.5),
+     "lvs-lab:vrrp.advertInt: must be whole seconds with VRRP version 2 (got 0.5)"),
+    (lambda r: r["vrrp"].update(advertInt=0),
+     "lvs-lab:vrrp.advertInt: must be greater than 0 (got 0.0)"),
+    (lambda r: r["realServers"][0].update(weight=70000),
+     "lvs-lab:realServers[0].weight: must be between 0 and 65535 (got 70000)"),
+    (lambda r: r["lvs"].update(lbAlgo="roundrobin"),
+     "lvs-lab:lvs.lbAlgo: must be one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh (got 'roundrobin')"),
+    (lambda r: r["lvs"].update(lbKind="NAT"), "lvs-lab:lvs.lbKind: must be one of DR (got 'NAT')"),
+    (lambda r: r.update(port=0), "lvs-lab:port: must be between 1 and 65535 (got 0)"),
+    (lambda r: r.update(port=70000), "lvs-lab:port: must be between 1 and 65535 (got 70000)"),
+    (lambda r: r["healthCheck"].update(type="PING"),
+     "lvs-lab:healthCheck.type: must be one of TCP_CHECK, HTTP_GET (got 'PING')"),
+    (lambda r: r.update(realServers=[]), "lvs-lab:realServers: must be a list of at least one real server (got [])"),
+    (lambda r: r.update(vipp="10.77.0.5"),
+     "lvs-lab:vipp: unknown key; expected one of authPass, directors, domainType, faults, healthCheck, image, "
+     "libvirtUri, lvs, network, packageSource, port, realServers, verify, vip, vm, vrrp (got '10.77.0.5')"),
+    (lambda r: r["lvs"].update(persistance=5),
+     "lvs-lab:lvs.persistance: unknown key; expected one of lbAlgo, lbKind, persistenceTimeout (got 5)"),
+    (lambda r: r.update(domainType="xen"), "lvs-lab:domainType: must be one of auto, kvm, qemu (got 'xen')"),
+]
+
+
+@pytest.mark.parametrize("mutate,message", GOLDEN, ids=[m.split(":")[1] for _, m in GOLDEN])
+def test_golden_messages(dev_raw: dict[str, Any], mutate: Any, message: str) -> None:
+    mutate(dev_raw)
+    assert message in problems(dev_raw)
+
+
+def test_all_problems_are_reported_together(dev_raw: dict[str, Any]) -> None:
+    dev_raw["vip"] = "10.99.0.1"
+    dev_raw["port"] = 0
+    dev_raw["vrrp"]["virtualRouterId"] = 0
+    found = problems(dev_raw)
+    assert len(found) == 3, found
+
+
+def test_auth_pass_longer_than_8_is_refused_without_printing_it(dev_raw: dict[str, Any]) -> None:
+    found = problems(dev_raw, auth_pass="supersecret9")
+    assert found == ["lvs-lab:authPass: must be 1 to 8 characters: keepalived's PASS authentication silently "
+                     "truncates longer passwords (got '<secret of 12 characters>')"]
+    assert "supersecret9" not in str(found)
+
+
+def test_auth_pass_must_be_a_secret(dev_raw: dict[str, Any]) -> None:
+    assert problems(dev_raw, auth_pass="abc", secret=False) == [
+        "lvs-lab:authPass: must be stored as a secret (pulumi config set --secret authPass ...) (got '<plaintext>')"]
+
+
+def test_auth_pass_not_required(dev_raw: dict[str, Any]) -> None:
+    assert parse_config(dev_raw, "dev", auth_pass=None).vrrp.version == 2
