@@ -68,7 +68,7 @@ class Verification(pulumi.ComponentResource):
                                  opts=pulumi.ResourceOptions(parent=self, depends_on=deps))
             previous = checks[step]
         self.results = pulumi.Output.all(*[c.result for c in checks.values()]).apply(
-            lambda rs: {step: json.loads(r) for step, r in zip(checks, rs)})
+            lambda rs: {step: json.loads(r) for step, r in zip(checks, rs, strict=False)})
         self.results.apply(lambda r: pulumi.log.info(summary(r), self) if r else None)
         remove, add = health_check_window({**verification_spec(cfg)["health_check"]})
         self.register_outputs({"results": self.results, "failoverBoundSeconds": cfg.failover_bound_seconds(),

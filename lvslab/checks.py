@@ -118,7 +118,7 @@ def _vip_holders(spec: dict[str, Any], key: SshKey) -> dict[str, bool]:
         if out.returncode != 0:
             raise CheckFailed("vip-state", f"SSH to {d['name']}", out.stderr.strip())
         return f" {spec['vip']}/" in out.stdout
-    return dict(zip([d["name"] for d in spec["directors"]], _parallel(holds, spec["directors"])))
+    return dict(zip([d["name"] for d in spec["directors"]], _parallel(holds, spec["directors"]), strict=False))
 
 
 def _ipvs_list(spec: dict[str, Any], key: SshKey, director: dict[str, Any], stats: bool = False) -> str:
@@ -159,7 +159,7 @@ def check_readiness(spec: dict[str, Any], key: SshKey) -> dict[str, Any]:
 
     nodes = spec["directors"] + spec["real_servers"]
     results = _parallel(wait, nodes)
-    return {"passed": True, "nodes": {n["name"]: r for n, r in zip(nodes, results)},
+    return {"passed": True, "nodes": {n["name"]: r for n, r in zip(nodes, results, strict=False)},
             "seconds": round(time.monotonic() - t0, 1)}
 
 
@@ -227,8 +227,14 @@ def check_round_robin(spec: dict[str, Any], key: SshKey) -> dict[str, Any]:
         res = http_get(spec["vip"], spec["port"], timeout=3)
         sequence.append(res.server if res.ok else f"ERROR({res.error})")
     counts = Counter(s for s in sequence if not s.startswith("ERROR"))
-    stats_text = _ipvs_list(spec, key, master, stats=True)
-    stats = parse_ipvsadm_stats(stats_text)
+    # The kernel folds per-CPU counters into what ipvsadm shows every 2 s (estimator): wait for them.
+    deadline = time.monotonic() + 10
+    while True:
+        stats_text = _ipvs_list(spec, key, master, stats=True)
+        stats = parse_ipvsadm_stats(stats_text)
+        if sum(v["conns"] for v in stats.values()) >= total or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     problem = evaluate_distribution(dict(counts), spec["real_servers"], spec["lb_algo"], spec["persistence"], total)
     if problem:
         raise CheckFailed("round-robin", f"{total} requests split by {spec['lb_algo']} over "

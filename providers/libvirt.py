@@ -42,18 +42,20 @@ def _with_xml_file(uri: str, verb: str, xml: str) -> str:
         return virsh(uri, verb, f.name)
 
 
+_INFO = {"dom": "dominfo", "net": "net-info", "pool": "pool-info"}
+
+
 def _exists(uri: str, kind: str, name: str) -> bool:
-    return subprocess.run(["virsh", "-q", "-c", uri, f"{kind}-info", name],
-                          capture_output=True).returncode == 0
+    return subprocess.run(["virsh", "-q", "-c", uri, _INFO[kind], name], capture_output=True).returncode == 0
 
 
 class _ReplaceOnChange(ResourceProvider):
     """Any input change replaces the object; names are fixed, so the old one goes first."""
 
-    ignored: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()  # computed by create(): never a reason to replace
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        keys = {k for k in set(olds) | set(news) if not k.startswith("__") and k not in self.ignored}
+        keys = {k for k in set(olds) | set(news) if not k.startswith("__") and k not in self.outputs}
         changed = sorted(k for k in keys if olds.get(k) != news.get(k))
         return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=True)
 
@@ -140,6 +142,8 @@ def _vol_path(uri: str, pool: str, name: str) -> str:
 class _VolumeProvider(_ReplaceOnChange):
     """A volume uploaded from a local file, or a qcow2 copy-on-write overlay of another volume."""
 
+    outputs = ("path",)
+
     def create(self, props: dict[str, Any]) -> CreateResult:
         uri, pool, name = props["uri"], props["pool"], props["name"]
         if props.get("source"):
@@ -181,6 +185,8 @@ def seed_digest(user_data: str, meta_data: str, network_config: str) -> str:
 
 
 class _SeedProvider(_ReplaceOnChange):
+    outputs = ("path",)
+
     def create(self, props: dict[str, Any]) -> CreateResult:
         uri, pool, name = props["uri"], props["pool"], props["name"]
         with tempfile.TemporaryDirectory() as tmp:
@@ -215,6 +221,8 @@ class SeedDisk(Resource):
 # --- domain ----------------------------------------------------------------------------------------
 
 class _DomainProvider(_ReplaceOnChange):
+    outputs = ("started_at",)
+
     def create(self, props: dict[str, Any]) -> CreateResult:
         uri, name = props["uri"], props["name"]
         if _exists(uri, "dom", name):
@@ -234,6 +242,10 @@ class _DomainProvider(_ReplaceOnChange):
         virsh(uri, "destroy", id_, check=False)
         if _exists(uri, "dom", id_):
             virsh(uri, "undefine", id_)
+        log = Path(props["console_log"])
+        log.unlink(missing_ok=True)
+        if log.parent.exists() and not any(log.parent.iterdir()):
+            log.parent.rmdir()
 
 
 class Domain(Resource):

@@ -72,7 +72,8 @@ GOLDEN = [
     (lambda r: r["realServers"][0].update(weight=70000),
      "lvs-lab:realServers[0].weight: must be between 0 and 65535 (got 70000)"),
     (lambda r: r["lvs"].update(lbAlgo="roundrobin"),
-     "lvs-lab:lvs.lbAlgo: must be one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh (got 'roundrobin')"),
+     "lvs-lab:lvs.lbAlgo: must be one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh "
+     "(got 'roundrobin')"),
     (lambda r: r["lvs"].update(lbKind="NAT"), "lvs-lab:lvs.lbKind: must be one of DR (got 'NAT')"),
     (lambda r: r.update(port=0), "lvs-lab:port: must be between 1 and 65535 (got 0)"),
     (lambda r: r.update(port=70000), "lvs-lab:port: must be between 1 and 65535 (got 70000)"),

@@ -68,7 +68,8 @@ def by_name(mocks: Recorder) -> dict[str, pulumi.runtime.MockResourceArgs]:
 @pytest.mark.parametrize("n_rs", [2, 5])
 def test_graph(dev_raw: dict[str, Any], image_dir: Path, n_rs: int) -> None:
     dev_raw["domainType"] = "qemu"
-    dev_raw["realServers"] = [{"name": f"web{i}", "address": f"10.77.0.{20 + i}", "weight": 1} for i in range(1, n_rs + 1)]
+    dev_raw["realServers"] = [{"name": f"web{i}", "address": f"10.77.0.{20 + i}", "weight": 1}
+                              for i in range(1, n_rs + 1)]
     mocks = run_program(dev_raw)
     res = by_name(mocks)
     components = [r for r in mocks.resources if r.typ.startswith("lvslab:index:")]

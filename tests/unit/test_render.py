@@ -13,8 +13,17 @@ import pytest
 import yaml
 
 from lvslab.config import LabConfig, parse_config
-from lvslab.render import (DomainDisks, director_user_data, domain_xml, keepalived_conf, mac_for, network_config,
-                           network_xml, nginx_site, real_server_user_data)
+from lvslab.render import (
+    DomainDisks,
+    director_user_data,
+    domain_xml,
+    keepalived_conf,
+    mac_for,
+    network_config,
+    network_xml,
+    nginx_site,
+    real_server_user_data,
+)
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH0VtHs3aV1aQ8x7mBq0p2U6vYpVdJt3b6yJ0a8bW9c0 lvs-lab-test"
@@ -113,7 +122,8 @@ def test_faults_change_exactly_what_they_say(dev_raw: dict[str, Any]) -> None:
     cfg = parse_config(dev_raw, "dev")
     assert "virtual_router_id 61" in keepalived_conf(cfg, cfg.master, "x")
     assert "virtual_router_id 62" in keepalived_conf(cfg, cfg.backup, "x")
-    assert not any(line.strip().startswith("vrrp_strict") for line in keepalived_conf(cfg, cfg.master, "x").splitlines())
+    lines = keepalived_conf(cfg, cfg.master, "x").splitlines()
+    assert not any(line.strip().startswith("vrrp_strict") for line in lines)
 
 
 def test_domain_xml(dev_raw: dict[str, Any]) -> None:

@@ -1,0 +1,50 @@
+# lvs-lab: the two README commands are `make up` and `make test`. Every target is idempotent and cached.
+SHELL := /bin/bash
+NETNS ?= lvslab
+STACK ?= dev
+PY := .lvslab/venv/bin/python
+IN_NS := ip netns exec $(NETNS) env
+
+.PHONY: up test setup packages venv toolchain image host-start host-stop destroy shell unit e2e lint bench
+
+## up: set up everything on a fresh machine, then create and verify the $(STACK) lab
+up: setup host-start
+	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py up --stack $(STACK)
+
+## test: the whole test suite (unit tests, then the e2e runs on real VMs); .ci/run calls this
+test: setup
+	@source tools/env.sh && tools/run-tests.sh
+
+setup: packages venv toolchain image
+
+packages:
+	@tools/host.sh packages
+
+venv:
+	@tools/venv.sh
+
+toolchain:
+	@tools/toolchain.sh
+
+image: venv
+	@$(PY) -m lvslab.imagebuild >/dev/null
+
+host-start:
+	@tools/host.sh start $(NETNS)
+
+host-stop:
+	@tools/host.sh stop $(NETNS)
+
+## destroy: tear the $(STACK) lab down (and check nothing is left)
+destroy:
+	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py destroy --stack $(STACK)
+
+## shell: a shell in the lab's network namespace (curl the VIP from here)
+shell:
+	@source tools/env.sh && $(IN_NS) PATH="$$PATH" bash
+
+unit: setup
+	@source tools/env.sh && $(PY) -m pytest -q tests/unit
+
+lint: venv
+	@.lvslab/venv/bin/ruff check .

@@ -1,0 +1,427 @@
+"""lvs-lab runner (Pulumi Automation API): bring a lab up and verify it, tear it down, or run an ephemeral
+CI cycle (unique stack, up, verify, idempotency preview, always destroy, leak check, artefacts).
+
+  lvslab.py up [--stack dev]            create/update the lab and verify it (summary printed)
+  lvslab.py destroy [--stack dev] [--rm]
+  lvslab.py ephemeral [--template ci] [--keep] [--fault F ...] [--expect-fail CHECK] [--artefacts DIR]
+                      [--real-servers N] [--json FILE]
+
+Run it inside the lab's network namespace (the Makefile does), with tools/env.sh's environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pulumi import automation as auto
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lvslab.config import PROJECT  # noqa: E402
+from providers.libvirt import objects_with_prefix  # noqa: E402
+
+SLOTS = Path(os.environ.get("LVSLAB_RUN_DIR", "/run/lvs-lab")) / "ci-slots"
+
+
+def log(msg: str) -> None:
+    print(f"[lvs-lab {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class SignalGuard:
+    """SIGINT/SIGTERM: stop the running pulumi (our child, by PID) gracefully, then let the caller clean up."""
+
+    def __init__(self) -> None:
+        self.fired = threading.Event()
+
+    def __enter__(self) -> SignalGuard:
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.fired.is_set():
+            return
+        self.fired.set()
+        log(f"signal {signum}: cancelling the running operation, then cleaning up")
+        for pid in _child_pids(os.getpid()):
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+
+def _child_pids(parent: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def run_guarded(guard: SignalGuard, fn: Callable[[], Any]) -> Any:
+    """Run fn in a thread so signals are handled in the main thread while pulumi runs."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if "error" in box:
+        raise box["error"]
+    if guard.fired.is_set():
+        raise Interrupted("interrupted by signal")
+    return box.get("value")
+
+
+def select_stack(name: str) -> auto.Stack:
+    return auto.create_or_select_stack(stack_name=name, work_dir=str(ROOT))
+
+
+def outputs_of(stack: auto.Stack) -> dict[str, Any]:
+    return {k: v.value for k, v in stack.outputs().items()}
+
+
+def print_summary(outputs: dict[str, Any]) -> None:
+    from components.verification import summary
+
+    if outputs.get("verification"):
+        print(summary(outputs["verification"]), flush=True)
+    print(f"VIP: {outputs.get('vipUrl')}  MASTER: {outputs.get('master')}  domain type: {outputs.get('domainType')}")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    stack = select_stack(args.stack)
+    with SignalGuard() as guard:
+        t0 = time.monotonic()
+        run_guarded(guard, lambda: stack.up(on_output=print, color="never"))
+        log(f"up of {args.stack} finished in {time.monotonic() - t0:.0f} s")
+    print_summary(outputs_of(stack))
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    stack = select_stack(args.stack)
+    with SignalGuard() as guard:
+        run_guarded(guard, lambda: stack.destroy(on_output=print, color="never", continue_on_error=True))
+    leaks = leak_check(stack, args.stack)
+    if args.rm:
+        stack.workspace.remove_stack(args.stack, force=True)
+    return 1 if leaks else 0
+
+
+def leak_check(stack: auto.Stack, stack_name: str) -> dict[str, list[str]]:
+    uri = "qemu:///system"
+    try:
+        uri = stack.get_config(f"{PROJECT}:libvirtUri").value
+    except auto.errors.CommandError:
+        pass
+    prefix = f"{PROJECT}-{stack_name}-"
+    leaks = {k: v for k, v in objects_with_prefix(uri, prefix).items() if v}
+    for path in (Path("/var/lib/lvs-lab/pools") / f"{PROJECT}-{stack_name}",):
+        if path.exists():
+            leaks.setdefault("files", []).append(str(path))
+    if leaks:
+        log(f"LEAK CHECK FAILED: left behind {leaks}")
+    else:
+        log(f"leak check: no libvirt domain, network, pool or volume with prefix {prefix} is left")
+    return leaks
+
+
+# --- ephemeral CI environments -----------------------------------------------------------------------
+
+def reserve_slot() -> int:
+    """A slot number no other runner on this host holds: it picks the bridge name and subnet."""
+    SLOTS.mkdir(parents=True, exist_ok=True)
+    for slot in range(1, 200):
+        try:
+            (SLOTS / str(slot)).mkdir()
+            (SLOTS / str(slot) / "pid").write_text(str(os.getpid()))
+            return slot
+        except FileExistsError:
+            pid_file = SLOTS / str(slot) / "pid"
+            if pid_file.exists() and not Path(f"/proc/{pid_file.read_text().strip()}").exists():
+                shutil.rmtree(SLOTS / str(slot), ignore_errors=True)  # stale: its runner is gone
+    raise RuntimeError("no free CI slot")
+
+
+def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],
+                     real_servers: int | None) -> dict[str, Any]:
+    """Template config moved to its own bridge and /24 so several labs can run side by side."""
+    cfg = json.loads(json.dumps(template))
+    ns = f"{PROJECT}:"
+    old = ipaddress.IPv4Network(cfg[ns + "network"]["subnet"])
+    new = ipaddress.IPv4Network(f"10.200.{slot}.0/24")
+
+    def move(addr: str) -> str:
+        return str(new.network_address + (int(ipaddress.IPv4Address(addr)) - int(old.network_address)))
+
+    cfg[ns + "network"] = {"bridge": f"lvsci{slot}", "subnet": str(new),
+                           "hostAddress": move(cfg[ns + "network"]["hostAddress"])}
+    cfg[ns + "vip"] = move(cfg[ns + "vip"])
+    for d in cfg[ns + "directors"]:
+        d["address"] = move(d["address"])
+    servers = cfg[ns + "realServers"]
+    if real_servers:
+        servers = [{"name": f"web{i}", "address": move(str(old.network_address + 20 + i)), "weight": 1}
+                   for i in range(1, real_servers + 1)]
+    else:
+        for s in servers:
+            s["address"] = move(s["address"])
+    cfg[ns + "realServers"] = servers
+    cfg[ns + "vrrp"] = {**cfg.get(ns + "vrrp", {}), "virtualRouterId": 100 + slot % 150}
+    if faults:
+        cfg[ns + "faults"] = faults
+    return cfg
+
+
+def private_key_of(name: str) -> str | None:
+    """The lab's SSH private key, decrypted from the stack's state (it is a secret output)."""
+    state = json.loads(subprocess.run(["pulumi", "stack", "export", "--show-secrets", "--stack", name],
+                                      cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    for res in state.get("deployment", {}).get("resources", []):
+        value = res.get("outputs", {}).get("private_key")
+        if isinstance(value, dict):
+            value = value.get("plaintext")
+            value = json.loads(value) if value and value.startswith('"') else value
+        if value:
+            return str(value)
+    return None
+
+
+def lab_config(stack: auto.Stack, name: str) -> Any:
+    from lvslab.config import parse_config
+
+    raw = {}
+    for key, item in stack.get_all_config().items():
+        ns, _, short = key.partition(":")
+        if ns == PROJECT and short != "authPass":
+            try:
+                raw[short] = json.loads(item.value)
+            except json.JSONDecodeError:
+                raw[short] = item.value
+    return parse_config(raw, name)
+
+
+def collect_artefacts(stack: auto.Stack, name: str, dest: Path, extra: dict[str, str]) -> None:
+    """Diagnostics before destroy: consoles, cloud-init logs, keepalived journal and ipvsadm, event log."""
+    from lvslab.probe import SshKey, ssh
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for fname, text in extra.items():
+        (dest / fname).write_text(text)
+    log_dir = Path("/var/log/lvs-lab") / f"{PROJECT}-{name}"
+    if log_dir.exists():
+        shutil.copytree(log_dir, dest / "consoles", dirs_exist_ok=True)
+    try:
+        key_text = private_key_of(name)
+    except subprocess.CalledProcessError as exc:
+        (dest / "export-error.txt").write_text(exc.stderr)
+        return
+    cfg = lab_config(stack, name)
+    nodes = [("directors", d.name, d.address) for d in cfg.directors]
+    nodes += [("realServers", s.name, s.address) for s in cfg.real_servers]
+    if not key_text:
+        return
+    with SshKey(key_text) as key:
+        for kind, node, address in nodes:
+            role_script = ("journalctl -u keepalived --no-pager; ipvsadm -Ln; ipvsadm -Ln --stats; ip addr"
+                           if kind == "directors" else
+                           "systemctl status nginx --no-pager; ip addr; sysctl -a 2>/dev/null | grep arp_")
+            script = "cloud-init status --long; cat /var/log/cloud-init-output.log; " + role_script
+            try:
+                out = ssh(key, address, script, timeout=60)
+                (dest / f"{node}.txt").write_text(out.stdout + out.stderr)
+            except subprocess.TimeoutExpired:
+                (dest / f"{node}.txt").write_text("ssh timed out")
+    log(f"artefacts in {dest}")
+
+
+def cmd_ephemeral(args: argparse.Namespace) -> int:
+    t_start = time.monotonic()
+    slot = reserve_slot()
+    name = f"ci{slot}-{secrets.token_hex(3)}"
+    template = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{args.template}.yaml").read_text())["config"]
+    stack_file = ROOT / "stacks" / f"Pulumi.{name}.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": ephemeral_config(template, slot, args.fault, args.real_servers)}))
+    report: dict[str, Any] = {"stack": name, "slot": slot, "phases": {}}
+    events: list[str] = []
+    failed: list[str] = []
+    stack = None
+    try:
+        with SignalGuard() as guard:
+            stack = select_stack(name)
+            log(f"ephemeral stack {name} (bridge lvsci{slot}, subnet 10.200.{slot}.0/24)")
+
+            def phase(label: str, fn: Callable[[], Any]) -> Any:
+                t0 = time.monotonic()
+                try:
+                    return run_guarded(guard, fn)
+                finally:
+                    report["phases"][label] = round(time.monotonic() - t0, 1)
+                    log(f"{label} took {report['phases'][label]} s")
+
+            def on_output(line: str) -> None:
+                events.append(line)
+                print(line, flush=True)
+
+            try:
+                phase("up", lambda: stack.up(on_output=on_output, color="never"))
+                outputs = outputs_of(stack)
+                report["verification"] = outputs.get("verification")
+                print_summary(outputs)
+                preview = phase("preview", lambda: stack.preview(on_output=on_output, color="never"))
+                changes = {k: v for k, v in (preview.change_summary or {}).items() if k != "same"}
+                if changes:
+                    failed.append(f"idempotency: a preview right after up reports changes {changes}")
+            except auto.errors.CommandError as exc:
+                failed.append("up/verification: " + _first_error(str(exc)))
+            except Interrupted:
+                failed.append("interrupted")
+            if failed and args.artefacts:
+                collect_artefacts(stack, name, Path(args.artefacts) / name,
+                                  {"events.log": "\n".join(events), "failure.txt": "\n".join(failed)})
+            if args.keep:
+                log(f"--keep: lab {name} left up (destroy with: tools/lvslab.py destroy --stack {name} --rm)")
+                return 0 if not failed else 1
+    finally:
+        if stack is not None and not args.keep:
+            t0 = time.monotonic()
+            try:
+                stack.destroy(on_output=print, color="never", continue_on_error=True)
+            except auto.errors.CommandError as exc:
+                failed.append("destroy: " + _first_error(str(exc)))
+            report["phases"]["destroy"] = round(time.monotonic() - t0, 1)
+            leaks = leak_check(stack, name)
+            if leaks:
+                failed.append(f"leak check: {leaks}")
+            stack.workspace.remove_stack(name, force=True)
+        if not args.keep:
+            stack_file.unlink(missing_ok=True)
+            shutil.rmtree(SLOTS / str(slot), ignore_errors=True)
+    report["failed"] = failed
+    report["seconds"] = round(time.monotonic() - t_start, 1)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return finish(report, args.expect_fail)
+
+
+def _first_error(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if "check " in ln and "failed" in ln]
+    return lines[0] if lines else text.strip().splitlines()[-1][:500]
+
+
+def finish(report: dict[str, Any], expect_fail: str | None) -> int:
+    failed = report["failed"]
+    print("\nephemeral lab summary:")
+    for label, secs in report["phases"].items():
+        print(f"  {label:<10} {secs:>7} s")
+    if expect_fail:
+        hit = [f for f in failed if f"check {expect_fail} failed" in f]
+        others = [f for f in failed if f.startswith(("leak", "destroy"))]
+        ok = bool(hit) and not others
+        print(f"  expected check {expect_fail} to fail: {'yes' if hit else 'NO'}; failures: {failed}")
+        return 0 if ok else 1
+    print("  result: " + ("PASS" if not failed else "FAIL: " + "; ".join(failed)))
+    return 0 if not failed else 1
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    """Break a running lab one way, show the named check fails, repair it, show the check passes again."""
+    from components.verification import verification_spec
+    from lvslab.checks import CheckFailed, run_step
+    from lvslab.faults import RUNTIME_FAULTS
+    from lvslab.probe import SshKey, ssh
+
+    fault = RUNTIME_FAULTS[args.fault]
+    stack = select_stack(args.stack)
+    cfg = lab_config(stack, args.stack)
+    spec = verification_spec(cfg)
+    key_text = private_key_of(args.stack)
+    assert key_text, "no SSH key in the stack state"
+    targets = {"real_servers": spec["real_servers"], "one_real_server": spec["real_servers"][:1],
+               "directors": spec["directors"]}[fault.targets]
+    result: dict[str, Any] = {"fault": fault.name, "expected_check": fault.check}
+    with SshKey(key_text) as key:
+        def on_all(script: str) -> None:
+            for node in targets:
+                out = ssh(key, node["address"], script)
+                if out.returncode != 0:
+                    raise RuntimeError(f"{script!r} on {node['name']}: {out.stderr.strip()}")
+        on_all(fault.inject)
+        try:
+            run_step(fault.step, spec, key_text)
+            result["failed_check"] = None
+        except CheckFailed as exc:
+            result.update(failed_check=exc.check, message=str(exc))
+        finally:
+            on_all(fault.repair)
+        time.sleep(spec["failover_bound_s"] + 2)  # VRRP election / health checks settle
+        try:
+            result["after_repair"] = run_step(fault.step, spec, key_text)["passed"]
+        except CheckFailed as exc:
+            result["after_repair"] = f"still failing: {exc}"
+    print(json.dumps(result, indent=2))
+    ok = result["failed_check"] == fault.check and result["after_repair"] is True
+    log(f"fault {fault.name}: check {result['failed_check']} failed (expected {fault.check}); "
+        f"after repair: {result['after_repair']} -> {'OK' if ok else 'WRONG'}")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="lvs-lab runner")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up")
+    up.add_argument("--stack", default="dev")
+    down = sub.add_parser("destroy")
+    down.add_argument("--stack", default="dev")
+    down.add_argument("--rm", action="store_true", help="also remove the stack")
+    eph = sub.add_parser("ephemeral")
+    eph.add_argument("--template", default="ci")
+    eph.add_argument("--keep", action="store_true", help="keep the lab up for debugging")
+    eph.add_argument("--fault", action="append", default=[], help="test-only fault (see lvslab/config.py FAULTS)")
+    eph.add_argument("--expect-fail", help="succeed only if this check fails (and teardown is clean)")
+    eph.add_argument("--artefacts", default=str(ROOT / "artefacts"))
+    eph.add_argument("--real-servers", type=int)
+    eph.add_argument("--json", help="write the run report here")
+    fault = sub.add_parser("fault")
+    fault.add_argument("--stack", required=True)
+    fault.add_argument("--fault", required=True, choices=["rs-no-arp-sysctls", "rs-no-vip", "nginx-down-all",
+                                                          "keepalived-down-all"])
+    args = parser.parse_args(argv)
+    return {"up": cmd_up, "destroy": cmd_destroy, "ephemeral": cmd_ephemeral, "fault": cmd_fault}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
