@@ -15,6 +15,7 @@ import argparse
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -138,6 +139,10 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     leaks = leak_check(stack, args.stack)
     if args.rm:
         stack.workspace.remove_stack(args.stack, force=True)
+        match = re.fullmatch(r"ci(\d+)-[0-9a-f]+", args.stack)
+        if match:  # an ephemeral lab kept with --keep: its generated stack file and slot go too
+            (ROOT / "stacks" / f"Pulumi.{args.stack}.yaml").unlink(missing_ok=True)
+            shutil.rmtree(SLOTS / match.group(1), ignore_errors=True)
     return 1 if leaks else 0
 
 

@@ -1,0 +1,101 @@
+"""Ephemeral labs on real VMs: two side by side (full verification, idempotency, leak check), runtime
+faults that each fail their named check, and a deliberately failing verification that still tears
+everything down and leaves artefacts."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import read_report, run_in, start_in
+
+STEPS = ["readiness", "lvs-state", "round-robin", "health-check", "failover", "failback", "restore"]
+
+
+@pytest.fixture(scope="module")
+def side_by_side(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Two ephemeral labs at once; the first is kept up for the fault tests, then destroyed."""
+    work = tmp_path_factory.mktemp("labs")
+    t0 = time.monotonic()
+    procs = {
+        "a": start_in(netns, "ephemeral", "--keep", "--json", str(work / "a.json"), log=work / "a.log"),
+        "b": start_in(netns, "ephemeral", "--json", str(work / "b.json"), log=work / "b.log"),
+    }
+    codes = {k: p.wait(timeout=3000) for k, p in procs.items()}
+    result = {"codes": codes, "seconds": round(time.monotonic() - t0), "work": work, "netns": netns}
+    for k in procs:
+        print(f"--- lab {k} (exit {codes[k]}) ---\n" + (work / f"{k}.log").read_text()[-15000:])
+        result[k] = read_report(work / f"{k}.json") if (work / f"{k}.json").exists() else None
+    yield result
+    if result["a"]:
+        down = run_in(netns, "destroy", "--stack", result["a"]["stack"], "--rm")
+        (work / "a-destroy.exit").write_text(str(down.returncode))
+
+
+def _assert_verified(report: dict[str, Any]) -> None:
+    assert report["failed"] == [], report["failed"]
+    verification = report["verification"]
+    assert list(verification) == STEPS
+    assert all(r["passed"] for r in verification.values())
+    rr = verification["round-robin"]
+    assert sorted(rr["counts"].values()) == [4, 4] and rr["ipvs_conns"] == rr["counts"]
+    fo = verification["failover"]
+    assert fo["service_gap_s"] <= fo["vrrp_bound_s"] + 1.0
+    assert verification["failback"]["preempt"] is True
+    hc = verification["health-check"]
+    assert hc["removed_after_s"] <= hc["remove_window_s"] + 10 and hc["readded_after_s"] <= hc["add_window_s"] + 10
+
+
+def test_two_labs_side_by_side(side_by_side: dict[str, Any]) -> None:
+    print(json.dumps({k: side_by_side[k] for k in ("codes", "seconds")}))
+    assert side_by_side["codes"] == {"a": 0, "b": 0}
+    a, b = side_by_side["a"], side_by_side["b"]
+    assert a["slot"] != b["slot"] and a["stack"] != b["stack"]
+    _assert_verified(a)
+    _assert_verified(b)
+    assert "destroy" in b["phases"] and "destroy" not in a["phases"]  # a is kept for the fault tests
+
+
+@pytest.mark.parametrize("fault,check", [
+    ("rs-no-arp-sysctls", "real-server-config"),
+    ("rs-no-vip", "real-server-config"),
+    ("nginx-down-all", "round-robin"),
+    ("keepalived-down-all", "vip-state"),
+])
+def test_runtime_fault_fails_its_check(side_by_side: dict[str, Any], fault: str, check: str) -> None:
+    if not side_by_side["a"] or side_by_side["codes"]["a"] != 0:
+        pytest.fail("lab a did not come up")
+    proc = run_in(side_by_side["netns"], "fault", "--stack", side_by_side["a"]["stack"], "--fault", fault)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert f'"failed_check": "{check}"' in proc.stdout and '"after_repair": true' in proc.stdout
+
+
+def test_kept_lab_destroys_without_leaks(side_by_side: dict[str, Any], netns: str) -> None:
+    """Runs last in this module: destroy the kept lab and check nothing with its prefix is left."""
+    stack = side_by_side["a"]["stack"]
+    proc = run_in(netns, "destroy", "--stack", stack, "--rm")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "leak check: no libvirt domain" in proc.stdout
+    side_by_side["a"] = None  # already destroyed
+
+
+def test_failing_verification_destroys_and_leaves_artefacts(netns: str, tmp_path: Path) -> None:
+    """A BACKUP with another virtual_router_id: both directors take the VIP. vip-state must fail, the lab
+    must still be destroyed leak-free, and diagnostics must be collected first."""
+    report_path = tmp_path / "report.json"
+    proc = run_in(netns, "ephemeral", "--fault", "backup-wrong-vrid", "--expect-fail", "vip-state",
+                  "--real-servers", "1", "--artefacts", str(tmp_path / "artefacts"), "--json", str(report_path))
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    report = read_report(report_path)
+    assert any("check vip-state failed" in f for f in report["failed"])
+    assert "destroy" in report["phases"] and not any(f.startswith("leak") for f in report["failed"])
+    art = tmp_path / "artefacts" / report["stack"]
+    assert (art / "events.log").read_text()
+    assert sorted(p.name for p in (art / "consoles").iterdir()) == ["director1.log", "director2.log", "web1.log"]
+    director = (art / "director1.txt").read_text()
+    assert "Keepalived" in director and "IP Virtual Server" in director

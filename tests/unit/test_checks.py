@@ -1,0 +1,87 @@
+"""Pure evaluation parts of the verification: distribution, ipvsadm parsing, outage, windows."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from lvslab.checks import (
+    evaluate_distribution,
+    expected_counts,
+    health_check_window,
+    outage,
+    parse_ipvsadm_list,
+    parse_ipvsadm_stats,
+)
+
+SERVERS = [{"name": "web1", "weight": 1}, {"name": "web2", "weight": 1}]
+
+STATS = """IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  10.77.0.100:80                     32      192        0    12736        0
+  -> 10.77.0.21:80                      16       96        0     6368        0
+  -> 10.77.0.22:80                      16       96        0     6368        0
+"""
+
+LIST = """IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.77.0.100:80 rr
+  -> 10.77.0.21:80                Route   1      0          3
+  -> 10.77.0.22:80                Route   3      0          2
+"""
+
+
+def test_rr_equal_counts_pass_and_skew_fails() -> None:
+    assert evaluate_distribution({"web1": 16, "web2": 16}, SERVERS, "rr", 0, 32) is None
+    assert evaluate_distribution({"web1": 17, "web2": 15}, SERVERS, "rr", 0, 32) is None  # ± 1
+    assert evaluate_distribution({"web1": 18, "web2": 14}, SERVERS, "rr", 0, 32) is not None
+    assert "web2 got 0" in evaluate_distribution({"web1": 32}, SERVERS, "rr", 0, 32)
+
+
+def test_failed_requests_fail() -> None:
+    assert evaluate_distribution({"web1": 4, "web2": 3}, SERVERS, "rr", 0, 8) == "1 of 8 requests failed"
+
+
+def test_wrr_follows_weights() -> None:
+    servers = [{"name": "a", "weight": 3}, {"name": "b", "weight": 1}]
+    assert expected_counts(servers, "wrr", 8) == {"a": 6, "b": 2}
+    assert evaluate_distribution({"a": 6, "b": 2}, servers, "wrr", 0, 8) is None
+    assert evaluate_distribution({"a": 4, "b": 4}, servers, "wrr", 0, 8) is not None
+
+
+def test_persistence_expects_one_server() -> None:
+    assert evaluate_distribution({"web1": 8}, SERVERS, "rr", 300, 8) is None
+    assert evaluate_distribution({"web1": 4, "web2": 4}, SERVERS, "rr", 300, 8) is not None
+
+
+def test_unknown_server_fails() -> None:
+    assert "unknown" in evaluate_distribution({"web1": 4, "evil": 4}, SERVERS, "rr", 0, 8)
+
+
+def test_parse_ipvsadm() -> None:
+    assert parse_ipvsadm_stats(STATS) == {
+        "10.77.0.21": {"conns": 16, "inpkts": 96, "outpkts": 0},
+        "10.77.0.22": {"conns": 16, "inpkts": 96, "outpkts": 0},
+    }
+    assert parse_ipvsadm_list(LIST) == {"10.77.0.21": {"forward": "Route", "weight": 1},
+                                        "10.77.0.22": {"forward": "Route", "weight": 3}}
+
+
+def ev(t: float, ok: bool) -> SimpleNamespace:
+    return SimpleNamespace(t=t, ok=ok)
+
+
+def test_outage() -> None:
+    events = [ev(0.0, True), ev(1.0, True), ev(1.1, False), ev(1.2, False), ev(3.5, True), ev(3.6, True)]
+    gap, failed = outage(events, since=0.5)
+    assert gap == pytest.approx(2.4) and failed == 2
+    assert outage([ev(0, True), ev(1, True)], 0) == (0.0, 0)
+    assert outage([ev(0, False)], 0)[0] == float("inf")
+
+
+def test_health_check_window() -> None:
+    hc = {"delay_loop": 2, "connect_timeout": 2, "retry": 1, "delay_before_retry": 1}
+    assert health_check_window(hc) == (2 + 2 * 3, 4)
