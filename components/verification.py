@@ -57,7 +57,11 @@ class Verification(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: LabConfig, nodes: list[Node], private_key: pulumi.Output[str],
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lvslab:index:Verification", name, None, opts)
-        spec = json.dumps(verification_spec(cfg), sort_keys=True)
+        spec_dict = verification_spec(cfg)
+        logs = {n.name: n.console_log for n in nodes}
+        for node in spec_dict["directors"] + spec_dict["real_servers"]:
+            node["console_log"] = logs[node["name"]]
+        spec = json.dumps(spec_dict, sort_keys=True)
         # Lab identity: any replaced domain (new id) re-runs every check; so does a new nonce.
         triggers = pulumi.Output.all(*[n.domain.id for n in nodes]).apply(lambda ids: [*ids, cfg.verify.nonce])
         previous: pulumi.Resource | None = None
