@@ -10,7 +10,7 @@ import pulumi
 from components.base_image import ImageFiles
 from components.lab import Lab
 from lvslab import host
-from lvslab.config import PROJECT, ConfigError, parse_config
+from lvslab.config import PROJECT, ConfigError, LabConfig, parse_config
 
 
 def raw_project_config() -> tuple[dict[str, object], set[str]]:
@@ -40,6 +40,22 @@ def main() -> None:
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
 
+    try:
+        files, domain_type, note = _host_facts(cfg)
+    except host.HostError as exc:
+        raise SystemExit(str(exc)) from None
+    if note:
+        pulumi.log.info(note)
+
+    secret_pass = pulumi.Output.secret(str(auth_pass)) if auth_pass is not None else None
+    lab = Lab(cfg.prefix, cfg, files, domain_type, host.POOL_DIR, os.path.join(host.LOG_DIR, cfg.prefix),
+              secret_pass)
+    for key, value in lab.outputs.items():
+        pulumi.export(key, value)
+
+
+def _host_facts(cfg: LabConfig) -> tuple[ImageFiles, str, str | None]:
+    """The image files and the domain type (KVM probed) for this host."""
     if cfg.image.source == "local":
         image_dir = host.local_image_dir()
         files = ImageFiles(image=str(image_dir / "base.qcow2"), kernel=str(image_dir / "vmlinuz"),
@@ -49,11 +65,4 @@ def main() -> None:
         files = ImageFiles(image=cfg.image.source, kernel=cfg.image.kernel or None,
                            initrd=cfg.image.initrd or None, repo=None, digest=cfg.image.source)
     domain_type, note = host.resolve_domain_type(cfg, files.kernel, files.initrd)
-    if note:
-        pulumi.log.info(note)
-
-    secret_pass = pulumi.Output.secret(str(auth_pass)) if auth_pass is not None else None
-    lab = Lab(cfg.prefix, cfg, files, domain_type, host.POOL_DIR, os.path.join(host.LOG_DIR, cfg.prefix),
-              secret_pass)
-    for key, value in lab.outputs.items():
-        pulumi.export(key, value)
+    return files, domain_type, note
