@@ -46,5 +46,9 @@ shell:
 unit: setup
 	@source tools/env.sh && $(PY) -m pytest -q tests/unit
 
+## bench: time the ephemeral cycle and measure memory (BENCH_ARGS=--cold also times cold builds)
+bench: setup host-start
+	@source tools/env.sh && $(PY) tools/bench.py --netns $(NETNS) $(BENCH_ARGS)
+
 lint: venv
 	@.lvslab/venv/bin/ruff check .

@@ -113,13 +113,16 @@ def _parallel(fn: Any, items: list[Any]) -> list[Any]:
         return list(pool.map(fn, items))
 
 
-def _vip_holders(spec: dict[str, Any], key: SshKey) -> dict[str, bool]:
+def _vip_holders(spec: dict[str, Any], key: SshKey, only: list[str] | None = None) -> dict[str, bool]:
+    """Which directors have the VIP configured (asked over SSH; `only` skips a frozen one)."""
+    directors = [d for d in spec["directors"] if only is None or d["name"] in only]
+
     def holds(d: dict[str, Any]) -> bool:
         out = ssh(key, d["address"], "ip -4 -o addr show dev eth0", timeout=60)
         if out.returncode != 0:
             raise CheckFailed("vip-state", f"SSH to {d['name']}", out.stderr.strip())
         return f" {spec['vip']}/" in out.stdout
-    return dict(zip([d["name"] for d in spec["directors"]], _parallel(holds, spec["directors"]), strict=False))
+    return dict(zip([d["name"] for d in directors], _parallel(holds, directors), strict=True))
 
 
 def _ipvs_list(spec: dict[str, Any], key: SshKey, director: dict[str, Any], stats: bool = False) -> str:
@@ -354,8 +357,8 @@ def check_failover(spec: dict[str, Any], key: SshKey) -> dict[str, Any]:
         if moved is None:
             raise CheckFailed("failover", f"VIP answering through {backup['name']} within {bound + 15:.1f} s",
                               f"client sees MAC {neighbour_mac(spec['vip'])}, {failed} failed requests")
-        holders = _vip_holders(spec, key) if spec["failover_mode"] == "clean" else {
-            backup["name"]: _vip_holders(spec, key).get(backup["name"], False)}
+        # A frozen MASTER (hard mode) cannot be asked; its VIP is still configured but it is silent.
+        holders = _vip_holders(spec, key, None if spec["failover_mode"] == "clean" else [backup["name"]])
         if spec["failover_mode"] == "clean" and holders != {master["name"]: False, backup["name"]: True}:
             raise CheckFailed("failover", f"VIP on {backup['name']} only", f"holders {holders}")
         if not holders.get(backup["name"]):

@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-BUILDER_VERSION = "4"  # bump when the build steps change in a way the inputs below do not show
+BUILDER_VERSION = "5"  # bump when the build steps change in a way the inputs below do not show
 REPO_LABEL = "LVSREPO"
 ROOTFS_LABEL = "rootfs"
 
@@ -148,7 +148,9 @@ def mmdebstrap_command(spec: ImageSpec, rootfs: Path, out: Path) -> list[str]:
         'echo MODULES=list > "$1/etc/initramfs-tools/conf.d/lvslab"',
         f'printf "{modules}\\n" >> "$1/etc/initramfs-tools/modules"',
         'chroot "$1" update-initramfs -u -k all',
-        # The repository: exactly what installing these would download on top of this image.
+        # The repository: exactly what installing these would download on top of this image (the cache
+        # still holds the base packages, so empty it first).
+        'chroot "$1" apt-get clean',
         f'chroot "$1" apt-get install --download-only -y --no-install-recommends {repo_pkgs}',
         f'mkdir -p "{out}/repo" && cp "$1"/var/cache/apt/archives/*.deb "{out}/repo/"',
         f'cp "$1/var/lib/dpkg/status" "{out}/base-dpkg-status"',

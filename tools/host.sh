@@ -3,7 +3,8 @@
 # namespace when no init system runs them.
 #   host.sh packages           install missing Debian packages (never libvirt-daemon-config-network)
 #   host.sh start NETNS        create NETNS (loopback only, no uplink) and run virtlogd+libvirtd inside it
-#   host.sh stop NETNS         stop the daemons this script started (by PID) and delete NETNS
+#   host.sh stop NETNS [--force]  stop the daemons this script started (by PID) and delete NETNS
+#                              (refuses while lab VMs run; --force switches them off first)
 #   host.sh status
 source "$(dirname "$0")/lib.sh"
 
@@ -79,7 +80,15 @@ configure_qemu() {
 }
 
 stop() {
-  local ns=$1 f
+  local ns=$1 force=${2:-} f d
+  if pid_alive "$RUN/$ns/libvirtd.pid"; then
+    local running; running=$(virsh -c "$URI" list --name 2>/dev/null | grep '^lvs-lab-' || true)
+    if [ -n "$running" ]; then
+      # Stopping libvirtd would leave these QEMU processes running without anyone managing them.
+      [ "$force" = --force ] || die "lab VMs still running ($(echo $running)): destroy the labs first (make destroy), or use --force"
+      for d in $running; do virsh -c "$URI" destroy "$d" >/dev/null; virsh -c "$URI" undefine "$d" >/dev/null || true; log "forced off $d"; done
+    fi
+  fi
   for f in libvirtd virtlogd; do
     if pid_alive "$RUN/$ns/$f.pid"; then
       local pid; pid=$(cat "$RUN/$ns/$f.pid")
@@ -100,7 +109,7 @@ cmd=${1:-}; shift || true
 case $cmd in
   packages) packages ;;
   start) start "${1:?netns name}" ;;
-  stop) stop "${1:?netns name}" ;;
+  stop) stop "${1:?netns name}" "${2:-}" ;;
   status) status ;;
   *) die "usage: $0 packages|start NETNS|stop NETNS|status" ;;
 esac

@@ -182,7 +182,7 @@ def reserve_slot() -> int:
 
 
 def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],
-                     real_servers: int | None) -> dict[str, Any]:
+                     real_servers: int | None, failover_mode: str | None = None) -> dict[str, Any]:
     """Template config moved to its own bridge and /24 so several labs can run side by side."""
     cfg = json.loads(json.dumps(template))
     ns = f"{PROJECT}:"
@@ -208,6 +208,8 @@ def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],
     cfg[ns + "vrrp"] = {**cfg.get(ns + "vrrp", {}), "virtualRouterId": 100 + slot % 150}
     if faults:
         cfg[ns + "faults"] = faults
+    if failover_mode:
+        cfg[ns + "verify"] = {**cfg.get(ns + "verify", {}), "failoverMode": failover_mode}
     return cfg
 
 
@@ -279,7 +281,8 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
     name = f"ci{slot}-{secrets.token_hex(3)}"
     template = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{args.template}.yaml").read_text())["config"]
     stack_file = ROOT / "stacks" / f"Pulumi.{name}.yaml"
-    stack_file.write_text(yaml.safe_dump({"config": ephemeral_config(template, slot, args.fault, args.real_servers)}))
+    stack_file.write_text(yaml.safe_dump({"config": ephemeral_config(template, slot, args.fault, args.real_servers,
+                                                                   args.failover_mode)}))
     report: dict[str, Any] = {"stack": name, "slot": slot, "phases": {}}
     events: list[str] = []
     failed: list[str] = []
@@ -319,7 +322,6 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
                                   {"events.log": "\n".join(events), "failure.txt": "\n".join(failed)})
             if args.keep:
                 log(f"--keep: lab {name} left up (destroy with: tools/lvslab.py destroy --stack {name} --rm)")
-                return 0 if not failed else 1
     finally:
         if stack is not None and not args.keep:
             t0 = time.monotonic()
@@ -419,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     eph.add_argument("--expect-fail", help="succeed only if this check fails (and teardown is clean)")
     eph.add_argument("--artefacts", default=str(ROOT / "artefacts"))
     eph.add_argument("--real-servers", type=int)
+    eph.add_argument("--failover-mode", choices=["clean", "hard"], help="clean: stop keepalived; hard: freeze VM")
     eph.add_argument("--json", help="write the run report here")
     fault = sub.add_parser("fault")
     fault.add_argument("--stack", required=True)

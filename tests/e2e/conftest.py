@@ -41,8 +41,14 @@ def netns() -> Iterator[str]:
     if os.geteuid() != 0:
         pytest.fail("the end-to-end tests need root (network namespace, libvirtd)")
     name = f"lvslab-e2e-{os.getpid()}"
+    before = set((ROOT / "stacks").glob("Pulumi.ci*-*.yaml"))
     subprocess.run([str(ROOT / "tools" / "host.sh"), "start", name], check=True)
     try:
         yield name
     finally:
-        subprocess.run([str(ROOT / "tools" / "host.sh"), "stop", name], check=False)
+        # Safety net: a lab this run left behind (a kept one whose test failed) is destroyed before
+        # libvirtd stops, so no VM outlives the run.
+        for stack_file in sorted(set((ROOT / "stacks").glob("Pulumi.ci*-*.yaml")) - before):
+            stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
+            run_in(name, "destroy", "--stack", stack, "--rm")
+        subprocess.run([str(ROOT / "tools" / "host.sh"), "stop", name, "--force"], check=False)

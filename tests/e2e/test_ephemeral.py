@@ -24,7 +24,8 @@ def side_by_side(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     t0 = time.monotonic()
     procs = {
         "a": start_in(netns, "ephemeral", "--keep", "--json", str(work / "a.json"), log=work / "a.log"),
-        "b": start_in(netns, "ephemeral", "--json", str(work / "b.json"), log=work / "b.log"),
+        "b": start_in(netns, "ephemeral", "--failover-mode", "hard", "--json", str(work / "b.json"),
+                      log=work / "b.log"),
     }
     codes = {k: p.wait(timeout=3000) for k, p in procs.items()}
     result = {"codes": codes, "seconds": round(time.monotonic() - t0), "work": work, "netns": netns}
@@ -58,6 +59,7 @@ def test_two_labs_side_by_side(side_by_side: dict[str, Any]) -> None:
     assert a["slot"] != b["slot"] and a["stack"] != b["stack"]
     _assert_verified(a)
     _assert_verified(b)
+    assert a["verification"]["failover"]["mode"] == "clean" and b["verification"]["failover"]["mode"] == "hard"
     assert "destroy" in b["phases"] and "destroy" not in a["phases"]  # a is kept for the fault tests
 
 
