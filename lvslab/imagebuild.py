@@ -158,7 +158,7 @@ def mmdebstrap_command(spec: ImageSpec, rootfs: Path, out: Path) -> list[str]:
         f'cp -L "$1/vmlinuz" "{out}/vmlinuz" && cp -L "$1/initrd.img" "{out}/initrd.img"',
     ]
     cmd = [
-        "mmdebstrap", "--variant=minbase", "--mode=root", "--format=directory",
+        "mmdebstrap", "--quiet", "--variant=minbase", "--mode=root", "--format=directory",
         f"--include={','.join((spec.kernel, *spec.base_packages))}",
         "--aptopt=APT::Install-Recommends \"false\"",
     ]

@@ -110,14 +110,15 @@ class _PoolProvider(_ReplaceOnChange):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         uri = props["uri"]
         if _exists(uri, "pool", id_):
-            # Volumes are separate resources and gone by now; refuse to silently drop unknown files.
+            virsh(uri, "pool-start", id_, check=False)  # an inactive pool (e.g. after a host restart)
+            # Volumes are separate resources and normally gone by now.
             left = virsh(uri, "vol-list", id_, check=False).split()
             if left:
                 pulumi.log.warn(f"pool {id_} still holds {left[::2]}; deleting them")
                 for vol in left[::2]:
                     virsh(uri, "vol-delete", vol, "--pool", id_, check=False)
             virsh(uri, "pool-destroy", id_, check=False)
-            virsh(uri, "pool-delete", id_, check=False)
+            shutil.rmtree(props["path"], ignore_errors=True)
             virsh(uri, "pool-undefine", id_)
         shutil.rmtree(props["path"], ignore_errors=True)
 

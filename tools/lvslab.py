@@ -135,9 +135,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_destroy(args: argparse.Namespace) -> int:
     stack = select_stack(args.stack)
     with SignalGuard() as guard:
-        run_guarded(guard, lambda: stack.destroy(on_output=print, color="never", continue_on_error=True))
+        try:
+            run_guarded(guard, lambda: stack.destroy(on_output=print, color="never", continue_on_error=True))
+        except auto.errors.CommandError as exc:
+            log(f"destroy failed; the stack is kept so it can be retried: {_first_error(str(exc))}")
+            return 1
     leaks = leak_check(stack, args.stack)
-    if args.rm:
+    if args.rm and not leaks:
         stack.workspace.remove_stack(args.stack, force=True)
         match = re.fullmatch(r"ci(\d+)-[0-9a-f]+", args.stack)
         if match:  # an ephemeral lab kept with --keep: its generated stack file and slot go too
@@ -325,15 +329,21 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
     finally:
         if stack is not None and not args.keep:
             t0 = time.monotonic()
+            destroyed = True
             try:
                 stack.destroy(on_output=print, color="never", continue_on_error=True)
             except auto.errors.CommandError as exc:
+                destroyed = False
                 failed.append("destroy: " + _first_error(str(exc)))
             report["phases"]["destroy"] = round(time.monotonic() - t0, 1)
             leaks = leak_check(stack, name)
             if leaks:
                 failed.append(f"leak check: {leaks}")
-            stack.workspace.remove_stack(name, force=True)
+            if destroyed and not leaks:
+                stack.workspace.remove_stack(name, force=True)
+            else:  # keep the state: `tools/lvslab.py destroy --stack NAME --rm` can retry
+                args.keep = True
+                log(f"stack {name} kept for a retry: tools/lvslab.py destroy --stack {name} --rm")
         if not args.keep:
             stack_file.unlink(missing_ok=True)
             shutil.rmtree(SLOTS / str(slot), ignore_errors=True)
