@@ -11,6 +11,7 @@ Usage: python -m lvslab.imagebuild [--cache DIR] [--force]   (prints the artefac
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -176,12 +177,19 @@ def _run(label: str, cmd: list[str], **kwargs: object) -> None:
 
 
 def build(spec: ImageSpec, cache: Path, force: bool = False) -> Path:
-    """Build (or reuse) image + repository; returns the artefact directory."""
+    """Build (or reuse) image + repository; returns the artefact directory. Concurrent builders of the
+    same key (two checkouts, a CI run) wait for each other instead of replacing files in use."""
     final = cache / f"image-{spec.suite}-{cache_key(spec)}"
-    if (final / "manifest.json").exists() and not force:
-        print(f"[lvs-lab image] cached: {final}", file=sys.stderr)
-        return final
     cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "manifest.json").exists() and not force:
+            print(f"[lvs-lab image] cached: {final}", file=sys.stderr)
+            return final
+        return _build_locked(spec, cache, final)
+
+
+def _build_locked(spec: ImageSpec, cache: Path, final: Path) -> Path:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(dir=cache, prefix=".imagebuild.") as tmp:
         work, out = Path(tmp) / "rootfs", Path(tmp) / "out"
