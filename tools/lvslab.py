@@ -270,7 +270,8 @@ def collect_artefacts(stack: auto.Stack, name: str, dest: Path, extra: dict[str,
             role_script = ("journalctl -u keepalived --no-pager; ipvsadm -Ln; ipvsadm -Ln --stats; ip addr"
                            if kind == "directors" else
                            "systemctl status nginx --no-pager; ip addr; sysctl -a 2>/dev/null | grep arp_")
-            script = "cloud-init status --long; cat /var/log/cloud-init-output.log; " + role_script
+            script = ("cloud-init status --long; systemd-analyze; systemd-analyze blame | head -25; "
+                      "cat /var/log/cloud-init-output.log; " + role_script)
             try:
                 out = ssh(key, address, script, timeout=60)
                 (dest / f"{node}.txt").write_text(out.stdout + out.stderr)
