@@ -145,7 +145,7 @@ def _virsh(spec: dict[str, Any], *args: str) -> None:
 _FINISHED = re.compile(r"Cloud-init v\. \S+ finished at .* Up ([0-9.]+) seconds")
 
 
-def _console_finished(path: str | None) -> float | None:
+def console_finished(path: str | None) -> float | None:
     """Guest uptime at which cloud-init finished, read from the serial console log on this host."""
     if not path or not os.path.exists(path):
         return None
@@ -165,7 +165,7 @@ def check_readiness(spec: dict[str, Any], key: SshKey) -> dict[str, Any]:
         last = "no answer"
         uptime = None
         while time.monotonic() < deadline:
-            uptime = _console_finished(node.get("console_log"))
+            uptime = console_finished(node.get("console_log"))
             if uptime is not None or not node.get("console_log") or not os.path.exists(node["console_log"]):
                 break
             time.sleep(2)
