@@ -66,6 +66,17 @@ class SignalGuard:
             return
         self.fired.set()
         log(f"signal {signum}: cancelling the running operation, then cleaning up")
+        self._interrupt_children()
+        # pulumi finishes in-flight steps on the first SIGINT; a long check would delay the cleanup, so a
+        # second SIGINT after a grace period stops it (checks change no infrastructure).
+        timer = threading.Timer(self.grace_seconds, self._interrupt_children)
+        timer.daemon = True
+        timer.start()
+
+    grace_seconds = 20.0
+
+    @staticmethod
+    def _interrupt_children() -> None:
         for pid in _child_pids(os.getpid()):
             try:
                 os.kill(pid, signal.SIGINT)
@@ -329,6 +340,9 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
                 log(f"--keep: lab {name} left up (destroy with: tools/lvslab.py destroy --stack {name} --rm)")
     finally:
         if stack is not None and not args.keep:
+            # Nothing may stop the teardown half-way: further SIGINT/SIGTERM are ignored until it is done.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda s, _f: log(f"signal {s} ignored: destroying the lab first"))
             t0 = time.monotonic()
             destroyed = True
             try:

@@ -101,3 +101,23 @@ def test_failing_verification_destroys_and_leaves_artefacts(netns: str, tmp_path
     assert sorted(p.name for p in (art / "consoles").iterdir()) == ["director1.log", "director2.log", "web1.log"]
     director = (art / "director1.txt").read_text()
     assert "Keepalived" in director and "IP Virtual Server" in director
+
+
+def test_sigterm_still_destroys_everything(netns: str, tmp_path: Path) -> None:
+    """SIGTERM while VMs boot: the runner cancels pulumi, destroys the lab, checks for leaks, exits non-zero."""
+    report_path = tmp_path / "report.json"
+    log = tmp_path / "run.log"
+    proc = start_in(netns, "ephemeral", "--real-servers", "1", "--artefacts", str(tmp_path / "art"),
+                    "--json", str(report_path), log=log)
+    deadline = time.monotonic() + 600
+    while "verification-readiness creating" not in log.read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(1)
+    proc.terminate()  # SIGTERM to the runner (ip netns exec has exec'd into it)
+    assert proc.wait(timeout=600) == 1
+    report = read_report(report_path)
+    output = log.read_text(errors="replace")
+    print(output[-4000:])
+    assert "signal 15: cancelling" in output
+    assert "destroy" in report["phases"] and not any(f.startswith(("leak", "destroy")) for f in report["failed"])
+    assert "leak check: no libvirt domain" in output
