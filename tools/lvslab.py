@@ -134,11 +134,16 @@ def print_summary(outputs: dict[str, Any]) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    stack = select_stack(args.stack)
-    with SignalGuard() as guard:
-        t0 = time.monotonic()
-        run_guarded(guard, lambda: stack.up(on_output=print, color="never"))
-        log(f"up of {args.stack} finished in {time.monotonic() - t0:.0f} s")
+    try:
+        stack = select_stack(args.stack)
+        with SignalGuard() as guard:
+            t0 = time.monotonic()
+            run_guarded(guard, lambda: stack.up(on_output=print, color="never"))
+            log(f"up of {args.stack} finished in {time.monotonic() - t0:.0f} s")
+    except (auto.errors.CommandError, Interrupted) as exc:
+        # pulumi has printed the details; `make destroy` tears down whatever was created.
+        log(f"up of {args.stack} FAILED: {_first_error(str(exc))}")
+        return 1
     print_summary(outputs_of(stack))
     return 0
 
