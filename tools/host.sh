@@ -45,13 +45,13 @@ netns_inode() { stat -L -c %i "/run/netns/$1" 2>/dev/null; }
 start() {
   local ns=$1
   [ "$(id -u)" = 0 ] || die "starting libvirtd needs root"
-  if ! ip netns list | grep -qw "^$ns"; then
+  if [ ! -e "/run/netns/$ns" ]; then
     ip netns add "$ns"
     log "created network namespace $ns (loopback only, no uplink)"
   fi
   ip -n "$ns" link set lo up
   if libvirt_up; then
-    local pid; pid=$(cat "$RUN/$ns/libvirtd.pid" /run/libvirtd.pid 2>/dev/null | head -1)
+    local pid; pid=$(cat "$RUN/$ns/libvirtd.pid" 2>/dev/null || cat /run/libvirtd.pid 2>/dev/null || true)
     if [ -n "$pid" ] && [ "$(stat -L -c %i /proc/"$pid"/ns/net 2>/dev/null)" != "$(netns_inode "$ns")" ]; then
       die "a libvirtd (pid $pid) already runs outside network namespace $ns; stop it first (tools/host.sh stop <its netns>)"
     fi
@@ -97,7 +97,7 @@ stop() {
     fi
     rm -f "$RUN/$ns/$f.pid"
   done
-  if ip netns list | grep -qw "^$ns"; then ip netns del "$ns"; log "deleted network namespace $ns"; fi
+  if [ -e "/run/netns/$ns" ]; then ip netns del "$ns"; log "deleted network namespace $ns"; fi
 }
 
 status() {
