@@ -43,8 +43,12 @@ def verification_spec(cfg: LabConfig) -> dict[str, Any]:
 def summary(results: dict[str, dict[str, Any]]) -> str:
     """A readable one-screen summary of the verification results."""
     lines = ["lvs-lab verification:"]
-    for step, r in results.items():
+    ordered = [s for s in STEPS if s in results] + [s for s in results if s not in STEPS]  # outputs come key-sorted
+    for step in ordered:
+        r = results[step]
         detail = {k: v for k, v in r.items() if k not in ("passed", "sequence", "ipvsadm_stats", "nodes")}
+        if "nodes" in r:
+            detail["boot_to_ready_s"] = {n: v.get("boot_to_ready_s") for n, v in r["nodes"].items()}
         lines.append(f"  {'PASS' if r.get('passed') else 'FAIL'} {step:<13} {json.dumps(detail)}")
     return "\n".join(lines)
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 BUILDER_VERSION = "5"  # bump when the build steps change in a way the inputs below do not show
@@ -49,7 +49,6 @@ class ImageSpec:
     )
     disk_size_mib: int = 3072
     builder_version: str = BUILDER_VERSION
-    extra: dict[str, str] = field(default_factory=dict)
 
     def suites(self) -> list[str]:
         """bookworm alone misses security fixes: include -updates and -security."""

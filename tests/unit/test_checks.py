@@ -85,3 +85,14 @@ def test_outage() -> None:
 def test_health_check_window() -> None:
     hc = {"delay_loop": 2, "connect_timeout": 2, "retry": 1, "delay_before_retry": 1}
     assert health_check_window(hc) == (2 + 2 * 3, 4)
+
+
+def test_summary_lists_steps_in_run_order() -> None:
+    from components.verification import summary
+
+    text = summary({"failover": {"passed": True, "service_gap_s": 0.6},
+                    "readiness": {"passed": True, "nodes": {"web1": {"boot_to_ready_s": 66.1}}},
+                    "round-robin": {"passed": False, "sequence": ["web1"]}})
+    lines = text.splitlines()
+    assert [ln.split()[1] for ln in lines[1:]] == ["readiness", "round-robin", "failover"]
+    assert lines[2].split()[0] == "FAIL" and '"web1": 66.1' in lines[1] and "sequence" not in text
