@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import random
 import re
 import subprocess
 import time
@@ -96,6 +97,18 @@ def outage(events: list[Any], since: float) -> tuple[float, int]:
         elif first_fail is not None:
             return ev.t - first_fail, failed
     return (0.0, failed) if first_fail is None else (float("inf"), failed)
+
+
+_CONN_RE = re.compile(r"^\S+\s+\S+\s+\S+\s+(\d+\.\d+\.\d+\.\d+):(\d+)\s")
+
+
+def fresh_source_ports(ipvsadm_lnc: str, client: str, count: int, low: int = 20000, high: int = 30000) -> list[int]:
+    """`count` distinct client ports with no entry in `ipvsadm -Lnc` for this client. The range lies below
+    the kernel's ephemeral range, so no other socket of this host takes them meanwhile."""
+    taken = {int(m.group(2)) for line in ipvsadm_lnc.splitlines()
+             if (m := _CONN_RE.match(line)) and m.group(1) == client}
+    free = [p for p in range(low, high) if p not in taken]
+    return random.sample(free, count)
 
 
 def health_check_window(hc: dict[str, Any]) -> tuple[float, float]:
@@ -244,11 +257,14 @@ def check_round_robin(spec: dict[str, Any], key: SshKey) -> dict[str, Any]:
     """Fresh connections to the VIP; counts per real server follow the scheduler; ipvsadm agrees."""
     master = _director(spec, "MASTER")
     _wait_all_in_ipvs(spec, key, timeout=spec["health_check"]["delay_loop"] * 3 + 60)
-    ssh(key, master["address"], "ipvsadm -Z")
+    # Zero the counters and list the connection entries still held (FIN_WAIT/TIME_WAIT for minutes):
+    # requests must come from client ports without an entry, or IPVS reuses it instead of scheduling.
+    listing = ssh(key, master["address"], "ipvsadm -Z && ipvsadm -Lnc").stdout
     total = spec["requests_per_server"] * len(spec["real_servers"])
+    ports = fresh_source_ports(listing, spec["host_address"], total)
     sequence = []
-    for _ in range(total):
-        res = http_get(spec["vip"], spec["port"], timeout=3)
+    for source_port in ports:
+        res = http_get(spec["vip"], spec["port"], timeout=3, source_port=source_port)
         sequence.append(res.server if res.ok else f"ERROR({res.error})")
     counts = Counter(s for s in sequence if not s.startswith("ERROR"))
     # The kernel folds per-CPU counters into what ipvsadm shows every 2 s (estimator): wait for them.

@@ -54,10 +54,14 @@ class HttpResult:
     seconds: float
 
 
-def http_get(address: str, port: int, timeout: float = 2.0, path: str = "/") -> HttpResult:
-    """One request on a fresh TCP connection; the body names the real server."""
+def http_get(address: str, port: int, timeout: float = 2.0, path: str = "/",
+             source_port: int | None = None) -> HttpResult:
+    """One request on a fresh TCP connection; the body names the real server. A fixed source port lets
+    the caller avoid ports that still have an entry in the director's IPVS connection table (a reused
+    entry is not scheduled anew, so it would skew the round-robin counts)."""
     t0 = time.monotonic()
-    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    source = ("", source_port) if source_port else None
+    conn = http.client.HTTPConnection(address, port, timeout=timeout, source_address=source)
     try:
         conn.request("GET", path, headers={"Connection": "close"})
         resp = conn.getresponse()

@@ -96,3 +96,16 @@ def test_summary_lists_steps_in_run_order() -> None:
     lines = text.splitlines()
     assert [ln.split()[1] for ln in lines[1:]] == ["readiness", "round-robin", "failover"]
     assert lines[2].split()[0] == "FAIL" and '"web1": 66.1' in lines[1] and "sequence" not in text
+
+
+def test_fresh_source_ports_avoid_ipvs_entries() -> None:
+    from lvslab.checks import fresh_source_ports
+
+    listing = """IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 01:55  FIN_WAIT    10.77.0.1:20001    10.77.0.100:80     10.77.0.21:80
+TCP 00:59  TIME_WAIT   10.77.0.1:20002    10.77.0.100:80     10.77.0.22:80
+TCP 01:00  FIN_WAIT    10.77.0.9:20003    10.77.0.100:80     10.77.0.22:80
+"""
+    ports = fresh_source_ports(listing, "10.77.0.1", 9997, low=20000, high=30000)
+    assert len(set(ports)) == 9997 and not {20001, 20002} & set(ports) and 20003 in ports
