@@ -20,7 +20,23 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider
 
 
-class _KeyProvider(ResourceProvider):
+class _ReplaceWhenWatchedChange(ResourceProvider):
+    """Only the `watched` inputs decide a replacement; outputs (keys, results) never do."""
+
+    watched: tuple[str, ...] = ()
+    delete_first = False
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [k for k in self.watched if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=self.delete_first)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        return ReadResult(id_, props)
+
+
+class _KeyProvider(_ReplaceWhenWatchedChange):
+    watched = ("comment",)
+
     def create(self, props: dict[str, Any]) -> CreateResult:
         with tempfile.TemporaryDirectory() as tmp:
             key = Path(tmp, "id")
@@ -29,13 +45,6 @@ class _KeyProvider(ResourceProvider):
             outs = {**props, "public_key": key.with_suffix(".pub").read_text().strip(),
                     "private_key": key.read_text()}
         return CreateResult(id_=props["comment"], outs=outs)
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = olds.get("comment") != news.get("comment")
-        return DiffResult(changes=changed, replaces=["comment"] if changed else [])
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        return ReadResult(id_, props)
 
 
 class SshKeyPair(Resource):
@@ -47,18 +56,13 @@ class SshKeyPair(Resource):
         super().__init__(_KeyProvider(), name, {"comment": comment, "public_key": None, "private_key": None}, opts)
 
 
-class _PasswordProvider(ResourceProvider):
+class _PasswordProvider(_ReplaceWhenWatchedChange):
+    watched = ("length",)
+
     def create(self, props: dict[str, Any]) -> CreateResult:
         alphabet = string.ascii_letters + string.digits
         value = "".join(secrets.choice(alphabet) for _ in range(int(props["length"])))
         return CreateResult(id_=secrets.token_hex(4), outs={**props, "value": value})
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = olds.get("length") != news.get("length")
-        return DiffResult(changes=changed, replaces=["length"] if changed else [])
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        return ReadResult(id_, props)
 
 
 class Password(Resource):
@@ -69,10 +73,11 @@ class Password(Resource):
         super().__init__(_PasswordProvider(), name, {"length": length, "value": None}, opts)
 
 
-class _CheckProvider(ResourceProvider):
+class _CheckProvider(_ReplaceWhenWatchedChange):
     """Only `step`, `spec` and `triggers` decide whether a check re-runs (not the key, not results)."""
 
     watched = ("step", "spec", "triggers")
+    delete_first = True
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         from lvslab.checks import run_step  # imported in the provider process
@@ -83,15 +88,8 @@ class _CheckProvider(ResourceProvider):
         outs["result"] = json.dumps(result)
         return CreateResult(id_=f"{props['step']}-{secrets.token_hex(4)}", outs=outs)
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in self.watched if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=True)
-
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Nothing to undo: a check leaves the lab as it found it."""
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        return ReadResult(id_, props)
 
 
 class Check(Resource):

@@ -49,6 +49,23 @@ def _exists(uri: str, kind: str, name: str) -> bool:
     return subprocess.run(["virsh", "-q", "-c", uri, _INFO[kind], name], capture_output=True).returncode == 0
 
 
+_VERBS = {"net": ("net-define", "net-start", "net-undefine"), "dom": ("define", "start", "undefine")}
+_KINDS = {"net": "network", "dom": "domain"}
+
+
+def _define_and_start(uri: str, kind: str, name: str, xml: str) -> None:
+    """Define from XML and start; a start failure undefines again, so nothing half-made is left."""
+    define, start, undefine = _VERBS[kind]
+    if _exists(uri, kind, name):
+        raise LibvirtError(f"libvirt {_KINDS[kind]} {name} already exists (left over from another run?)")
+    _with_xml_file(uri, define, xml)
+    try:
+        virsh(uri, start, name)
+    except LibvirtError:
+        virsh(uri, undefine, name, check=False)
+        raise
+
+
 class _ReplaceOnChange(ResourceProvider):
     """Any input change replaces the object; names are fixed, so the old one goes first."""
 
@@ -68,14 +85,7 @@ class _ReplaceOnChange(ResourceProvider):
 class _NetworkProvider(_ReplaceOnChange):
     def create(self, props: dict[str, Any]) -> CreateResult:
         uri, name = props["uri"], props["name"]
-        if _exists(uri, "net", name):
-            raise LibvirtError(f"libvirt network {name} already exists (left over from another run?)")
-        _with_xml_file(uri, "net-define", props["xml"])
-        try:
-            virsh(uri, "net-start", name)
-        except LibvirtError:
-            virsh(uri, "net-undefine", name, check=False)
-            raise
+        _define_and_start(uri, "net", name, props["xml"])
         return CreateResult(id_=name, outs=props)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
@@ -226,16 +236,9 @@ class _DomainProvider(_ReplaceOnChange):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         uri, name = props["uri"], props["name"]
-        if _exists(uri, "dom", name):
-            raise LibvirtError(f"libvirt domain {name} already exists (left over from another run?)")
         Path(props["console_log"]).parent.mkdir(parents=True, exist_ok=True)
         Path(props["console_log"]).unlink(missing_ok=True)
-        _with_xml_file(uri, "define", props["xml"])
-        try:
-            virsh(uri, "start", name)
-        except LibvirtError:
-            virsh(uri, "undefine", name, check=False)
-            raise
+        _define_and_start(uri, "dom", name, props["xml"])
         return CreateResult(id_=name, outs={**props, "started_at": time.time()})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
