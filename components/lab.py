@@ -1,49 +1,68 @@
-"""The whole LVS-DR lab: network, base image, two directors, N real servers, verification."""
+"""The whole LVS lab: credentials, network, storage, two directors, N real servers, verification."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pulumi
+import pulumi_command as command
+import pulumi_libvirt as libvirt
 
-from components.base_image import BaseImage, ImageFiles
+from components.credentials import Credentials
 from components.director import Director
 from components.network import LabNetwork
+from components.node import Node
 from components.real_server import RealServer
+from components.storage import Storage
 from components.verification import Verification
-from lvslab.config import LabConfig
-from providers.command import Password, SshKeyPair
+from lvslab.host import ImageFiles
+from lvslab.model import LabFacts
 
 
 class Lab(pulumi.ComponentResource):
     outputs: dict[str, Any]
 
-    def __init__(self, name: str, cfg: LabConfig, files: ImageFiles, domain_type: str, pool_dir: str,
-                 log_dir: str, auth_pass: pulumi.Output[str] | None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, facts: LabFacts, files: ImageFiles, domain_type: str,
+                 auth_pass: pulumi.Output[str] | None, opts: pulumi.ResourceOptions | None = None) -> None:
+        cfg = facts.cfg
         super().__init__("lvslab:index:Lab", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        key = SshKeyPair(f"{name}-ssh-key", comment=f"{cfg.prefix}-verification", opts=child)
-        if auth_pass is None:
-            auth_pass = Password(f"{name}-vrrp-auth-pass", length=8, opts=child).value
-        network = LabNetwork(f"{name}-network", cfg, opts=child)
-        base = BaseImage(f"{name}-image", cfg, files, pool_dir, opts=child)
-        common = dict(base=base, network=network, domain_type=domain_type, log_dir=log_dir, opts=child)
-        directors = [Director(d.name, cfg, d, key.public_key, auth_pass, **common) for d in cfg.directors]
-        servers = [RealServer(s.name, cfg, s, key.public_key, **common) for s in cfg.real_servers]
-        nodes = [d.node for d in directors] + [s.node for s in servers]
+        hypervisor = libvirt.Provider(f"{name}-libvirt", uri=cfg.libvirt_uri, opts=pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self, providers={"libvirt": hypervisor})
+        creds = Credentials(f"{name}-credentials", f"{facts.prefix}-verification", generate_auth_pass=auth_pass is None,
+                            opts=child)
+        auth_pass = auth_pass if auth_pass is not None else creds.auth_pass
+        assert auth_pass is not None
+        # Serial console logs of every node: one directory, made before the first domain and removed after
+        # the last one is gone (one deleter, so parallel domain deletes cannot race on it).
+        consoles = command.local.Command(
+            f"{name}-console-logs", create=f"mkdir -p '{facts.console_dir}'", delete=f"rm -rf '{facts.console_dir}'",
+            opts=child)
+        network = LabNetwork(f"{name}-network", facts, opts=child)
+        storage = Storage(f"{name}-storage", facts, files, opts=child)
+        common: dict[str, Any] = dict(storage=storage, network=network, domain_type=domain_type,
+                                      console_dir=consoles, opts=child)
+        nodes: list[Node] = []
+
+        def after() -> dict[str, Any]:
+            return {**common, "seed_after": nodes[-1].seed if nodes else None}
+
+        for d in facts.directors:
+            nodes.append(Director(d.name, facts, d, creds.public_key, auth_pass, **after()).node)
+        for s in facts.real_servers:
+            nodes.append(RealServer(s.name, facts, s, creds.public_key, **after()).node)
 
         self.outputs = {
             "vipUrl": f"http://{cfg.vip}:{cfg.port}/",
-            "master": cfg.master.name,
+            "master": facts.master.name,
             "domainType": domain_type,
-            "network": {"bridge": cfg.bridge, "subnet": str(cfg.subnet), "hostAddress": cfg.host_address},
-            "nodes": [{"name": n.name, "role": n.role, "address": n.address, "domain": n.domain_name,
-                       "consoleLog": n.console_log} for n in nodes],
-            "consoleLogDir": log_dir,
-            "sshPrivateKey": key.private_key,  # secret: shown only with --show-secrets
+            "network": {"name": facts.network, "bridge": cfg.bridge, "subnet": str(cfg.subnet),
+                        "hostAddress": cfg.host_address},
+            "nodes": [{"name": n.name, "role": n.role, "address": n.address, "domain": n.domain,
+                       "consoleLog": n.console_log} for n in facts.nodes],
+            "consoleLogDir": facts.console_dir,
+            "sshPrivateKey": creds.private_key,  # secret: shown only with --show-secrets
         }
         if cfg.verify.enabled:
-            verification = Verification(f"{name}-verification", cfg, nodes, key.private_key, opts=child)
+            verification = Verification(f"{name}-verification", facts, nodes, creds.private_key, opts=child)
             self.outputs["verification"] = verification.results
         self.register_outputs(self.outputs)

@@ -1,24 +1,27 @@
-"""The lab's single L2 segment: a libvirt network in 'open' mode (no NAT, no firewall, no uplink)."""
+"""The lab's single L2 segment: a libvirt network in 'open' mode (no NAT, no firewall, no DHCP/DNS, no uplink)."""
 
 from __future__ import annotations
 
 import pulumi
+import pulumi_libvirt as libvirt
 
-from lvslab.config import LabConfig
-from lvslab.render import mac_for, network_xml
-from providers import libvirt
+from lvslab.model import LabFacts
+from lvslab.render import network_xslt
 
 
 class LabNetwork(pulumi.ComponentResource):
-    """Bridge with a fixed MAC and the host's address, so the host is the lab's client."""
+    """A bridge with a fixed MAC and the host's address on it, so the host is the lab's client. 'open' is
+    the one mode that starts without dnsmasq and firewall rules; the XSLT adds what the schema lacks."""
 
-    name: pulumi.Output[str]
+    network: libvirt.Network
 
-    def __init__(self, name: str, cfg: LabConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, facts: LabFacts, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lvslab:index:Network", name, None, opts)
-        net_name = f"{cfg.prefix}-net"
-        self.network = libvirt.Network(f"{name}-net", uri=cfg.libvirt_uri, name=net_name, xml=network_xml(cfg),
-                                       opts=pulumi.ResourceOptions(parent=self))
-        self.name = self.network.name
-        self.register_outputs({"name": self.name, "bridge": cfg.bridge, "bridgeMac": mac_for(cfg.stack, "bridge"),
+        cfg = facts.cfg
+        self.network = libvirt.Network(
+            f"{name}-net", name=facts.network, mode="open", bridge=cfg.bridge, addresses=[str(cfg.subnet)],
+            autostart=False, dhcp=libvirt.NetworkDhcpArgs(enabled=False), dns=libvirt.NetworkDnsArgs(enabled=False),
+            xml=libvirt.NetworkXmlArgs(xslt=network_xslt(facts)),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True))
+        self.register_outputs({"name": facts.network, "bridge": cfg.bridge, "bridgeMac": facts.bridge_mac,
                                "hostAddress": cfg.host_address})

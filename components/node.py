@@ -3,48 +3,62 @@
 from __future__ import annotations
 
 import pulumi
+import pulumi_libvirt as libvirt
 
-from components.base_image import BaseImage
 from components.network import LabNetwork
-from lvslab.config import Director, LabConfig, RealServer
-from lvslab.render import DomainDisks, domain_xml, mac_for, meta_data, network_config
-from providers import libvirt
+from components.storage import Storage
+from lvslab.model import OVERLAY_SIZE_MIB, LabFacts, NodeFacts
+from lvslab.render import domain_xslt, meta_data, network_config
 
-OVERLAY_SIZE_MIB = 4096
+# Inputs pulumi-libvirt 0.5.4 would update in place although the running guest never sees the change
+# (a stale seed, kernel or NIC): replace the domain instead.
+REPLACE_DOMAIN_ON = ["kernel", "initrd", "cmdlines", "cloudinit", "disks", "networkInterfaces", "type", "cpu",
+                     "memory", "vcpu", "xml"]
 
 
 class Node(pulumi.ComponentResource):
-    """A lab VM with a fixed MAC and static address; its serial console goes to `console_log`."""
+    """A lab VM with a fixed MAC and static address; its serial console also goes to `facts.console_log`."""
 
-    domain_name: pulumi.Output[str]
+    domain: libvirt.Domain
 
-    def __init__(self, name: str, cfg: LabConfig, node: Director | RealServer, role: str,
-                 user_data: pulumi.Output[str], base: BaseImage, network: LabNetwork, domain_type: str,
-                 log_dir: str, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, facts: LabFacts, node: NodeFacts, user_data: pulumi.Input[str],
+                 storage: Storage, network: LabNetwork, domain_type: str, console_dir: pulumi.Resource,
+                 seed_after: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lvslab:index:Node", name, None, opts)
-        uri, prefix = cfg.libvirt_uri, f"{cfg.prefix}-{node.name}"
-        in_pool = pulumi.ResourceOptions(parent=self, depends_on=[base.pool])
-        self.disk = libvirt.Volume(f"{name}-disk", uri=uri, pool=base.pool_name, name=f"{prefix}.qcow2",
-                                   backing_path=base.base_path, size_mib=OVERLAY_SIZE_MIB, opts=in_pool)
-        self.seed = libvirt.SeedDisk(f"{name}-seed", uri=uri, pool=base.pool_name, name=f"{prefix}-seed.iso",
-                                     user_data=user_data, meta_data=meta_data(cfg, node),
-                                     network_config=network_config(cfg, node), opts=in_pool)
-        self.console_log = f"{log_dir}/{node.name}.log"
-        optional = [p if p is not None else pulumi.Output.from_input("")
-                    for p in (base.repo_path, base.kernel_path, base.initrd_path)]
-        xml = pulumi.Output.all(self.disk.path, self.seed.path, *optional).apply(
-            lambda paths: domain_xml(
-                cfg, node, role, domain_type,
-                DomainDisks(disk_path=paths[0], seed_path=paths[1], repo_path=paths[2] or None,
-                            kernel=paths[3] or None, initrd=paths[4] or None),
-                self.console_log,
-            )
-        )
-        self.domain = libvirt.Domain(f"{name}-domain", uri=uri, name=prefix, xml=xml, console_log=self.console_log,
-                                     opts=pulumi.ResourceOptions(parent=self, depends_on=[network.network]))
-        self.domain_name = self.domain.name
-        self.address = node.address
-        self.name = node.name
-        self.role = role
-        self.register_outputs({"domain": self.domain_name, "address": node.address, "role": role,
-                               "mac": mac_for(cfg.stack, node.name), "consoleLog": self.console_log})
+        self.facts = node
+        # `seed_after`: the seeds of a lab are read one after the other. pulumi-libvirt 0.5.4 reads a
+        # CloudInitDisk back by downloading its ISO, and concurrent downloads on one libvirt connection can
+        # hang `pulumi refresh` for good (seen here with 4 seeds); a dependency chain orders them.
+        self.seed = libvirt.CloudInitDisk(
+            f"{name}-seed", name=node.seed_volume, pool=storage.pool.name, user_data=user_data,
+            meta_data=meta_data(node), network_config=network_config(facts, node),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True,
+                                        depends_on=[seed_after] if seed_after is not None else None))
+        # A new seed means a new first boot: the overlay is replaced with it (a domain re-created on an old
+        # overlay would skip cloud-init and keep stale host keys).
+        self.disk = libvirt.Volume(
+            f"{name}-disk", name=node.disk_volume, pool=storage.pool.name, base_volume_id=storage.base.id,
+            size=OVERLAY_SIZE_MIB * 1024 * 1024, format="qcow2",
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, replace_with=[self.seed]))
+        disks = [libvirt.DomainDiskArgs(volume_id=self.disk.id)]
+        if storage.repo is not None:
+            disks.append(libvirt.DomainDiskArgs(volume_id=storage.repo.id))
+        direct_boot = storage.kernel is not None
+        self.domain = libvirt.Domain(
+            f"{name}-domain", name=node.domain, description=f"lvs-lab {facts.cfg.stack}: {node.role} {node.name}",
+            type=domain_type, machine="pc", memory=facts.cfg.vm.memory_mib, vcpu=facts.cfg.vm.vcpus,
+            cpu=libvirt.DomainCpuArgs(mode="maximum" if domain_type == "qemu" else "host-passthrough"),
+            kernel=storage.kernel.id if direct_boot else None,
+            initrd=storage.initrd.id if direct_boot and storage.initrd is not None else None,
+            cmdlines=facts.cmdlines if direct_boot else None,
+            cloudinit=self.seed.id, disks=disks,
+            network_interfaces=[libvirt.DomainNetworkInterfaceArgs(network_id=network.network.id, mac=node.mac,
+                                                                   wait_for_lease=False)],
+            consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
+            autostart=False, running=True, qemu_agent=False,
+            xml=libvirt.DomainXmlArgs(xslt=domain_xslt(facts, node, domain_type,
+                                                        facts.volume("repo.iso") if storage.repo else None)),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, replace_on_changes=REPLACE_DOMAIN_ON,
+                                        replace_with=[self.disk], depends_on=[console_dir]))
+        self.register_outputs({"domain": node.domain, "address": node.address, "role": node.role, "mac": node.mac,
+                               "consoleLog": node.console_log})

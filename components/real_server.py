@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 
-from components.base_image import BaseImage
-from components.network import LabNetwork
 from components.node import Node
-from lvslab.config import LabConfig
-from lvslab.config import RealServer as RealServerConfig
+from lvslab.model import LabFacts, NodeFacts
 from lvslab.render import real_server_user_data
 
 
 class RealServer(pulumi.ComponentResource):
-    def __init__(self, name: str, cfg: LabConfig, server: RealServerConfig, ssh_public_key: pulumi.Output[str],
-                 base: BaseImage, network: LabNetwork, domain_type: str, log_dir: str,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    node: Node
+
+    def __init__(self, name: str, facts: LabFacts, server: NodeFacts, ssh_public_key: pulumi.Output[str],
+                 opts: pulumi.ResourceOptions | None = None, **node_args: Any) -> None:
         super().__init__("lvslab:index:RealServer", name, None, opts)
-        user_data = ssh_public_key.apply(lambda key: real_server_user_data(cfg, server, key))
-        self.node = Node(f"{name}-node", cfg, server, "real-server", user_data, base, network, domain_type,
-                         log_dir, opts=pulumi.ResourceOptions(parent=self))
+        user_data = ssh_public_key.apply(lambda key: real_server_user_data(facts.cfg, server, key))
+        self.node = Node(f"{name}-node", facts, server, user_data, opts=pulumi.ResourceOptions(parent=self),
+                         **node_args)
         self.register_outputs({"weight": server.weight})

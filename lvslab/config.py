@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from lvslab.faults import CLOUD_INIT_FAULTS
+
 PROJECT = "lvs-lab"
 
 # Every IPVS scheduler keepalived's lb_algo accepts (keepalived 2.2).
@@ -24,8 +26,6 @@ DOMAIN_TYPES = ("auto", "kvm", "qemu")
 BOOT_METHODS = ("kernel", "bootloader")
 PACKAGE_SOURCES = ("local", "mirror")
 FAILOVER_MODES = ("clean", "hard")
-# Test-only faults: each breaks the lab in one way so the verification can be shown to catch it.
-FAULTS = ("rs-no-arp-sysctls", "rs-no-vip", "nginx-down-all", "keepalived-down-all", "backup-wrong-vrid")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 
@@ -121,11 +121,6 @@ class LabConfig:
     package_source: str
     verify: Verify
     faults: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def prefix(self) -> str:
-        """Prefix of every libvirt object, so two stacks coexist on one host."""
-        return f"{PROJECT}-{self.stack}"
 
     @property
     def master(self) -> Director:
@@ -389,8 +384,8 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         r.fail("faults", "must be a list", faults)
         faults = []
     for i, f in enumerate(faults):
-        if f not in FAULTS:
-            r.fail(f"faults[{i}]", f"unknown fault; expected one of {', '.join(FAULTS)}", f)
+        if f not in CLOUD_INIT_FAULTS:
+            r.fail(f"faults[{i}]", f"unknown fault; expected one of {', '.join(CLOUD_INIT_FAULTS)}", f)
 
     if r.problems:
         raise ConfigError(r.problems)

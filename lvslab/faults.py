@@ -1,9 +1,20 @@
-"""Faults injected into a running lab at run time, each paired with the check that must catch it and
-the repair that puts the lab back. (The same faults exist as cloud-init settings, `lvs-lab:faults`.)"""
+"""The one table of test-only faults. Each breaks the lab in one way so a verification step can be shown to
+catch it. Cloud-init faults (`lvs-lab:faults` in a stack) are rendered into the nodes' first boot; runtime
+faults (`tools/lvslab.py fault`) are injected into a running lab, paired with the check that must catch
+them and the repair that puts the lab back."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# name -> what it breaks (templates in cloud-init/ and lvslab/render.py test for these names).
+CLOUD_INIT_FAULTS: dict[str, str] = {
+    "rs-no-arp-sysctls": "real servers keep the default ARP sysctls (they answer ARP for the VIP)",
+    "rs-no-vip": "real servers do not hold the VIP on lo (DR replies cannot come from the VIP)",
+    "nginx-down-all": "nginx stopped on every real server",
+    "keepalived-down-all": "keepalived stopped on both directors",
+    "backup-wrong-vrid": "the BACKUP director uses another virtual_router_id (both become MASTER)",
+}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Facts about the machine running Pulumi that the program needs: where the built image is, whether KVM
-really works for an ordinary guest, and where pools and console logs go."""
+"""Facts about the machine running Pulumi that the program needs: where the built image is and whether KVM
+really works for an ordinary guest."""
 
 from __future__ import annotations
 
@@ -7,17 +7,26 @@ import hashlib
 import json
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from lvslab.config import LabConfig
 from lvslab.imagebuild import ImageSpec, cache_key, default_cache
 
-POOL_DIR = os.environ.get("LVSLAB_POOL_DIR", "/var/lib/lvs-lab/pools")
-LOG_DIR = os.environ.get("LVSLAB_LOG_DIR", "/var/log/lvs-lab")
-
 
 class HostError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """Host files the lab's pool is filled from (the built image, or a user's cloud image)."""
+
+    image: str
+    kernel: str | None
+    initrd: str | None
+    repo: str | None
+    digest: str
 
 
 def local_image_dir(cache: Path | None = None) -> Path:

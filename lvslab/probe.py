@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import http.client
 import os
+import queue
 import socket
 import struct
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 SSH_OPTIONS = [
@@ -44,6 +46,46 @@ def ssh(key: SshKey, address: str, script: str, timeout: float = 60) -> subproce
     """Run a shell script as root on a node."""
     return subprocess.run(["ssh", *SSH_OPTIONS, "-i", key.path, f"root@{address}", script],
                           capture_output=True, text=True, timeout=timeout)
+
+
+def ssh_watch(key: SshKey, address: str, script: str, action: Callable[[], None],
+              timeout: float) -> tuple[float | None, str]:
+    """Run a watcher script on a node that prints 'watching' once it runs and 'done' when what it waits
+    for happened; start `action` only after 'watching', so the SSH set-up (seconds under emulation) is
+    not part of the measurement. Returns (seconds from the action's start to 'done', or None; output)."""
+    proc = subprocess.Popen(["ssh", *SSH_OPTIONS, "-i", key.path, f"root@{address}", script],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    output: list[str] = []
+    deadline = time.monotonic() + timeout
+    started: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            output.append(line)
+            if line.strip() == "watching" and started is None:
+                started = time.monotonic()
+                action()
+            elif line.strip() == "done" and started is not None:
+                return time.monotonic() - started, "".join(output)
+        return None, "".join(output)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 
 @dataclass

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pulumi
 
-from components.base_image import ImageFiles
 from components.lab import Lab
 from lvslab import host
 from lvslab.config import PROJECT, ConfigError, LabConfig, parse_config
+from lvslab.host import ImageFiles
+from lvslab.model import derive
 
 
 def raw_project_config() -> tuple[dict[str, object], set[str]]:
@@ -48,8 +48,8 @@ def main() -> None:
         pulumi.log.info(note)
 
     secret_pass = pulumi.Output.secret(str(auth_pass)) if auth_pass is not None else None
-    lab = Lab(cfg.prefix, cfg, files, domain_type, host.POOL_DIR, os.path.join(host.LOG_DIR, cfg.prefix),
-              secret_pass)
+    facts = derive(cfg)
+    lab = Lab(facts.prefix, facts, files, domain_type, secret_pass)
     for key, value in lab.outputs.items():
         pulumi.export(key, value)
 

@@ -1,21 +1,20 @@
 """Pure rendering of every text artefact of a lab: cloud-init user-data, keepalived.conf, nginx site,
-network-config, meta-data and libvirt XML. Templates are data (cloud-init/, providers/); this module
+network-config, meta-data and the libvirt XSLT transforms. Templates are data (cloud-init/, xslt/); this module
 only chooses the values. StrictUndefined: a missing value is an error, never an empty string.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
-from lvslab.config import SCHEDULER_MODULES, Director, LabConfig, RealServer
+from lvslab.config import SCHEDULER_MODULES, LabConfig
+from lvslab.model import LabFacts, NodeFacts
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOUD_INIT_DIR = ROOT / "cloud-init"
-LIBVIRT_TEMPLATE_DIR = ROOT / "providers"
+XSLT_DIR = ROOT / "xslt"
 
 
 def _env(directory: Path) -> jinja2.Environment:
@@ -26,16 +25,10 @@ def _env(directory: Path) -> jinja2.Environment:
 
 
 _CLOUD_INIT = _env(CLOUD_INIT_DIR)
-_LIBVIRT = _env(LIBVIRT_TEMPLATE_DIR)
+_XSLT = _env(XSLT_DIR)
 
 
-def mac_for(stack: str, name: str) -> str:
-    """Deterministic locally administered MAC (QEMU's 52:54:00 prefix) for a node or bridge."""
-    digest = hashlib.sha256(f"{stack}/{name}".encode()).digest()
-    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
-
-
-def keepalived_conf(cfg: LabConfig, director: Director, auth_pass: str) -> str:
+def keepalived_conf(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:
     vrid = cfg.vrrp.virtual_router_id
     if "backup-wrong-vrid" in cfg.faults and director.state == "BACKUP":
         vrid = vrid % 255 + 1  # fault: the BACKUP listens for another router id
@@ -49,16 +42,16 @@ def keepalived_conf(cfg: LabConfig, director: Director, auth_pass: str) -> str:
     )
 
 
-def nginx_site(cfg: LabConfig, server: RealServer) -> str:
+def nginx_site(cfg: LabConfig, server: NodeFacts) -> str:
     return _CLOUD_INIT.get_template("nginx-site.conf.j2").render(node=server, port=cfg.port)
 
 
-def _common(cfg: LabConfig, node: Director | RealServer, role: str, ssh_public_key: str) -> dict[str, object]:
+def _common(cfg: LabConfig, node: NodeFacts, role: str, ssh_public_key: str) -> dict[str, object]:
     return {"stack": cfg.stack, "role": role, "node": node, "ssh_public_key": ssh_public_key.strip(),
             "package_source": cfg.package_source, "faults": cfg.faults, "vip": cfg.vip}
 
 
-def director_user_data(cfg: LabConfig, director: Director, ssh_public_key: str, auth_pass: str) -> str:
+def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str, auth_pass: str) -> str:
     return _CLOUD_INIT.get_template("director.yaml.j2").render(
         **_common(cfg, director, "director", ssh_public_key),
         scheduler_module=SCHEDULER_MODULES[cfg.lb_algo],
@@ -66,47 +59,34 @@ def director_user_data(cfg: LabConfig, director: Director, ssh_public_key: str, 
     )
 
 
-def real_server_user_data(cfg: LabConfig, server: RealServer, ssh_public_key: str) -> str:
+def real_server_user_data(cfg: LabConfig, server: NodeFacts, ssh_public_key: str) -> str:
     return _CLOUD_INIT.get_template("real-server.yaml.j2").render(
         **_common(cfg, server, "real-server", ssh_public_key), nginx_site=nginx_site(cfg, server),
     )
 
 
-def network_config(cfg: LabConfig, node: Director | RealServer) -> str:
+def network_config(facts: LabFacts, node: NodeFacts) -> str:
     return _CLOUD_INIT.get_template("network-config.yaml.j2").render(
-        node=node, mac=mac_for(cfg.stack, node.name), prefixlen=cfg.prefixlen,
+        node=node, mac=node.mac, prefixlen=facts.cfg.prefixlen,
     )
 
 
-def meta_data(cfg: LabConfig, node: Director | RealServer) -> str:
-    return _CLOUD_INIT.get_template("meta-data.yaml.j2").render(
-        node=node, instance_id=f"{cfg.prefix}-{node.name}",
+def meta_data(node: NodeFacts) -> str:
+    return _CLOUD_INIT.get_template("meta-data.yaml.j2").render(node=node, instance_id=node.domain)
+
+
+def network_xslt(facts: LabFacts) -> str:
+    """XSLT for pulumi-libvirt's Network: fixed bridge MAC, no STP, the configured host address, no DHCP/DNS."""
+    cfg = facts.cfg
+    return _XSLT.get_template("network.xsl.j2").render(
+        network=facts.network, bridge=cfg.bridge, bridge_mac=facts.bridge_mac, host_address=cfg.host_address,
     )
 
 
-def network_xml(cfg: LabConfig) -> str:
-    return _LIBVIRT.get_template("network.xml.j2").render(
-        name=f"{cfg.prefix}-net", bridge=cfg.bridge, mac=mac_for(cfg.stack, "bridge"),
-        host_address=cfg.host_address, prefixlen=cfg.prefixlen,
-    )
-
-
-@dataclass(frozen=True)
-class DomainDisks:
-    disk_path: str
-    seed_path: str
-    repo_path: str | None
-    kernel: str | None
-    initrd: str | None
-
-
-def domain_xml(cfg: LabConfig, node: Director | RealServer, role: str, domain_type: str,
-               disks: DomainDisks, console_log: str) -> str:
-    cmdline = f"root=LABEL=rootfs ro {cfg.image.kernel_cmdline}"
-    return _LIBVIRT.get_template("domain.xml.j2").render(
-        name=f"{cfg.prefix}-{node.name}", stack=cfg.stack, role=role, node_name=node.name,
-        domain_type=domain_type, memory_mib=cfg.vm.memory_mib, vcpus=cfg.vm.vcpus,
-        tb_cache_mib=cfg.vm.tb_cache_mib, kernel=disks.kernel, initrd=disks.initrd, cmdline=cmdline,
-        disk_path=disks.disk_path, seed_path=disks.seed_path, repo_path=disks.repo_path,
-        network=f"{cfg.prefix}-net", mac=mac_for(cfg.stack, node.name), console_log=console_log,
+def domain_xslt(facts: LabFacts, node: NodeFacts, domain_type: str, repo_volume: str | None) -> str:
+    """XSLT for pulumi-libvirt's Domain: TCG cache (emulation only), overlay cache mode, read-only repository,
+    serial console log file, headless, virtio RNG."""
+    return _XSLT.get_template("domain.xsl.j2").render(
+        domain=node.domain, tb_cache_mib=facts.cfg.vm.tb_cache_mib if domain_type == "qemu" else 0,
+        disk_volume=node.disk_volume, repo_volume=repo_volume, console_log=node.console_log,
     )

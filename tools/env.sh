@@ -1,9 +1,10 @@
 # shellcheck shell=bash
-# Environment for running the project's pulumi: toolchain and venv on PATH, embedded defaults for the
+# Environment for running the project's pulumi: the toolchain on PATH (Pulumi.yaml names the venv), the
+# plugins in the checkout's PULUMI_HOME, embedded defaults for the
 # state backend (local files in .lvslab/state) and the passphrase secrets provider. Any of these can be
 # overridden by exporting it first (e.g. PULUMI_BACKEND_URL=s3://... or PULUMI_CONFIG_PASSPHRASE).
 _root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export PATH="$_root/.lvslab/venv/bin:$_root/.lvslab/bin:$PATH"
+export PATH="$_root/.lvslab/bin:$PATH"
 export PULUMI_HOME=${PULUMI_HOME:-$_root/.lvslab/pulumi-home}
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true

@@ -9,7 +9,7 @@
 source "$(dirname "$0")/lib.sh"
 
 PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-          genisoimage mmdebstrap dpkg-dev iproute2 openssh-client
+          genisoimage xsltproc mmdebstrap dpkg-dev iproute2 openssh-client
           keepalived nginx-light cloud-init)   # the last three only for config checks in unit tests
 RUN=/run/lvs-lab
 URI=qemu:///system

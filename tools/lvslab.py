@@ -33,8 +33,10 @@ from pulumi import automation as auto
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lvslab.config import PROJECT  # noqa: E402
-from providers.libvirt import objects_with_prefix  # noqa: E402
+from lvslab.config import PROJECT, LabConfig, parse_config  # noqa: E402
+from lvslab.faults import RUNTIME_FAULTS  # noqa: E402
+from lvslab.inventory import lab_leftovers  # noqa: E402
+from lvslab.model import derive, verify_spec  # noqa: E402
 
 SLOTS = Path(os.environ.get("LVSLAB_RUN_DIR", "/run/lvs-lab")) / "ci-slots"
 
@@ -126,7 +128,7 @@ def outputs_of(stack: auto.Stack) -> dict[str, Any]:
 
 
 def print_summary(outputs: dict[str, Any]) -> None:
-    from components.verification import summary
+    from lvslab.report import summary
 
     if outputs.get("verification"):
         print(summary(outputs["verification"]), flush=True)
@@ -167,21 +169,22 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def leak_check(stack: auto.Stack, stack_name: str) -> dict[str, list[str]]:
-    uri = "qemu:///system"
-    try:
-        uri = stack.get_config(f"{PROJECT}:libvirtUri").value
-    except auto.errors.CommandError:
-        pass
-    prefix = f"{PROJECT}-{stack_name}-"
-    leaks = {k: v for k, v in objects_with_prefix(uri, prefix).items() if v}
-    for path in (Path("/var/lib/lvs-lab/pools") / f"{PROJECT}-{stack_name}",):
-        if path.exists():
-            leaks.setdefault("files", []).append(str(path))
+    """Everything the lab's name prefix or paths still show on the host (libvirt objects, seed ISOs, pool
+    and console files), independent of Pulumi's state."""
+    facts = derive(lab_config(stack, stack_name))
+    leaks = lab_leftovers(facts)
     if leaks:
         log(f"LEAK CHECK FAILED: left behind {leaks}")
     else:
-        log(f"leak check: no libvirt domain, network, pool or volume with prefix {prefix} is left")
+        log(f"leak check: no libvirt domain, network, pool or volume with prefix {facts.prefix}- is left, "
+            f"and no file under {facts.pool_path} or {facts.console_dir}")
     return leaks
+
+
+def resource_types(stack: auto.Stack) -> list[str]:
+    """The resource types in the stack's state (only libvirt:*, command:*, pulumi:* and lvslab:* expected)."""
+    deployment = stack.export_stack().deployment or {}
+    return sorted({r["type"] for r in deployment.get("resources", [])})
 
 
 # --- ephemeral CI environments -----------------------------------------------------------------------
@@ -233,23 +236,13 @@ def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],
     return cfg
 
 
-def private_key_of(name: str) -> str | None:
-    """The lab's SSH private key, decrypted from the stack's state (it is a secret output)."""
-    state = json.loads(subprocess.run(["pulumi", "stack", "export", "--show-secrets", "--stack", name],
-                                      cwd=ROOT, capture_output=True, text=True, check=True).stdout)
-    for res in state.get("deployment", {}).get("resources", []):
-        value = res.get("outputs", {}).get("private_key")
-        if isinstance(value, dict):
-            value = value.get("plaintext")
-            value = json.loads(value) if value and value.startswith('"') else value
-        if value:
-            return str(value)
-    return None
+def private_key_of(stack: auto.Stack) -> str | None:
+    """The lab's SSH private key: the stack's secret output `sshPrivateKey` (decrypted only in memory)."""
+    output = stack.outputs().get("sshPrivateKey")
+    return str(output.value) if output is not None and output.value else None
 
 
-def lab_config(stack: auto.Stack, name: str) -> Any:
-    from lvslab.config import parse_config
-
+def lab_config(stack: auto.Stack, name: str) -> LabConfig:
     raw = {}
     for key, item in stack.get_all_config().items():
         ns, _, short = key.partition(":")
@@ -258,7 +251,7 @@ def lab_config(stack: auto.Stack, name: str) -> Any:
                 raw[short] = json.loads(item.value)
             except json.JSONDecodeError:
                 raw[short] = item.value
-    return parse_config(raw, name)
+    return parse_config(raw, name, auth_pass=None)
 
 
 def collect_artefacts(stack: auto.Stack, name: str, dest: Path, extra: dict[str, str]) -> None:
@@ -268,31 +261,28 @@ def collect_artefacts(stack: auto.Stack, name: str, dest: Path, extra: dict[str,
     dest.mkdir(parents=True, exist_ok=True)
     for fname, text in extra.items():
         (dest / fname).write_text(text)
-    log_dir = Path("/var/log/lvs-lab") / f"{PROJECT}-{name}"
-    if log_dir.exists():
-        shutil.copytree(log_dir, dest / "consoles", dirs_exist_ok=True)
+    facts = derive(lab_config(stack, name))
+    if os.path.isdir(facts.console_dir):
+        shutil.copytree(facts.console_dir, dest / "consoles", dirs_exist_ok=True)
     try:
-        key_text = private_key_of(name)
-    except subprocess.CalledProcessError as exc:
-        (dest / "export-error.txt").write_text(exc.stderr)
+        key_text = private_key_of(stack)
+    except auto.errors.CommandError as exc:
+        (dest / "outputs-error.txt").write_text(str(exc))
         return
-    cfg = lab_config(stack, name)
-    nodes = [("directors", d.name, d.address) for d in cfg.directors]
-    nodes += [("realServers", s.name, s.address) for s in cfg.real_servers]
     if not key_text:
         return
     with SshKey(key_text) as key:
-        for kind, node, address in nodes:
+        for node in facts.nodes:
             role_script = ("journalctl -u keepalived --no-pager; ipvsadm -Ln; ipvsadm -Ln --stats; ip addr"
-                           if kind == "directors" else
+                           if node.role == "director" else
                            "systemctl status nginx --no-pager; ip addr; sysctl -a 2>/dev/null | grep arp_")
             script = ("cloud-init status --long; systemd-analyze; systemd-analyze blame | head -25; "
                       "cat /var/log/cloud-init-output.log; " + role_script)
             try:
-                out = ssh(key, address, script, timeout=60)
-                (dest / f"{node}.txt").write_text(out.stdout + out.stderr)
+                out = ssh(key, node.address, script, timeout=60)
+                (dest / f"{node.name}.txt").write_text(out.stdout + out.stderr)
             except subprocess.TimeoutExpired:
-                (dest / f"{node}.txt").write_text("ssh timed out")
+                (dest / f"{node.name}.txt").write_text("ssh timed out")
     log(f"artefacts in {dest}")
 
 
@@ -330,10 +320,17 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
                 outputs = outputs_of(stack)
                 report["verification"] = outputs.get("verification")
                 print_summary(outputs)
+                report["resource_types"] = resource_types(stack)
                 preview = phase("preview", lambda: stack.preview(on_output=on_output, color="never"))
                 changes = {k: v for k, v in (preview.change_summary or {}).items() if k != "same"}
                 if changes:
                     failed.append(f"idempotency: a preview right after up reports changes {changes}")
+                # What libvirt reports back must match what was declared: refresh, then nothing to do.
+                phase("refresh", lambda: stack.refresh(on_output=on_output, color="never"))
+                preview = phase("preview-after-refresh", lambda: stack.preview(on_output=on_output, color="never"))
+                changes = {k: v for k, v in (preview.change_summary or {}).items() if k != "same"}
+                if changes:
+                    failed.append(f"idempotency: a preview after refresh reports changes {changes}")
             except auto.errors.CommandError as exc:
                 failed.append("up/verification: " + _first_error(str(exc)))
             except Interrupted:
@@ -396,26 +393,25 @@ def finish(report: dict[str, Any], expect_fail: str | None) -> int:
 
 def cmd_fault(args: argparse.Namespace) -> int:
     """Break a running lab one way, show the named check fails, repair it, show the check passes again."""
-    from components.verification import verification_spec
     from lvslab.checks import CheckFailed, run_step
-    from lvslab.faults import RUNTIME_FAULTS
     from lvslab.probe import SshKey, ssh
 
     fault = RUNTIME_FAULTS[args.fault]
     stack = select_stack(args.stack)
-    cfg = lab_config(stack, args.stack)
-    spec = verification_spec(cfg)
-    key_text = private_key_of(args.stack)
-    assert key_text, "no SSH key in the stack state"
-    targets = {"real_servers": spec["real_servers"], "one_real_server": spec["real_servers"][:1],
-               "directors": spec["directors"]}[fault.targets]
+    spec = verify_spec(derive(lab_config(stack, args.stack)))
+    key_text = private_key_of(stack)
+    if not key_text:
+        log(f"stack {args.stack} has no sshPrivateKey output: is the lab up?")
+        return 1
+    targets = {"real_servers": spec.real_servers, "one_real_server": spec.real_servers[:1],
+               "directors": spec.directors}[fault.targets]
     result: dict[str, Any] = {"fault": fault.name, "expected_check": fault.check}
     with SshKey(key_text) as key:
         def on_all(script: str) -> None:
             for node in targets:
-                out = ssh(key, node["address"], script)
+                out = ssh(key, node.address, script)
                 if out.returncode != 0:
-                    raise RuntimeError(f"{script!r} on {node['name']}: {out.stderr.strip()}")
+                    raise RuntimeError(f"{script!r} on {node.name}: {out.stderr.strip()}")
         on_all(fault.inject)
         try:
             run_step(fault.step, spec, key_text)
@@ -424,7 +420,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
             result.update(failed_check=exc.check, message=str(exc))
         finally:
             on_all(fault.repair)
-        time.sleep(spec["failover_bound_s"] + 2)  # VRRP election / health checks settle
+        time.sleep(spec.failover_bound_s + 2)  # VRRP election / health checks settle
         try:
             result["after_repair"] = run_step(fault.step, spec, key_text)["passed"]
         except CheckFailed as exc:
@@ -447,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     eph = sub.add_parser("ephemeral")
     eph.add_argument("--template", default="ci")
     eph.add_argument("--keep", action="store_true", help="keep the lab up for debugging")
-    eph.add_argument("--fault", action="append", default=[], help="test-only fault (see lvslab/config.py FAULTS)")
+    eph.add_argument("--fault", action="append", default=[], help="test-only fault (lvslab/faults.py)")
     eph.add_argument("--expect-fail", help="succeed only if this check fails (and teardown is clean)")
     eph.add_argument("--artefacts", default=str(ROOT / "artefacts"))
     eph.add_argument("--real-servers", type=int)
@@ -455,8 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     eph.add_argument("--json", help="write the run report here")
     fault = sub.add_parser("fault")
     fault.add_argument("--stack", required=True)
-    fault.add_argument("--fault", required=True, choices=["rs-no-arp-sysctls", "rs-no-vip", "nginx-down-all",
-                                                          "keepalived-down-all"])
+    fault.add_argument("--fault", required=True, choices=sorted(RUNTIME_FAULTS))
     args = parser.parse_args(argv)
     return {"up": cmd_up, "destroy": cmd_destroy, "ephemeral": cmd_ephemeral, "fault": cmd_fault}[args.cmd](args)
 

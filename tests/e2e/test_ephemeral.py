@@ -39,7 +39,12 @@ def side_by_side(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def _assert_verified(report: dict[str, Any]) -> None:
-    assert report["failed"] == [], report["failed"]
+    assert report["failed"] == [], report["failed"]  # includes: no changes in preview, nor after refresh
+    # The real providers only: no dynamic provider resource in the state.
+    assert {t.split(":")[0] for t in report["resource_types"]} == {"pulumi", "lvslab", "libvirt", "command"}
+    assert "libvirt:index/domain:Domain" in report["resource_types"]
+    assert "command:remote:Command" in report["resource_types"]
+    assert not [t for t in report["resource_types"] if "dynamic" in t]
     verification = report["verification"]
     assert sorted(verification) == sorted(STEPS)  # outputs come back key-sorted
     assert all(r["passed"] for r in verification.values())
@@ -110,7 +115,7 @@ def test_sigterm_still_destroys_everything(netns: str, tmp_path: Path) -> None:
     proc = start_in(netns, "ephemeral", "--real-servers", "1", "--artefacts", str(tmp_path / "art"),
                     "--json", str(report_path), log=log)
     deadline = time.monotonic() + 600
-    while "verification-readiness creating" not in log.read_text(errors="replace"):
+    while "verification-ready-" not in log.read_text(errors="replace"):  # the remote readiness waits: VMs boot
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(1)
     proc.terminate()  # SIGTERM to the runner (ip netns exec has exec'd into it)

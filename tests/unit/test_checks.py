@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -9,13 +12,14 @@ import pytest
 from lvslab.checks import (
     evaluate_distribution,
     expected_counts,
-    health_check_window,
     outage,
     parse_ipvsadm_list,
     parse_ipvsadm_stats,
+    table_watch_script,
 )
+from lvslab.model import HealthCheckSpec
 
-SERVERS = [{"name": "web1", "weight": 1}, {"name": "web2", "weight": 1}]
+SERVERS = {"web1": 1, "web2": 1}
 
 STATS = """IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
@@ -46,7 +50,7 @@ def test_failed_requests_fail() -> None:
 
 
 def test_wrr_follows_weights() -> None:
-    servers = [{"name": "a", "weight": 3}, {"name": "b", "weight": 1}]
+    servers = {"a": 3, "b": 1}
     assert expected_counts(servers, "wrr", 8) == {"a": 6, "b": 2}
     assert evaluate_distribution({"a": 6, "b": 2}, servers, "wrr", 0, 8) is None
     assert evaluate_distribution({"a": 4, "b": 4}, servers, "wrr", 0, 8) is not None
@@ -82,13 +86,36 @@ def test_outage() -> None:
     assert outage([ev(0, False)], 0)[0] == float("inf")
 
 
+def test_weight_zero_servers_expect_nothing_and_all_zero_is_unpredictable() -> None:
+    assert expected_counts({"a": 2, "b": 0}, "rr", 4) == {"a": 4, "b": 0}
+    assert expected_counts({"a": 0, "b": 0}, "wrr", 4) is None
+    assert expected_counts({"a": 0, "b": 0}, "rr", 4) is None
+
+
 def test_health_check_window() -> None:
-    hc = {"delay_loop": 2, "connect_timeout": 2, "retry": 1, "delay_before_retry": 1}
-    assert health_check_window(hc) == (2 + 2 * 3, 4)
+    hc = HealthCheckSpec(type="HTTP_GET", delay_loop=2, connect_timeout=2, retry=1, delay_before_retry=1)
+    assert hc.window() == (2 + 2 * 3, 4)
+
+
+@pytest.mark.parametrize("table,present,expect", [
+    ("  -> 10.77.0.22:80                Route   1      0          3\n", True, "done"),
+    ("  -> 10.77.0.22:80                Route   0      0          3\n", True, "timeout"),
+    ("  -> 10.77.0.21:80                Route   1      0          3\n", True, "timeout"),
+    ("  -> 10.77.0.21:80                Route   1      0          3\n", False, "done"),
+    ("  -> 10.77.0.22:80                Route   1      0          3\n", False, "timeout"),
+])
+def test_table_watch_script_decides_from_the_table(tmp_path: Path, table: str, present: bool, expect: str) -> None:
+    """The watcher's awk really runs: an ipvsadm stand-in prints a fixed table."""
+    (tmp_path / "ipvsadm").write_text(f"#!/bin/sh\nprintf '{table}'\n")
+    (tmp_path / "ipvsadm").chmod(0o755)
+    script = table_watch_script("10.77.0.22", 80, present, timeout=0)
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=20,
+                         env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}).stdout.split()
+    assert out[0] == "watching" and out[1] == expect
 
 
 def test_summary_lists_steps_in_run_order() -> None:
-    from components.verification import summary
+    from lvslab.report import summary
 
     text = summary({"failover": {"passed": True, "service_gap_s": 0.6},
                     "readiness": {"passed": True, "nodes": {"web1": {"boot_to_ready_s": 66.1}}},
@@ -107,5 +134,8 @@ TCP 01:55  FIN_WAIT    10.77.0.1:20001    10.77.0.100:80     10.77.0.21:80
 TCP 00:59  TIME_WAIT   10.77.0.1:20002    10.77.0.100:80     10.77.0.22:80
 TCP 01:00  FIN_WAIT    10.77.0.9:20003    10.77.0.100:80     10.77.0.22:80
 """
-    ports = fresh_source_ports(listing, "10.77.0.1", 9997, low=20000, high=30000)
-    assert len(set(ports)) == 9997 and not {20001, 20002} & set(ports) and 20003 in ports
+    # Every free port of the range: deterministic, so the test cannot pass or fail by chance.
+    ports = fresh_source_ports(listing, "10.77.0.1", 9998, low=20000, high=30000)
+    assert len(set(ports)) == 9998 and not {20001, 20002} & set(ports) and 20003 in ports
+    with pytest.raises(ValueError):
+        fresh_source_ports(listing, "10.77.0.1", 9999, low=20000, high=30000)

@@ -1,5 +1,6 @@
-"""The resource graph under Pulumi mocks: counts, parents, stack-prefixed names, domain type, NICs;
-and that invalid config stops the program before any resource is registered."""
+"""The resource graph under Pulumi mocks, found by type token: counts, parents, stack-prefixed names, the
+domain type, NICs, replacement options, secrets; and that invalid config stops the program before any
+resource is registered."""
 
 from __future__ import annotations
 
@@ -9,34 +10,55 @@ from typing import Any
 
 import pulumi
 import pytest
+from pulumi.runtime import rpc
 
 from lvslab import host, program
+
+DOMAIN = "libvirt:index/domain:Domain"
+VOLUME = "libvirt:index/volume:Volume"
+SEED = "libvirt:index/cloudInitDisk:CloudInitDisk"
+NETWORK = "libvirt:index/network:Network"
+POOL = "libvirt:index/pool:Pool"
+LOCAL = "command:local:Command"
+REMOTE = "command:remote:Command"
+FAKE_KEY = "ssh-ed25519 AAAA test\n-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def is_secret(value: Any) -> bool:
+    """A value the engine receives wrapped as a secret."""
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig  # noqa: SLF001
 
 
 class Recorder(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[pulumi.runtime.MockResourceArgs] = []
+        self.options: dict[str, pulumi.ResourceOptions] = {}
         self.parents: dict[str, str | None] = {}
 
-    def record_parent(self, args: pulumi.ResourceTransformationArgs) -> None:
+    def record(self, args: pulumi.ResourceTransformationArgs) -> None:
         parent = args.opts.parent if args.opts else None
         self.parents[args.name] = parent._name if parent is not None else None  # noqa: SLF001
+        self.options[args.name] = args.opts
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources.append(args)
         outs = dict(args.inputs)
-        if "pool" in outs:  # volumes and seed disks (None inputs are not sent)
-            outs["path"] = f"/pool/{outs['name']}"
-        if "comment" in outs:
-            outs.update(public_key="ssh-ed25519 AAAA test", private_key="PRIVATE")
-        if "step" in outs:
-            outs["result"] = json.dumps({"passed": True, "step": outs["step"]})
-        if "length" in outs:
-            outs["value"] = "generated"
-        return f"{args.name}-id", outs
+        rid = f"{args.name}-id"
+        if args.typ == VOLUME:
+            rid = f"/pool/{outs['name']}"
+        if args.typ == LOCAL and "ssh-keygen" in outs.get("create", ""):
+            outs["stdout"] = FAKE_KEY
+        elif args.typ == LOCAL and "lvslab.verify" in outs.get("create", ""):
+            outs["stdout"] = json.dumps({"passed": True, "step": outs["create"].split()[-1]})
+        elif args.typ == LOCAL:
+            outs["stdout"] = "generated"
+        return rid, outs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None
+
+    def of(self, typ: str) -> list[pulumi.runtime.MockResourceArgs]:
+        return [r for r in self.resources if r.typ == typ]
 
 
 @pytest.fixture
@@ -54,15 +76,11 @@ def run_program(raw: dict[str, Any], stack: str = "dev", mocks: Recorder | None 
 
     @pulumi.runtime.test
     def declare() -> None:
-        pulumi.runtime.register_stack_transformation(lambda a: mocks.record_parent(a))
+        pulumi.runtime.register_stack_transformation(lambda a: mocks.record(a))
         program.main()
 
     declare()
     return mocks
-
-
-def by_name(mocks: Recorder) -> dict[str, pulumi.runtime.MockResourceArgs]:
-    return {r.name: r for r in mocks.resources}
 
 
 @pytest.mark.parametrize("n_rs", [2, 5])
@@ -71,40 +89,82 @@ def test_graph(dev_raw: dict[str, Any], image_dir: Path, n_rs: int) -> None:
     dev_raw["realServers"] = [{"name": f"web{i}", "address": f"10.77.0.{20 + i}", "weight": 1}
                               for i in range(1, n_rs + 1)]
     mocks = run_program(dev_raw)
-    res = by_name(mocks)
-    components = [r for r in mocks.resources if r.typ.startswith("lvslab:index:")]
-    kinds = sorted(r.typ for r in components)
-    assert kinds.count("lvslab:index:Node") == 2 + n_rs
+    n = 2 + n_rs
+    kinds = sorted(r.typ for r in mocks.resources if r.typ.startswith("lvslab:index:"))
+    assert kinds.count("lvslab:index:Node") == n
     assert kinds.count("lvslab:index:Director") == 2 and kinds.count("lvslab:index:RealServer") == n_rs
     assert kinds.count("lvslab:index:Lab") == 1 and kinds.count("lvslab:index:Verification") == 1
+    # Only the real providers' resources (and the project's components): no dynamic provider.
+    assert {r.typ.split(":")[0] for r in mocks.resources} == {"lvslab", "libvirt", "command", "pulumi"}
+    assert not [r for r in mocks.resources if "dynamic" in r.typ]
 
-    domains = [r for r in mocks.resources if "xml" in r.inputs and "console_log" in r.inputs]
-    assert len(domains) == 2 + n_rs
+    domains = mocks.of(DOMAIN)
+    assert len(domains) == n and len(mocks.of(SEED)) == n and len(mocks.of(NETWORK)) == 1 and len(mocks.of(POOL)) == 1
+    assert len(mocks.of(VOLUME)) == n + 4  # overlays + base, kernel, initrd, repository
+    assert len(mocks.of(REMOTE)) == n  # one readiness wait per node
+    # ssh key, VRRP password, console-log directory, 7 steps
+    assert len(mocks.of(LOCAL)) == 3 + 7
     for d in domains:
-        assert d.inputs["name"].startswith("lvs-lab-dev-")
-        assert "<domain type='qemu'>" in d.inputs["xml"]
-        assert d.inputs["xml"].count("<interface type='network'>") == 1
-        assert "<source network='lvs-lab-dev-net'/>" in d.inputs["xml"]
-    # 2 + n nodes x (disk, seed, domain) + pool + 4 uploads + network + key + password + 7 checks
-    dynamic = [r for r in mocks.resources if r.typ == "pulumi-python:dynamic:Resource"]
-    assert len(dynamic) == 3 * (2 + n_rs) + 1 + 4 + 1 + 2 + 7
-    # Every libvirt object name carries the project and stack.
-    names = [r.inputs["name"] for r in dynamic if "uri" in r.inputs]
-    assert names and all(n.startswith("lvs-lab-dev-") for n in names)
+        ins = d.inputs
+        assert ins["name"].startswith("lvs-lab-dev-") and ins["type"] == "qemu" and ins["machine"] == "pc"
+        nics = ins["networkInterfaces"]
+        assert len(nics) == 1 and nics[0]["networkId"] == "lvs-lab-dev-network-net-id"
+        assert [x["volumeId"] for x in ins["disks"]] == [f"/pool/{ins['name']}.qcow2", "/pool/lvs-lab-dev-repo.iso"]
+        assert ins["kernel"] == "/pool/lvs-lab-dev-vmlinuz" and ins["initrd"] == "/pool/lvs-lab-dev-initrd.img"
+        assert ins["cmdlines"][-1] == {"_": "quiet ro"} and ins["cmdlines"][0]["root"] == "LABEL=rootfs"
+        assert "<tb-cache unit=\"MiB\">256</tb-cache>" in ins["xml"]["xslt"]
+        opts = mocks.options[d.name]
+        assert opts.delete_before_replace and "cloudinit" in opts.replace_on_changes
+    names = [r.inputs["name"] for r in mocks.resources if r.typ.startswith("libvirt:") and "name" in r.inputs]
+    assert names and all(x.startswith("lvs-lab-dev-") for x in names)
+    # Every fixed-name libvirt object goes before its replacement is created.
+    for r in mocks.resources:
+        if r.typ.startswith("libvirt:index/") and r.typ != "pulumi:providers:libvirt":
+            assert mocks.options[r.name].delete_before_replace, r.name
     # Every resource has a parent component (only the Lab hangs off the stack).
-    assert set(mocks.parents) == set(res)
     for name, parent in mocks.parents.items():
         assert (parent is None) == (name == "lvs-lab-dev"), name
     assert mocks.parents["director1-node-domain"] == "director1-node"
     assert mocks.parents["director1-node"] == "director1"
-    assert mocks.parents["director1"] == "lvs-lab-dev"
     assert mocks.parents["lvs-lab-dev-verification-failover"] == "lvs-lab-dev-verification"
 
 
+def test_verification_steps_are_commands_in_order(dev_raw: dict[str, Any], image_dir: Path) -> None:
+    mocks = run_program(dev_raw)
+    steps = [r for r in mocks.of(LOCAL) if "lvslab.verify" in r.inputs.get("create", "")]
+    assert [r.inputs["create"].split()[-1] for r in steps] == [
+        "readiness", "lvs-state", "round-robin", "health-check", "failover", "failback", "restore"]
+    spec = json.loads(steps[0].inputs["stdin"])
+    assert spec["vip"] == "10.77.0.100" and [d["name"] for d in spec["directors"]] == ["director1", "director2"]
+    env = steps[0].inputs["environment"]
+    assert is_secret(env) and "LVSLAB_SSH_PRIVATE_KEY" in env["value"]  # the key reaches the step as a secret
+    for prev, step in zip(steps, steps[1:], strict=False):
+        assert [d._name for d in mocks.options[step.name].depends_on] == [prev.name]  # noqa: SLF001
+    ready = mocks.of(REMOTE)
+    hosts = set()
+    for r in ready:
+        conn = r.inputs["connection"]
+        assert is_secret(conn)  # it carries the private key
+        conn = conn["value"]
+        hosts.add(conn["host"])
+        assert conn["dialErrorLimit"] >= 60 and conn["perDialTimeout"] == 5
+        assert "cloud-init status --wait" in r.inputs["create"]
+    assert hosts == {"10.77.0.11", "10.77.0.12", "10.77.0.21", "10.77.0.22"}
+
+
+def test_secrets_stay_secret(dev_raw: dict[str, Any], image_dir: Path) -> None:
+    mocks = run_program(dev_raw)
+    for r in mocks.of(LOCAL):
+        if "ssh-keygen" in r.inputs.get("create", "") or "urandom" in r.inputs.get("create", ""):
+            assert mocks.options[r.name].additional_secret_outputs == ["stdout"]
+            assert r.inputs["logging"] == "none"
+
+
 def test_two_stacks_do_not_share_names(dev_raw: dict[str, Any], image_dir: Path) -> None:
-    dev_raw["domainType"] = "qemu"
-    a = {r.inputs["name"] for r in run_program(dev_raw, "a").resources if "uri" in r.inputs}
-    b = {r.inputs["name"] for r in run_program(dev_raw, "b").resources if "uri" in r.inputs}
+    def names(stack: str) -> set[str]:
+        return {r.inputs["name"] for r in run_program(dev_raw, stack).resources
+                if r.typ.startswith("libvirt:index/") and "name" in r.inputs}
+    a, b = names("a"), names("b")
     assert a and not a & b
 
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,13 @@ import pytest
 import yaml
 
 from lvslab.config import LabConfig, parse_config
+from lvslab.model import derive, mac_for
 from lvslab.render import (
-    DomainDisks,
     director_user_data,
-    domain_xml,
+    domain_xslt,
     keepalived_conf,
-    mac_for,
     network_config,
-    network_xml,
+    network_xslt,
     nginx_site,
     real_server_user_data,
 )
@@ -50,7 +50,7 @@ def test_keepalived_config_test_passes(dev_raw: dict[str, Any], tmp_path: Path) 
     if not shutil.which("keepalived"):
         pytest.fail("keepalived not installed: run tools/host.sh packages")
     for cfg in configs(dev_raw):
-        for director in cfg.directors:
+        for director in derive(cfg).directors:
             conf = tmp_path / f"{director.name}.conf"
             conf.write_text(keepalived_conf(cfg, director, "s3cret"))
             proc = subprocess.run(["keepalived", "--config-test", "-f", str(conf)], capture_output=True, text=True)
@@ -67,8 +67,8 @@ def test_keepalived_config_test_catches_a_broken_config(tmp_path: Path) -> None:
 
 def test_user_data_passes_cloud_init_schema(dev_raw: dict[str, Any], tmp_path: Path) -> None:
     for cfg in configs(dev_raw):
-        docs = [director_user_data(cfg, d, KEY, "s3cret") for d in cfg.directors]
-        docs += [real_server_user_data(cfg, s, KEY) for s in cfg.real_servers]
+        docs = [director_user_data(cfg, d, KEY, "s3cret") for d in derive(cfg).directors]
+        docs += [real_server_user_data(cfg, s, KEY) for s in derive(cfg).real_servers]
         for i, doc in enumerate(docs):
             path = tmp_path / f"ud{i}.yaml"
             path.write_text(doc)
@@ -78,7 +78,7 @@ def test_user_data_passes_cloud_init_schema(dev_raw: dict[str, Any], tmp_path: P
 
 def test_network_config_is_v2_static(dev_raw: dict[str, Any]) -> None:
     cfg = parse_config(dev_raw, "dev")
-    doc = yaml.safe_load(network_config(cfg, cfg.real_servers[0]))
+    doc = yaml.safe_load(network_config(derive(cfg), derive(cfg).real_servers[0]))
     eth0 = doc["ethernets"]["eth0"]
     assert doc["version"] == 2 and eth0["addresses"] == ["10.77.0.21/24"]
     assert eth0["match"]["macaddress"] == mac_for("dev", "web1") and "gateway4" not in eth0
@@ -88,7 +88,7 @@ def test_nginx_site_passes_nginx_t(dev_raw: dict[str, Any]) -> None:
     if not shutil.which("nginx"):
         pytest.fail("nginx not installed: run tools/host.sh packages")
     for cfg in configs(dev_raw):
-        site = nginx_site(cfg, cfg.real_servers[0])
+        site = nginx_site(cfg, derive(cfg).real_servers[0])
         with tempfile.TemporaryDirectory() as tmp:
             main = Path(tmp, "nginx.conf")
             main.write_text(f"pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\n"
@@ -99,7 +99,7 @@ def test_nginx_site_passes_nginx_t(dev_raw: dict[str, Any]) -> None:
 
 def test_real_server_user_data_content(dev_raw: dict[str, Any]) -> None:
     cfg = parse_config(dev_raw, "dev")
-    doc = yaml.safe_load(real_server_user_data(cfg, cfg.real_servers[0], KEY))
+    doc = yaml.safe_load(real_server_user_data(cfg, derive(cfg).real_servers[0], KEY))
     files = {f["path"]: f["content"] for f in doc["write_files"]}
     sysctl = files["/etc/sysctl.d/90-lvslab-arp.conf"]
     for iface in ("all", "default", "lo", "eth0"):
@@ -113,40 +113,123 @@ def test_real_server_user_data_content(dev_raw: dict[str, Any]) -> None:
 def test_mirror_profile_has_no_local_repository(dev_raw: dict[str, Any]) -> None:
     dev_raw["packageSource"] = "mirror"
     cfg = parse_config(dev_raw, "dev")
-    doc = yaml.safe_load(director_user_data(cfg, cfg.directors[0], KEY, "s3cret"))
+    doc = yaml.safe_load(director_user_data(cfg, derive(cfg).directors[0], KEY, "s3cret"))
     assert "apt" not in doc and "bootcmd" not in doc and doc["packages"] == ["keepalived", "ipvsadm"]
 
 
 def test_faults_change_exactly_what_they_say(dev_raw: dict[str, Any]) -> None:
     dev_raw["faults"] = ["backup-wrong-vrid"]
     cfg = parse_config(dev_raw, "dev")
-    assert "virtual_router_id 61" in keepalived_conf(cfg, cfg.master, "x")
-    assert "virtual_router_id 62" in keepalived_conf(cfg, cfg.backup, "x")
-    lines = keepalived_conf(cfg, cfg.master, "x").splitlines()
+    assert "virtual_router_id 61" in keepalived_conf(cfg, derive(cfg).master, "x")
+    assert "virtual_router_id 62" in keepalived_conf(cfg, derive(cfg).backup, "x")
+    lines = keepalived_conf(cfg, derive(cfg).master, "x").splitlines()
     assert not any(line.strip().startswith("vrrp_strict") for line in lines)
 
 
-def test_domain_xml(dev_raw: dict[str, Any]) -> None:
-    cfg = parse_config(dev_raw, "dev")
-    disks = DomainDisks("/p/d.qcow2", "/p/seed.iso", "/p/repo.iso", "/p/vmlinuz", "/p/initrd.img")
-    xml = domain_xml(cfg, cfg.directors[0], "director", "qemu", disks, "/log/director1.log")
-    assert "<domain type='qemu'>" in xml and "<tb-cache unit='MiB'>256</tb-cache>" in xml
-    assert "<name>lvs-lab-dev-director1</name>" in xml and f"<mac address='{mac_for('dev', 'director1')}'/>" in xml
-    kvm = domain_xml(cfg, cfg.directors[0], "director", "kvm", disks, "/log/director1.log")
-    assert "<tcg>" not in kvm and "host-passthrough" in kvm
+# What pulumi-libvirt 0.5.4 generates for the lab's domain and network (trimmed to the parts the XSLT
+# touches), so the transforms are checked by the real xsltproc the provider runs.
+PROVIDER_DOMAIN_XML = """<domain type="qemu">
+  <name>lvs-lab-dev-director1</name>
+  <features><pae/><acpi/><apic/></features>
+  <devices>
+    <disk type="volume" device="disk">
+      <driver name="qemu" type="qcow2"/>
+      <source pool="lvs-lab-dev-pool" volume="lvs-lab-dev-director1.qcow2"/>
+      <target dev="vda" bus="virtio"/>
+    </disk>
+    <disk type="volume" device="disk">
+      <driver name="qemu" type="raw"/>
+      <source pool="lvs-lab-dev-pool" volume="lvs-lab-dev-repo.iso"/>
+      <target dev="vdb" bus="virtio"/>
+    </disk>
+    <disk type="file" device="cdrom">
+      <driver name="qemu" type="raw"/>
+      <source file="/pool/lvs-lab-dev-director1-seed.iso"/>
+      <target dev="hdd" bus="ide"/>
+    </disk>
+    <console type="pty"><target type="serial" port="0"/></console>
+    <channel type="unix"><target type="virtio" name="org.qemu.guest_agent.0"/></channel>
+    <graphics type="spice" autoport="yes"/>
+    <video><model type="cirrus"/></video>
+    <rng model="virtio"><backend model="random">/dev/random</backend></rng>
+  </devices>
+</domain>
+"""
+
+PROVIDER_NETWORK_XML = """<network>
+  <name>lvs-lab-dev-net</name>
+  <forward mode="open"></forward>
+  <bridge name="lvsdev0" stp="on"></bridge>
+  <ip address="10.77.0.1" family="ipv4" prefix="24"><dhcp><range start="10.77.0.2" end="10.77.0.254"/></dhcp></ip>
+</network>
+"""
+
+
+def xsltproc(xslt: str, xml: str, tmp_path: Path) -> ET.Element:
+    if not shutil.which("xsltproc"):
+        pytest.fail("xsltproc not installed (pulumi-libvirt needs it): run tools/host.sh packages")
+    (tmp_path / "t.xsl").write_text(xslt)
+    (tmp_path / "in.xml").write_text(xml)
+    proc = subprocess.run(["xsltproc", str(tmp_path / "t.xsl"), str(tmp_path / "in.xml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return ET.fromstring(proc.stdout)
+
+
+@pytest.mark.parametrize("domain_type", ["qemu", "kvm"])
+def test_domain_xslt(dev_raw: dict[str, Any], tmp_path: Path, domain_type: str) -> None:
+    facts = derive(parse_config(dev_raw, "dev"), log_root="/log")
+    node = facts.directors[0]
+    out = xsltproc(domain_xslt(facts, node, domain_type, facts.volume("repo.iso")), PROVIDER_DOMAIN_XML, tmp_path)
+    devices = out.find("devices")
+    assert devices is not None
+    tb = out.find("features/tcg/tb-cache")
+    if domain_type == "qemu":
+        assert tb is not None and tb.text == "256" and tb.get("unit") == "MiB"
+    else:
+        assert tb is None
+    assert out.find("features/acpi") is not None  # untouched features stay
+    disks = {d.find("source").get("volume") or d.find("source").get("file"): d for d in devices.findall("disk")}
+    assert disks[node.disk_volume].find("driver").get("cache") == "unsafe"
+    assert disks["lvs-lab-dev-repo.iso"].find("readonly") is not None
+    assert disks[node.disk_volume].find("readonly") is None
+    assert disks["/pool/lvs-lab-dev-director1-seed.iso"].find("driver").get("cache") is None
+    log = devices.find("console/log")
+    assert log is not None and log.get("file") == "/log/lvs-lab-dev/director1.log" and log.get("append") == "off"
+    assert [e.tag for e in devices if e.tag in ("graphics", "video", "channel")] == []
+    assert [r.find("backend").text for r in devices.findall("rng")] == ["/dev/urandom"]
+    assert [m.get("model") for m in devices.findall("memballoon")] == ["none"]
+
+
+def test_domain_xslt_without_repository(dev_raw: dict[str, Any], tmp_path: Path) -> None:
+    facts = derive(parse_config(dev_raw, "dev"))
+    out = xsltproc(domain_xslt(facts, facts.directors[0], "qemu", None), PROVIDER_DOMAIN_XML, tmp_path)
+    assert all(d.find("readonly") is None for d in out.findall("devices/disk"))
+
+
+def test_network_xslt(dev_raw: dict[str, Any], tmp_path: Path) -> None:
+    dev_raw["network"]["hostAddress"] = "10.77.0.5"
+    facts = derive(parse_config(dev_raw, "dev"))
+    out = xsltproc(network_xslt(facts), PROVIDER_NETWORK_XML, tmp_path)
+    bridge = out.find("bridge")
+    assert bridge is not None and bridge.attrib == {"name": "lvsdev0", "stp": "off", "delay": "0"}
+    assert out.find("mac").get("address") == mac_for("dev", "bridge") == facts.bridge_mac
+    ip = out.find("ip")
+    assert ip.get("address") == "10.77.0.5" and ip.get("prefix") == "24" and ip.find("dhcp") is None
+    assert [d.get("enable") for d in out.findall("dns")] == ["no"]
+    assert out.find("forward").get("mode") == "open"
 
 
 @pytest.mark.parametrize("name", ["keepalived-director1.conf", "keepalived-director2.conf",
-                                  "user-data-director1.yaml", "user-data-web1.yaml", "network.xml"])
+                                  "user-data-director1.yaml", "user-data-web1.yaml"])
 def test_golden_files(dev_raw: dict[str, Any], name: str) -> None:
     """The dev stack's rendered configs; regenerate with LVSLAB_UPDATE_GOLDEN=1 after an intended change."""
     cfg = parse_config(dev_raw, "dev")
     rendered = {
-        "keepalived-director1.conf": keepalived_conf(cfg, cfg.directors[0], "s3cret"),
-        "keepalived-director2.conf": keepalived_conf(cfg, cfg.directors[1], "s3cret"),
-        "user-data-director1.yaml": director_user_data(cfg, cfg.directors[0], KEY, "s3cret"),
-        "user-data-web1.yaml": real_server_user_data(cfg, cfg.real_servers[0], KEY),
-        "network.xml": network_xml(cfg),
+        "keepalived-director1.conf": keepalived_conf(cfg, derive(cfg).directors[0], "s3cret"),
+        "keepalived-director2.conf": keepalived_conf(cfg, derive(cfg).directors[1], "s3cret"),
+        "user-data-director1.yaml": director_user_data(cfg, derive(cfg).directors[0], KEY, "s3cret"),
+        "user-data-web1.yaml": real_server_user_data(cfg, derive(cfg).real_servers[0], KEY),
     }[name]
     golden = GOLDEN_DIR / name
     if os.environ.get("LVSLAB_UPDATE_GOLDEN"):

@@ -1,27 +1,53 @@
-"""The offline toolchain works end to end: the pinned CLI, the Python language host and the dynamic
-provider plugin run a preview of a tiny program using both of lvs-lab's provider modules, with
-automatic plugin downloads disabled and no network."""
+"""The toolchain as the project's environment sees it: the pinned CLI, the real Python language host, the
+two resource plugins at their pinned versions (the PyPI SDK pins agree), and a preview of a tiny program
+using both providers, offline, with automatic plugin downloads disabled."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PIN = next(line.split("==")[1].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
-           if line.startswith("pulumi=="))
+PINS = {line.split("==")[0].lower(): line.split("==")[1].strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line and not line.startswith("#")}
+VERSIONS = dict(line.split("=", 1) for line in (ROOT / "toolchain" / "versions.env").read_text().splitlines()
+                if "=" in line and not line.startswith("#"))
 
 
-def pulumi(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(ROOT / ".lvslab" / "bin" / "pulumi"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+def pulumi(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ROOT / ".lvslab" / "bin" / "pulumi"), *args], cwd=cwd, env=env or dict(os.environ),
+                          capture_output=True, text=True, timeout=180)
 
 
 def test_cli_version_is_the_pin(tmp_path: Path) -> None:
-    out = pulumi("version", cwd=tmp_path, env=dict(os.environ))
-    assert out.stdout.strip() == f"v{PIN}"
+    assert pulumi("version", cwd=tmp_path).stdout.strip() == f"v{PINS['pulumi']}" == f"v{VERSIONS['PULUMI_VERSION']}"
+
+
+def test_plugins_are_installed_at_the_pinned_versions(tmp_path: Path) -> None:
+    """`pulumi plugin ls` in the project's environment (tools/env.sh: PULUMI_HOME of the checkout)."""
+    out = pulumi("plugin", "ls", "--json", cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    plugins = {(p["kind"], p["name"]): p["version"] for p in json.loads(out.stdout)}
+    assert plugins[("resource", "libvirt")] == PINS["pulumi-libvirt"] == VERSIONS["LIBVIRT_PLUGIN_VERSION"] == "0.5.4"
+    assert plugins[("resource", "command")] == PINS["pulumi-command"] == VERSIONS["COMMAND_PLUGIN_VERSION"] == "1.2.1"
+
+
+def test_lock_holds_every_direct_pin() -> None:
+    lock = {line.split("==")[0].lower().replace("_", "-"): line.split("==")[1].strip()
+            for line in (ROOT / "requirements.lock").read_text().splitlines() if "==" in line}
+    for name, version in PINS.items():
+        assert lock[name.replace("_", "-")] == version, name
+
+
+def test_upstream_lock_names_each_archive_once() -> None:
+    rows = [line.split() for line in (ROOT / "toolchain" / "upstream.lock").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert all(len(r) == 2 and len(r[0]) == 64 for r in rows)
+    names = [r[1] for r in rows]
+    assert len(names) == len(set(names)) == 4
 
 
 def test_preview_of_a_tiny_program_offline(tmp_path: Path) -> None:
@@ -32,21 +58,21 @@ def test_preview_of_a_tiny_program_offline(tmp_path: Path) -> None:
           options:
             virtualenv: {ROOT / '.lvslab' / 'venv'}
         """))
-    (tmp_path / "__main__.py").write_text(textwrap.dedent(f"""\
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
+    (tmp_path / "__main__.py").write_text(textwrap.dedent("""\
         import pulumi
-        from providers import command, libvirt
-        pool = libvirt.StoragePool("pool", uri="qemu:///system", name="tiny-pool", path="/nonexistent/tiny")
-        password = command.Password("pw", length=8)
+        import pulumi_command as command
+        import pulumi_libvirt as libvirt
+        hv = libvirt.Provider("hv", uri="qemu:///system")
+        pool = libvirt.Pool("pool", type="dir", name="tiny-pool", target={"path": "/nonexistent/tiny"},
+                            opts=pulumi.ResourceOptions(provider=hv))
+        hello = command.local.Command("hello", create="echo hello")
         pulumi.export("pool", pool.name)
         """))
     env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{tmp_path}", "PULUMI_CONFIG_PASSPHRASE": "test",
-           "PULUMI_HOME": str(tmp_path / "home"), "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-           "PULUMI_SKIP_UPDATE_CHECK": "true", "PYTHONPATH": str(ROOT),  # the provider process imports providers/
-           "PATH": f"{ROOT / '.lvslab' / 'venv' / 'bin'}:{ROOT / '.lvslab' / 'bin'}:{os.environ['PATH']}"}
+           "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true", "PULUMI_SKIP_UPDATE_CHECK": "true",
+           "PATH": f"{ROOT / '.lvslab' / 'bin'}:{os.environ['PATH']}"}
     assert pulumi("stack", "init", "t", cwd=tmp_path, env=env).returncode == 0
     out = pulumi("preview", "--stack", "t", "--non-interactive", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "+ 3 to create" in out.stdout, out.stdout
-    assert "warning" not in out.stdout.lower(), out.stdout  # no "language host from $PATH" fallback
+    assert "+ 4 to create" in out.stdout, out.stdout
+    assert "warning" not in out.stdout.lower(), out.stdout  # no language host fallback, no deprecation

@@ -1,0 +1,206 @@
+"""Derived facts of a lab, computed once from the validated config: every name, MAC, path, role, bound
+and window that the components, the checks and the runner need. Nothing else builds a libvirt name or a
+MAC; changing a naming rule here changes it everywhere.
+
+Also the typed verification spec: what the checks (a separate process run by a command resource) know
+about the lab, as a frozen dataclass with a JSON round trip. No pulumi import here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from lvslab.config import PROJECT, Director, LabConfig, RealServer
+
+POOL_ROOT = os.environ.get("LVSLAB_POOL_DIR", "/var/lib/lvs-lab/pools")
+LOG_ROOT = os.environ.get("LVSLAB_LOG_DIR", "/var/log/lvs-lab")
+OVERLAY_SIZE_MIB = 4096
+
+
+def mac_for(stack: str, name: str) -> str:
+    """Deterministic locally administered MAC (QEMU's 52:54:00 prefix) for a node or the bridge."""
+    digest = hashlib.sha256(f"{stack}/{name}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def lab_prefix(stack: str) -> str:
+    """Prefix of every libvirt object and host path of a stack, so labs of different stacks coexist."""
+    return f"{PROJECT}-{stack}"
+
+
+def kernel_cmdlines(cmdline: str) -> list[dict[str, str]]:
+    """A kernel command line in the shape pulumi-libvirt reads back: one map of key=value arguments and
+    one map {"_": "flags"} (keyless arguments, space-separated), each sorted. Any other shape shows a diff
+    at every refresh."""
+    pairs: dict[str, str] = {}
+    flags: list[str] = []
+    for arg in cmdline.split():
+        key, sep, value = arg.partition("=")
+        if sep:
+            pairs[key] = value
+        else:
+            flags.append(arg)
+    shape: list[dict[str, str]] = []
+    if pairs:
+        shape.append(dict(sorted(pairs.items())))
+    if flags:
+        shape.append({"_": " ".join(sorted(flags))})
+    return shape
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """One VM: its config entry plus the names and paths derived from it."""
+
+    name: str
+    role: str  # "director" or "real-server"
+    address: str
+    mac: str
+    domain: str
+    disk_volume: str
+    seed_volume: str
+    console_log: str
+    state: str = ""  # directors: MASTER or BACKUP
+    priority: int = 0  # directors
+    weight: int = 0  # real servers
+
+
+@dataclass(frozen=True)
+class LabFacts:
+    cfg: LabConfig
+    prefix: str
+    network: str
+    bridge_mac: str
+    pool: str
+    pool_path: str
+    console_dir: str
+    directors: tuple[NodeFacts, ...]
+    real_servers: tuple[NodeFacts, ...]
+
+    @property
+    def nodes(self) -> tuple[NodeFacts, ...]:
+        return self.directors + self.real_servers
+
+    @property
+    def master(self) -> NodeFacts:
+        return next(d for d in self.directors if d.state == "MASTER")
+
+    @property
+    def backup(self) -> NodeFacts:
+        return next(d for d in self.directors if d.state == "BACKUP")
+
+    def node(self, name: str) -> NodeFacts:
+        return next(n for n in self.nodes if n.name == name)
+
+    def volume(self, suffix: str) -> str:
+        """Name of a shared volume of the lab's pool (base image, kernel, initrd, repository)."""
+        return f"{self.prefix}-{suffix}"
+
+    @property
+    def cmdlines(self) -> list[dict[str, str]]:
+        return kernel_cmdlines(f"root=LABEL=rootfs ro {self.cfg.image.kernel_cmdline}")
+
+
+def derive(cfg: LabConfig, pool_root: str = POOL_ROOT, log_root: str = LOG_ROOT) -> LabFacts:
+    """All derived facts of a validated config, computed once."""
+    prefix = lab_prefix(cfg.stack)
+    console_dir = os.path.join(log_root, prefix)
+
+    def node(n: Director | RealServer, role: str) -> NodeFacts:
+        domain = f"{prefix}-{n.name}"
+        extra: dict[str, Any] = ({"state": n.state, "priority": n.priority} if isinstance(n, Director)
+                                 else {"weight": n.weight})
+        return NodeFacts(name=n.name, role=role, address=n.address, mac=mac_for(cfg.stack, n.name), domain=domain,
+                         disk_volume=f"{domain}.qcow2", seed_volume=f"{domain}-seed.iso",
+                         console_log=os.path.join(console_dir, f"{n.name}.log"), **extra)
+
+    return LabFacts(
+        cfg=cfg, prefix=prefix, network=f"{prefix}-net", bridge_mac=mac_for(cfg.stack, "bridge"),
+        pool=f"{prefix}-pool", pool_path=os.path.join(pool_root, prefix), console_dir=console_dir,
+        directors=tuple(node(d, "director") for d in cfg.directors),
+        real_servers=tuple(node(s, "real-server") for s in cfg.real_servers),
+    )
+
+
+# --- the verification spec -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HealthCheckSpec:
+    type: str
+    delay_loop: int
+    connect_timeout: int
+    retry: int
+    delay_before_retry: int
+
+    def window(self) -> tuple[float, float]:
+        """Seconds keepalived may take to remove a failed server and to re-add a recovered one."""
+        per_try = self.connect_timeout + self.delay_before_retry
+        return self.delay_loop + (self.retry + 1) * per_try, self.delay_loop + self.connect_timeout
+
+
+@dataclass(frozen=True)
+class VerifySpec:
+    """Everything the checks know about a lab (no secrets: the SSH key travels separately)."""
+
+    uri: str
+    vip: str
+    port: int
+    bridge: str
+    host_address: str
+    lb_algo: str
+    persistence: int
+    directors: tuple[NodeFacts, ...]
+    real_servers: tuple[NodeFacts, ...]
+    health_check: HealthCheckSpec
+    advert_int: float
+    preempt: bool
+    failover_bound_s: float
+    failover_mode: str
+    requests_per_server: int
+    ready_timeout: int
+
+    @property
+    def nodes(self) -> tuple[NodeFacts, ...]:
+        return self.directors + self.real_servers
+
+    @property
+    def master(self) -> NodeFacts:
+        return next(d for d in self.directors if d.state == "MASTER")
+
+    @property
+    def backup(self) -> NodeFacts:
+        return next(d for d in self.directors if d.state == "BACKUP")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> VerifySpec:
+        raw = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        if set(raw) != known:
+            raise ValueError(f"verification spec keys differ: missing {sorted(known - set(raw))}, "
+                             f"unknown {sorted(set(raw) - known)}")
+        raw["directors"] = tuple(NodeFacts(**n) for n in raw["directors"])
+        raw["real_servers"] = tuple(NodeFacts(**n) for n in raw["real_servers"])
+        raw["health_check"] = HealthCheckSpec(**raw["health_check"])
+        return cls(**raw)
+
+
+def verify_spec(facts: LabFacts) -> VerifySpec:
+    cfg = facts.cfg
+    hc = cfg.health_check
+    return VerifySpec(
+        uri=cfg.libvirt_uri, vip=cfg.vip, port=cfg.port, bridge=cfg.bridge, host_address=cfg.host_address,
+        lb_algo=cfg.lb_algo, persistence=cfg.persistence_timeout, directors=facts.directors,
+        real_servers=facts.real_servers,
+        health_check=HealthCheckSpec(type=hc.type, delay_loop=hc.delay_loop, connect_timeout=hc.connect_timeout,
+                                     retry=hc.retry, delay_before_retry=hc.delay_before_retry),
+        advert_int=cfg.vrrp.advert_int, preempt=cfg.vrrp.preempt, failover_bound_s=cfg.failover_bound_seconds(),
+        failover_mode=cfg.verify.failover_mode, requests_per_server=cfg.verify.requests_per_server,
+        ready_timeout=cfg.verify.ready_timeout,
+    )
