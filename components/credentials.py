@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_command as command
 
-from lvslab.credentials import PASSWORD_COMMAND, SSH_KEY_COMMAND, split_key_pair
+from lvslab.commands import PASSWORD_COMMAND, SSH_KEY_COMMAND, split_key_pair
 
 QUIET = command.local.Logging.NONE  # the output is the secret: never into the Pulumi log
 

@@ -11,10 +11,10 @@ import pulumi_libvirt as libvirt
 from components.credentials import Credentials
 from components.director import Director
 from components.network import LabNetwork
-from components.node import Node
 from components.real_server import RealServer
 from components.storage import Storage
 from components.verification import Verification
+from lvslab.commands import host_dirs_commands
 from lvslab.host import ImageFiles
 from lvslab.model import LabFacts
 
@@ -32,24 +32,17 @@ class Lab(pulumi.ComponentResource):
                             opts=child)
         auth_pass = auth_pass if auth_pass is not None else creds.auth_pass
         assert auth_pass is not None
-        # Serial console logs of every node: one directory, made before the first domain and removed after
-        # the last one is gone (one deleter, so parallel domain deletes cannot race on it).
-        consoles = command.local.Command(
-            f"{name}-console-logs", create=f"mkdir -p '{facts.console_dir}'", delete=f"rm -rf '{facts.console_dir}'",
-            opts=child)
+        # Host directories of the lab (console logs, seed ISOs): made before the first node and removed after
+        # the last one is gone (one deleter, so parallel node deletes cannot race on them).
+        create_dirs, delete_dirs = host_dirs_commands(facts.console_dir, facts.seed_dir)
+        host_dirs = command.local.Command(f"{name}-host-dirs", create=create_dirs, delete=delete_dirs, opts=child)
         network = LabNetwork(f"{name}-network", facts, opts=child)
         storage = Storage(f"{name}-storage", facts, files, opts=child)
         common: dict[str, Any] = dict(storage=storage, network=network, domain_type=domain_type,
-                                      console_dir=consoles, opts=child)
-        nodes: list[Node] = []
-
-        def after() -> dict[str, Any]:
-            return {**common, "seed_after": nodes[-1].seed if nodes else None}
-
-        for d in facts.directors:
-            nodes.append(Director(d.name, facts, d, creds.public_key, auth_pass, **after()).node)
-        for s in facts.real_servers:
-            nodes.append(RealServer(s.name, facts, s, creds.public_key, **after()).node)
+                                      host_dirs=host_dirs, opts=child)
+        directors = [Director(d.name, facts, d, creds.public_key, auth_pass, **common) for d in facts.directors]
+        servers = [RealServer(s.name, facts, s, creds.public_key, **common) for s in facts.real_servers]
+        nodes = [d.node for d in directors] + [s.node for s in servers]
 
         self.outputs = {
             "vipUrl": f"http://{cfg.vip}:{cfg.port}/",

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import pulumi
+import pulumi_command as command
 import pulumi_libvirt as libvirt
 
 from components.network import LabNetwork
 from components.storage import Storage
+from lvslab.commands import SEED_ISO_COMMAND, SEED_ISO_DELETE
 from lvslab.model import OVERLAY_SIZE_MIB, LabFacts, NodeFacts
 from lvslab.render import domain_xslt, meta_data, network_config
 
 # Inputs pulumi-libvirt 0.5.4 would update in place although the running guest never sees the change
 # (a stale seed, kernel or NIC): replace the domain instead.
-REPLACE_DOMAIN_ON = ["kernel", "initrd", "cmdlines", "cloudinit", "disks", "networkInterfaces", "type", "cpu",
+REPLACE_DOMAIN_ON = ["kernel", "initrd", "cmdlines", "disks", "networkInterfaces", "type", "cpu",
                      "memory", "vcpu", "xml"]
 
 
@@ -22,25 +24,30 @@ class Node(pulumi.ComponentResource):
     domain: libvirt.Domain
 
     def __init__(self, name: str, facts: LabFacts, node: NodeFacts, user_data: pulumi.Input[str],
-                 storage: Storage, network: LabNetwork, domain_type: str, console_dir: pulumi.Resource,
-                 seed_after: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+                 storage: Storage, network: LabNetwork, domain_type: str, host_dirs: pulumi.Resource,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lvslab:index:Node", name, None, opts)
         self.facts = node
-        # `seed_after`: the seeds of a lab are read one after the other. pulumi-libvirt 0.5.4 reads a
-        # CloudInitDisk back by downloading its ISO, and concurrent downloads on one libvirt connection can
-        # hang `pulumi refresh` for good (seen here with 4 seeds); a dependency chain orders them.
-        self.seed = libvirt.CloudInitDisk(
-            f"{name}-seed", name=node.seed_volume, pool=storage.pool.name, user_data=user_data,
-            meta_data=meta_data(node), network_config=network_config(facts, node),
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True,
-                                        depends_on=[seed_after] if seed_after is not None else None))
+        # The NoCloud seed: an ISO built on this machine and uploaded as a plain volume. (pulumi-libvirt
+        # 0.5.4's CloudInitDisk reads its ISO back over a libvirt stream at every refresh; here that hung
+        # or returned a truncated image in about one refresh out of four.)
+        self.seed_iso = command.local.Command(
+            f"{name}-seed-iso", create=SEED_ISO_COMMAND, delete=SEED_ISO_DELETE,
+            environment={"SEED_ISO": node.seed_file, "USER_DATA": user_data, "META_DATA": meta_data(node),
+                         "NETWORK_CONFIG": network_config(facts, node)},
+            logging=command.local.Logging.NONE,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[host_dirs]))
+        self.seed = libvirt.Volume(
+            f"{name}-seed", name=node.seed_volume, pool=storage.pool.name, source=node.seed_file, format="iso",
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=[self.seed_iso],
+                                        replacement_trigger=self.seed_iso.stdout))
         # A new seed means a new first boot: the overlay is replaced with it (a domain re-created on an old
         # overlay would skip cloud-init and keep stale host keys).
         self.disk = libvirt.Volume(
             f"{name}-disk", name=node.disk_volume, pool=storage.pool.name, base_volume_id=storage.base.id,
             size=OVERLAY_SIZE_MIB * 1024 * 1024, format="qcow2",
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, replace_with=[self.seed]))
-        disks = [libvirt.DomainDiskArgs(volume_id=self.disk.id)]
+        disks = [libvirt.DomainDiskArgs(volume_id=self.disk.id), libvirt.DomainDiskArgs(volume_id=self.seed.id)]
         if storage.repo is not None:
             disks.append(libvirt.DomainDiskArgs(volume_id=storage.repo.id))
         direct_boot = storage.kernel is not None
@@ -51,7 +58,7 @@ class Node(pulumi.ComponentResource):
             kernel=storage.kernel.id if direct_boot else None,
             initrd=storage.initrd.id if direct_boot and storage.initrd is not None else None,
             cmdlines=facts.cmdlines if direct_boot else None,
-            cloudinit=self.seed.id, disks=disks,
+            disks=disks,
             network_interfaces=[libvirt.DomainNetworkInterfaceArgs(network_id=network.network.id, mac=node.mac,
                                                                    wait_for_lease=False)],
             consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
@@ -59,6 +66,6 @@ class Node(pulumi.ComponentResource):
             xml=libvirt.DomainXmlArgs(xslt=domain_xslt(facts, node, domain_type,
                                                         facts.volume("repo.iso") if storage.repo else None)),
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, replace_on_changes=REPLACE_DOMAIN_ON,
-                                        replace_with=[self.disk], depends_on=[console_dir]))
+                                        replace_with=[self.disk, self.seed], depends_on=[host_dirs]))
         self.register_outputs({"domain": node.domain, "address": node.address, "role": node.role, "mac": node.mac,
                                "consoleLog": node.console_log})

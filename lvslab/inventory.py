@@ -42,5 +42,5 @@ def leftovers(uri: str, prefix: str, paths: list[str]) -> dict[str, list[str]]:
 
 def lab_leftovers(facts: LabFacts) -> dict[str, list[str]]:
     """Only the kinds of which something is left."""
-    found = leftovers(facts.cfg.libvirt_uri, facts.prefix + "-", [facts.pool_path, facts.console_dir])
+    found = leftovers(facts.cfg.libvirt_uri, facts.prefix + "-", [facts.pool_path, facts.seed_dir, facts.console_dir])
     return {k: v for k, v in found.items() if v}

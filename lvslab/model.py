@@ -16,8 +16,9 @@ from typing import Any
 
 from lvslab.config import PROJECT, Director, LabConfig, RealServer
 
-POOL_ROOT = os.environ.get("LVSLAB_POOL_DIR", "/var/lib/lvs-lab/pools")
-LOG_ROOT = os.environ.get("LVSLAB_LOG_DIR", "/var/log/lvs-lab")
+POOL_ROOT = os.environ.get("LVSLAB_POOL_DIR") or "/var/lib/lvs-lab/pools"
+SEED_ROOT = os.environ.get("LVSLAB_SEED_DIR") or "/var/lib/lvs-lab/seeds"
+LOG_ROOT = os.environ.get("LVSLAB_LOG_DIR") or "/var/log/lvs-lab"
 OVERLAY_SIZE_MIB = 4096
 
 
@@ -63,6 +64,7 @@ class NodeFacts:
     domain: str
     disk_volume: str
     seed_volume: str
+    seed_file: str  # the NoCloud ISO on the machine running Pulumi, uploaded as seed_volume
     console_log: str
     state: str = ""  # directors: MASTER or BACKUP
     priority: int = 0  # directors
@@ -77,6 +79,7 @@ class LabFacts:
     bridge_mac: str
     pool: str
     pool_path: str
+    seed_dir: str
     console_dir: str
     directors: tuple[NodeFacts, ...]
     real_servers: tuple[NodeFacts, ...]
@@ -105,10 +108,12 @@ class LabFacts:
         return kernel_cmdlines(f"root=LABEL=rootfs ro {self.cfg.image.kernel_cmdline}")
 
 
-def derive(cfg: LabConfig, pool_root: str = POOL_ROOT, log_root: str = LOG_ROOT) -> LabFacts:
+def derive(cfg: LabConfig, pool_root: str = POOL_ROOT, log_root: str = LOG_ROOT,
+           seed_root: str = SEED_ROOT) -> LabFacts:
     """All derived facts of a validated config, computed once."""
     prefix = lab_prefix(cfg.stack)
     console_dir = os.path.join(log_root, prefix)
+    seed_dir = os.path.join(seed_root, prefix)
 
     def node(n: Director | RealServer, role: str) -> NodeFacts:
         domain = f"{prefix}-{n.name}"
@@ -116,11 +121,12 @@ def derive(cfg: LabConfig, pool_root: str = POOL_ROOT, log_root: str = LOG_ROOT)
                                  else {"weight": n.weight})
         return NodeFacts(name=n.name, role=role, address=n.address, mac=mac_for(cfg.stack, n.name), domain=domain,
                          disk_volume=f"{domain}.qcow2", seed_volume=f"{domain}-seed.iso",
+                         seed_file=os.path.join(seed_dir, f"{n.name}-seed.iso"),
                          console_log=os.path.join(console_dir, f"{n.name}.log"), **extra)
 
     return LabFacts(
         cfg=cfg, prefix=prefix, network=f"{prefix}-net", bridge_mac=mac_for(cfg.stack, "bridge"),
-        pool=f"{prefix}-pool", pool_path=os.path.join(pool_root, prefix), console_dir=console_dir,
+        pool=f"{prefix}-pool", pool_path=os.path.join(pool_root, prefix), seed_dir=seed_dir, console_dir=console_dir,
         directors=tuple(node(d, "director") for d in cfg.directors),
         real_servers=tuple(node(s, "real-server") for s in cfg.real_servers),
     )

@@ -37,6 +37,7 @@ from lvslab.config import PROJECT, LabConfig, parse_config  # noqa: E402
 from lvslab.faults import RUNTIME_FAULTS  # noqa: E402
 from lvslab.inventory import lab_leftovers  # noqa: E402
 from lvslab.model import derive, verify_spec  # noqa: E402
+from lvslab.stackfile import unchanged_by_pulumi  # noqa: E402
 
 SLOTS = Path(os.environ.get("LVSLAB_RUN_DIR", "/run/lvs-lab")) / "ci-slots"
 
@@ -177,7 +178,7 @@ def leak_check(stack: auto.Stack, stack_name: str) -> dict[str, list[str]]:
         log(f"LEAK CHECK FAILED: left behind {leaks}")
     else:
         log(f"leak check: no libvirt domain, network, pool or volume with prefix {facts.prefix}- is left, "
-            f"and no file under {facts.pool_path} or {facts.console_dir}")
+            f"and no file under {facts.pool_path}, {facts.seed_dir} or {facts.console_dir}")
     return leaks
 
 
@@ -453,7 +454,11 @@ def main(argv: list[str] | None = None) -> int:
     fault.add_argument("--stack", required=True)
     fault.add_argument("--fault", required=True, choices=sorted(RUNTIME_FAULTS))
     args = parser.parse_args(argv)
-    return {"up": cmd_up, "destroy": cmd_destroy, "ephemeral": cmd_ephemeral, "fault": cmd_fault}[args.cmd](args)
+    command = {"up": cmd_up, "destroy": cmd_destroy, "ephemeral": cmd_ephemeral, "fault": cmd_fault}[args.cmd]
+    if args.cmd == "ephemeral":  # its stack file is generated and removed again
+        return command(args)
+    with unchanged_by_pulumi(ROOT / "stacks" / f"Pulumi.{args.stack}.yaml"):
+        return command(args)
 
 
 if __name__ == "__main__":

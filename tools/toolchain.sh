@@ -95,10 +95,13 @@ print(" ".join(text.split())[-140:])')
 # 1. Pulumi CLI: an official install of the pinned version on PATH, else a build from pkg/v3 (proxy).
 cli_key=$(cache_key "$TC/cli/go.mod" "$TC/cli/go.sum" "$PULUMI_VERSION" "$go_version" "$GO_TAGS")
 cli=$LVSLAB_CACHE/toolchain/cli-$cli_key/pulumi
+# An official install is a pulumi on PATH that is not one of ours (tools/env.sh puts .lvslab/bin on PATH).
 ambient=$(command -v pulumi || true)
+case "$(readlink -f "$ambient" 2>/dev/null)" in
+  "$(readlink -f "$LVSLAB_CACHE")"/*|"$LVSLAB_ROOT"/*) ambient= ;;
+esac
 official=
-if [ -n "$ambient" ] && [ "$ambient" != "$cli" ] && [ "$(readlink -f "$ambient")" != "$(readlink -f "$cli")" ] \
-   && [ "$("$ambient" version 2>/dev/null)" = "v$PULUMI_VERSION" ]; then
+if [ -n "$ambient" ] && [ "$("$ambient" version 2>/dev/null)" = "v$PULUMI_VERSION" ]; then
   outcome "pulumi CLI" "installed on PATH" "found v$PULUMI_VERSION ($ambient)"
   cli=$ambient official=1
 elif [ -x "$cli" ]; then

@@ -16,7 +16,6 @@ from lvslab import host, program
 
 DOMAIN = "libvirt:index/domain:Domain"
 VOLUME = "libvirt:index/volume:Volume"
-SEED = "libvirt:index/cloudInitDisk:CloudInitDisk"
 NETWORK = "libvirt:index/network:Network"
 POOL = "libvirt:index/pool:Pool"
 LOCAL = "command:local:Command"
@@ -99,22 +98,25 @@ def test_graph(dev_raw: dict[str, Any], image_dir: Path, n_rs: int) -> None:
     assert not [r for r in mocks.resources if "dynamic" in r.typ]
 
     domains = mocks.of(DOMAIN)
-    assert len(domains) == n and len(mocks.of(SEED)) == n and len(mocks.of(NETWORK)) == 1 and len(mocks.of(POOL)) == 1
-    assert len(mocks.of(VOLUME)) == n + 4  # overlays + base, kernel, initrd, repository
+    assert len(domains) == n and len(mocks.of(NETWORK)) == 1 and len(mocks.of(POOL)) == 1
+    assert len(mocks.of(VOLUME)) == 2 * n + 4  # overlays, seeds + base, kernel, initrd, repository
     assert len(mocks.of(REMOTE)) == n  # one readiness wait per node
-    # ssh key, VRRP password, console-log directory, 7 steps
-    assert len(mocks.of(LOCAL)) == 3 + 7
+    # ssh key, VRRP password, host directories, one seed ISO per node, 7 steps
+    assert len(mocks.of(LOCAL)) == 3 + n + 7
     for d in domains:
         ins = d.inputs
         assert ins["name"].startswith("lvs-lab-dev-") and ins["type"] == "qemu" and ins["machine"] == "pc"
         nics = ins["networkInterfaces"]
         assert len(nics) == 1 and nics[0]["networkId"] == "lvs-lab-dev-network-net-id"
-        assert [x["volumeId"] for x in ins["disks"]] == [f"/pool/{ins['name']}.qcow2", "/pool/lvs-lab-dev-repo.iso"]
+        assert [x["volumeId"] for x in ins["disks"]] == [
+            f"/pool/{ins['name']}.qcow2", f"/pool/{ins['name']}-seed.iso", "/pool/lvs-lab-dev-repo.iso"]
         assert ins["kernel"] == "/pool/lvs-lab-dev-vmlinuz" and ins["initrd"] == "/pool/lvs-lab-dev-initrd.img"
         assert ins["cmdlines"][-1] == {"_": "quiet ro"} and ins["cmdlines"][0]["root"] == "LABEL=rootfs"
         assert "<tb-cache unit=\"MiB\">256</tb-cache>" in ins["xml"]["xslt"]
         opts = mocks.options[d.name]
-        assert opts.delete_before_replace and "cloudinit" in opts.replace_on_changes
+        assert opts.delete_before_replace and {"disks", "kernel", "cmdlines"} <= set(opts.replace_on_changes)
+        assert sorted(r._name for r in opts.replace_with) == sorted([  # noqa: SLF001
+            d.name.replace("-domain", "-disk"), d.name.replace("-domain", "-seed")])
     names = [r.inputs["name"] for r in mocks.resources if r.typ.startswith("libvirt:") and "name" in r.inputs]
     assert names and all(x.startswith("lvs-lab-dev-") for x in names)
     # Every fixed-name libvirt object goes before its replacement is created.
@@ -150,6 +152,22 @@ def test_verification_steps_are_commands_in_order(dev_raw: dict[str, Any], image
         assert conn["dialErrorLimit"] >= 60 and conn["perDialTimeout"] == 5
         assert "cloud-init status --wait" in r.inputs["create"]
     assert hosts == {"10.77.0.11", "10.77.0.12", "10.77.0.21", "10.77.0.22"}
+
+
+def test_seeds_are_built_here_and_replace_their_node(dev_raw: dict[str, Any], image_dir: Path) -> None:
+    mocks = run_program(dev_raw)
+    isos = {r.name: r for r in mocks.of(LOCAL) if "genisoimage" in r.inputs.get("create", "")}
+    assert sorted(isos) == ["director1-node-seed-iso", "director2-node-seed-iso", "web1-node-seed-iso",
+                            "web2-node-seed-iso"]
+    # Director user-data holds the VRRP password: the whole environment is a secret.
+    assert is_secret(isos["director1-node-seed-iso"].inputs["environment"])
+    for r in isos.values():
+        assert r.inputs["logging"] == "none" and "rm -f" in r.inputs["delete"]
+    seeds = {r.name: r for r in mocks.of(VOLUME) if r.name.endswith("-seed")}
+    assert len(seeds) == 4 and all(s.inputs["format"] == "iso" for s in seeds.values())
+    assert seeds["web1-node-seed"].inputs["source"] == "/var/lib/lvs-lab/seeds/lvs-lab-dev/web1-seed.iso"
+    assert mocks.options["web1-node-seed"].replacement_trigger is not None
+    assert [r._name for r in mocks.options["web1-node-disk"].replace_with] == ["web1-node-seed"]  # noqa: SLF001
 
 
 def test_secrets_stay_secret(dev_raw: dict[str, Any], image_dir: Path) -> None:

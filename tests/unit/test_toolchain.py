@@ -17,8 +17,12 @@ VERSIONS = dict(line.split("=", 1) for line in (ROOT / "toolchain" / "versions.e
                 if "=" in line and not line.startswith("#"))
 
 
+# The project's environment (tools/env.sh): plugins live in the checkout's PULUMI_HOME unless overridden.
+PROJECT_ENV = {**os.environ, "PULUMI_HOME": os.environ.get("PULUMI_HOME") or str(ROOT / ".lvslab" / "pulumi-home")}
+
+
 def pulumi(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(ROOT / ".lvslab" / "bin" / "pulumi"), *args], cwd=cwd, env=env or dict(os.environ),
+    return subprocess.run([str(ROOT / ".lvslab" / "bin" / "pulumi"), *args], cwd=cwd, env=env or PROJECT_ENV,
                           capture_output=True, text=True, timeout=180)
 
 
@@ -68,7 +72,7 @@ def test_preview_of_a_tiny_program_offline(tmp_path: Path) -> None:
         hello = command.local.Command("hello", create="echo hello")
         pulumi.export("pool", pool.name)
         """))
-    env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{tmp_path}", "PULUMI_CONFIG_PASSPHRASE": "test",
+    env = {**PROJECT_ENV, "PULUMI_BACKEND_URL": f"file://{tmp_path}", "PULUMI_CONFIG_PASSPHRASE": "test",
            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true", "PULUMI_SKIP_UPDATE_CHECK": "true",
            "PATH": f"{ROOT / '.lvslab' / 'bin'}:{os.environ['PATH']}"}
     assert pulumi("stack", "init", "t", cwd=tmp_path, env=env).returncode == 0
