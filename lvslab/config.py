@@ -6,7 +6,10 @@ before a single resource is declared, so nothing half-built is left behind by a 
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +29,16 @@ DOMAIN_TYPES = ("auto", "kvm", "qemu")
 BOOT_METHODS = ("kernel", "bootloader")
 PACKAGE_SOURCES = ("local", "mirror")
 FAILOVER_MODES = ("clean", "hard")
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-_BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# Host names (RFC 1123 labels, lowercase, starting with a letter): they become hostnames and libvirt names.
+_NAME_RE = re.compile(r"[a-z](?:[a-z0-9-]{0,29}[a-z0-9])?")
+_BRIDGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+# libvirt URIs of the QEMU driver: qemu:///system, qemu+ssh://user@host/system, qemu+tcp://host/session?...
+_URI_RE = re.compile(r"qemu(\+[a-z]+)?://[^/\s]*/(system|session)(\?\S*)?")
+# An HTTP path nginx can serve as a plain location and keepalived can put in `url { path ... }`.
+_PATH_RE = re.compile(r"/[A-Za-z0-9._~/-]*")
+# keepalived's limits: persistence_timeout at most 31 days; VRRPv2 advert_int fits one byte of seconds.
+MAX_PERSISTENCE_S = 2678400
+MAX_ADVERT_INT_V2 = 255
 
 
 class ConfigError(ValueError):
@@ -124,11 +135,12 @@ class LabConfig:
 
     @property
     def master(self) -> Director:
-        return next(d for d in self.directors if d.state == "MASTER")
+        """The director that holds the VIP first: the higher priority (also with both in state BACKUP)."""
+        return max(self.directors, key=lambda d: d.priority)
 
     @property
     def backup(self) -> Director:
-        return next(d for d in self.directors if d.state == "BACKUP")
+        return min(self.directors, key=lambda d: d.priority)
 
     @property
     def prefixlen(self) -> int:
@@ -156,6 +168,12 @@ class _Reader:
     def fail(self, key: str, message: str, value: Any) -> None:
         self.problems.append(f"{PROJECT}:{key}: {message} (got {value!r})")
 
+    def unknown(self, key: str, name: str, allowed: set[str] | frozenset[str], value: Any) -> None:
+        """An unknown key, with the nearest valid one when there is a likely typo."""
+        near = difflib.get_close_matches(name, sorted(allowed), n=1, cutoff=0.6)
+        hint = f"did you mean '{near[0]}'? " if near else ""
+        self.fail(key, f"unknown key; {hint}expected one of {', '.join(sorted(allowed))}", value)
+
     def obj(self, raw: Any, key: str, allowed: set[str]) -> dict[str, Any]:
         """A nested object; unknown keys are reported (typos must not be silently ignored)."""
         sub = raw
@@ -163,27 +181,42 @@ class _Reader:
             self.fail(key, "must be an object", sub)
             return {}
         for unknown in sorted(set(sub) - allowed):
-            self.fail(f"{key}.{unknown}", f"unknown key; expected one of {', '.join(sorted(allowed))}", sub[unknown])
+            self.unknown(f"{key}.{unknown}", unknown, allowed, sub[unknown])
         return sub
 
-    def integer(self, raw: dict[str, Any], name: str, key: str, default: int | None, lo: int, hi: int) -> int:
+    def integer(self, raw: dict[str, Any], name: str, key: str, default: int | None, lo: int, hi: int,
+                unit: str = "") -> int | None:
+        """An integer in [lo, hi]; None when missing (no default) or invalid, so no follow-up check uses it."""
         value = raw.get(name, default)
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        allowed = f"between {lo} and {hi}{' ' + unit if unit else ''}"
+        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
             value = int(value)
+        if value is None:
+            self.fail(key, f"is required: an integer {allowed}", value)
+            return None
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, "must be an integer", value)
-            return default if default is not None else lo
+            self.fail(key, f"must be an integer {allowed}", value)
+            return None
         if not lo <= value <= hi:
-            self.fail(key, f"must be between {lo} and {hi}", value)
+            self.fail(key, f"must be {allowed}", value)
+            return None
         return value
 
-    def number(self, raw: dict[str, Any], name: str, key: str, default: float) -> float:
+    def number(self, raw: dict[str, Any], name: str, key: str, default: float) -> float | None:
+        """A finite number (not a boolean); None when invalid."""
         value = raw.get(name, default)
+        if isinstance(value, bool):
+            self.fail(key, "must be a number, not true/false", value)
+            return None
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             self.fail(key, "must be a number", value)
-            return default
+            return None
+        if not math.isfinite(number):
+            self.fail(key, "must be a finite number", value)
+            return None
+        return number
 
     def string(self, raw: dict[str, Any], name: str, key: str, default: str | None,
                choices: tuple[str, ...] | None = None) -> str:
@@ -213,25 +246,36 @@ class _Reader:
 
 
 def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
-                 auth_pass_is_secret: bool = True) -> LabConfig:
-    """Parse and validate the stack's config (keys without the project prefix); raise ConfigError."""
+                 auth_pass_is_secret: bool = True, foreign: dict[str, Any] | None = None) -> LabConfig:
+    """Parse and validate the stack's config (keys without the project prefix); raise ConfigError with one
+    line per mistake. `foreign`: config keys of other namespaces ("ns:key"), checked for a misspelt
+    project namespace (their values would be silently ignored otherwise)."""
     r = _Reader()
+    for full, value in sorted((foreign or {}).items()):
+        ns, _, key = full.partition(":")
+        if ns != PROJECT and difflib.SequenceMatcher(None, ns.lower(), PROJECT).ratio() >= 0.7:
+            hint = f"{PROJECT}:{key}" if key in KNOWN_KEYS else f"a key of {PROJECT}"
+            r.problems.append(f"{full}: unknown namespace '{ns}'; did you mean '{hint}'? (got {value!r})")
     for unknown in sorted(set(raw) - KNOWN_KEYS):
-        r.fail(unknown, f"unknown key; expected one of {', '.join(sorted(KNOWN_KEYS))}", raw[unknown])
+        r.unknown(unknown, unknown, KNOWN_KEYS, raw[unknown])
 
     libvirt_uri = r.string(raw, "libvirtUri", "libvirtUri", "qemu:///system")
+    if libvirt_uri and not _URI_RE.fullmatch(libvirt_uri):
+        r.fail("libvirtUri", "must be a libvirt URI of the QEMU driver, e.g. qemu:///system or "
+               "qemu+ssh://user@host/system", libvirt_uri)
     domain_type = r.string(raw, "domainType", "domainType", "auto", DOMAIN_TYPES)
 
     net = r.obj(raw.get("network", {}), "network", {"bridge", "subnet", "hostAddress"})
     bridge = r.string(net, "bridge", "network.bridge", None)
-    if bridge and not _BRIDGE_RE.match(bridge):
+    if bridge and not _BRIDGE_RE.fullmatch(bridge):
         r.fail("network.bridge", "must be 1-15 characters of letters, digits, '_', '.', '-' (Linux IFNAMSIZ)",
                bridge)
-    subnet = ipaddress.IPv4Network("10.77.0.0/24")
+    subnet: ipaddress.IPv4Network | None = None
     try:
         subnet = ipaddress.IPv4Network(net.get("subnet"), strict=True)
         if subnet.prefixlen > 29:
             r.fail("network.subnet", "must be /29 or larger", net.get("subnet"))
+            subnet = None
     except (ValueError, TypeError):
         r.fail("network.subnet", "must be an IPv4 network in CIDR form with no host bits, e.g. 10.77.0.0/24",
                net.get("subnet"))
@@ -239,13 +283,14 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
     used: dict[ipaddress.IPv4Address, str] = {}
 
     def host_in_subnet(value: Any, key: str) -> str:
-        """Validate a host address: inside the subnet, not network/broadcast, not used twice."""
+        """A host address inside the subnet (checked only when the subnet itself is valid: one mistake, one
+        message), not its network or broadcast address, not used twice."""
         addr = r.address(value, key)
         if addr is None:
             return str(value)
-        if addr not in subnet:
+        if subnet is not None and addr not in subnet:
             r.fail(key, f"must be inside network.subnet {subnet}", str(addr))
-        elif addr in (subnet.network_address, subnet.broadcast_address):
+        elif subnet is not None and addr in (subnet.network_address, subnet.broadcast_address):
             r.fail(key, f"must not be the network or broadcast address of {subnet}", str(addr))
         if addr in used:
             r.fail(key, f"duplicates the address of {used[addr]}", str(addr))
@@ -257,40 +302,56 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
     vip = host_in_subnet(raw.get("vip"), "vip")
     port = r.integer(raw, "port", "port", 80, 1, 65535)
 
+    vr = r.obj(raw.get("vrrp", {}), "vrrp", {"virtualRouterId", "advertInt", "version", "preempt"})
+    preempt = r.boolean(vr, "preempt", "vrrp.preempt", True)
+
     directors: list[Director] = []
     raw_dirs = raw.get("directors")
     if not isinstance(raw_dirs, list) or len(raw_dirs) != 2:
-        r.fail("directors", "must be a list of exactly two directors (one MASTER, one BACKUP)", raw_dirs)
+        r.fail("directors", "must be a list of exactly two directors", raw_dirs)
         raw_dirs = raw_dirs if isinstance(raw_dirs, list) else []
     names: dict[str, str] = {}
 
     def node_name(value: Any, key: str) -> str:
-        if not isinstance(value, str) or not _NAME_RE.match(value):
-            r.fail(key, "must start with a letter and use lowercase letters, digits and '-' (max 31)", value)
+        if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+            r.fail(key, "must be a host name: a lowercase letter, then lowercase letters, digits and '-', "
+                   "not ending in '-', at most 31 characters", value)
             return str(value)
         if value in names:
             r.fail(key, f"duplicates the name of {names[value]}", value)
         names[value] = key
         return value
 
+    complete = True  # every director field valid: only then are the cross-checks below meaningful
     for i, d in enumerate(raw_dirs):
         key = f"directors[{i}]"
         d = r.obj(d, key, {"name", "address", "priority", "state"})
+        before = len(r.problems)
+        priority = r.integer(d, "priority", f"{key}.priority", None, 1, 254)
         directors.append(Director(
             name=node_name(d.get("name"), f"{key}.name"),
             address=host_in_subnet(d.get("address"), f"{key}.address"),
-            priority=r.integer(d, "priority", f"{key}.priority", None, 1, 254),
+            priority=priority or 0,
             state=r.string(d, "state", f"{key}.state", None, ("MASTER", "BACKUP")),
         ))
-    states = sorted(d.state for d in directors)
-    if len(directors) == 2 and states == ["BACKUP", "MASTER"]:
-        master = next(d for d in directors if d.state == "MASTER")
-        backup = next(d for d in directors if d.state == "BACKUP")
-        if master.priority <= backup.priority:
-            r.fail("directors", f"the MASTER's priority must be higher than the BACKUP's "
-                   f"({master.name} {master.priority} <= {backup.name} {backup.priority})", states)
-    elif len(directors) == 2:
-        r.fail("directors", "must have one MASTER and one BACKUP", [d.state for d in directors])
+        complete = complete and len(r.problems) == before
+    if len(directors) == 2 and complete:
+        states = sorted(d.state for d in directors)
+        high, low = sorted(directors, key=lambda d: d.priority, reverse=True)
+        if high.priority == low.priority:
+            r.fail("directors", "the two priorities must differ (the higher one is the MASTER)",
+                   [d.priority for d in directors])
+        elif states == ["BACKUP", "MASTER"]:
+            if high.state != "MASTER":
+                r.fail("directors", f"the MASTER's priority must be higher than the BACKUP's "
+                       f"({low.name} {low.priority} <= {high.name} {high.priority})", states)
+        elif states == ["BACKUP", "BACKUP"]:
+            if preempt:
+                r.fail("directors", "both BACKUP is keepalived's non-preemptive setup: it needs vrrp.preempt "
+                       "false (nopreempt on the higher priority); else make one the MASTER", states)
+        else:
+            r.fail("directors", "must be one MASTER and one BACKUP, or both BACKUP with vrrp.preempt false",
+                   [d.state for d in directors])
 
     servers: list[RealServer] = []
     raw_rs = raw.get("realServers")
@@ -300,44 +361,55 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
     for i, s in enumerate(raw_rs):
         key = f"realServers[{i}]"
         s = r.obj(s, key, {"name", "address", "weight"})
+        weight = r.integer(s, "weight", f"{key}.weight", 1, 0, 65535)
         servers.append(RealServer(
             name=node_name(s.get("name"), f"{key}.name"),
             address=host_in_subnet(s.get("address"), f"{key}.address"),
-            weight=r.integer(s, "weight", f"{key}.weight", 1, 0, 65535),
+            weight=-1 if weight is None else weight,
         ))
+    if servers and all(s.weight == 0 for s in servers):
+        r.fail("realServers", "at least one real server needs a weight above 0 (weight 0 takes no new "
+               "connections)", [s.weight for s in servers])
 
     lvs = r.obj(raw.get("lvs", {}), "lvs", {"lbAlgo", "lbKind", "persistenceTimeout"})
     lb_algo = r.string(lvs, "lbAlgo", "lvs.lbAlgo", "rr", tuple(SCHEDULER_MODULES))
     lb_kind = r.string(lvs, "lbKind", "lvs.lbKind", "DR", ("DR",))
-    persistence = r.integer(lvs, "persistenceTimeout", "lvs.persistenceTimeout", 0, 0, 2**31 - 1)
+    persistence = r.integer(lvs, "persistenceTimeout", "lvs.persistenceTimeout", 0, 0, MAX_PERSISTENCE_S,
+                            "seconds (0 = off; keepalived's maximum is 31 days)")
 
     hc = r.obj(raw.get("healthCheck", {}), "healthCheck",
                {"type", "path", "expectStatus", "connectTimeout", "retry", "delayBeforeRetry", "delayLoop"})
     health = HealthCheck(
         type=r.string(hc, "type", "healthCheck.type", "HTTP_GET", HEALTH_CHECKS),
         path=r.string(hc, "path", "healthCheck.path", "/"),
-        expect_status=r.integer(hc, "expectStatus", "healthCheck.expectStatus", 200, 100, 599),
-        connect_timeout=r.integer(hc, "connectTimeout", "healthCheck.connectTimeout", 2, 1, 3600),
-        retry=r.integer(hc, "retry", "healthCheck.retry", 1, 0, 100),
-        delay_before_retry=r.integer(hc, "delayBeforeRetry", "healthCheck.delayBeforeRetry", 1, 0, 3600),
-        delay_loop=r.integer(hc, "delayLoop", "healthCheck.delayLoop", 2, 1, 3600),
+        expect_status=r.integer(hc, "expectStatus", "healthCheck.expectStatus", 200, 100, 599) or 0,
+        connect_timeout=r.integer(hc, "connectTimeout", "healthCheck.connectTimeout", 2, 1, 3600, "seconds") or 0,
+        retry=r.integer(hc, "retry", "healthCheck.retry", 1, 0, 100, "retries") or 0,
+        delay_before_retry=r.integer(hc, "delayBeforeRetry", "healthCheck.delayBeforeRetry", 1, 0, 3600,
+                                     "seconds") or 0,
+        delay_loop=r.integer(hc, "delayLoop", "healthCheck.delayLoop", 2, 1, 3600, "seconds") or 0,
     )
-    if not health.path.startswith("/"):
-        r.fail("healthCheck.path", "must start with '/'", health.path)
+    if health.path and not _PATH_RE.fullmatch(health.path):
+        r.fail("healthCheck.path", "must be an absolute URL path of letters, digits and . _ ~ / - (no spaces, "
+               "query or fragment); the real servers' nginx serves it", health.path)
 
-    vr = r.obj(raw.get("vrrp", {}), "vrrp", {"virtualRouterId", "advertInt", "version", "preempt"})
+    version = r.integer(vr, "version", "vrrp.version", 2, 2, 3)
+    advert_int = r.number(vr, "advertInt", "vrrp.advertInt", 1)
     vrrp = Vrrp(
-        virtual_router_id=r.integer(vr, "virtualRouterId", "vrrp.virtualRouterId", 61, 1, 255),
-        advert_int=r.number(vr, "advertInt", "vrrp.advertInt", 1),
-        version=r.integer(vr, "version", "vrrp.version", 2, 2, 3),
-        preempt=r.boolean(vr, "preempt", "vrrp.preempt", True),
+        virtual_router_id=r.integer(vr, "virtualRouterId", "vrrp.virtualRouterId", 61, 1, 255) or 0,
+        advert_int=advert_int if advert_int is not None else 1,
+        version=version or 2,
+        preempt=preempt,
     )
-    if vrrp.advert_int <= 0:
-        r.fail("vrrp.advertInt", "must be greater than 0", vrrp.advert_int)
-    elif vrrp.version == 2 and vrrp.advert_int != int(vrrp.advert_int):
-        r.fail("vrrp.advertInt", "must be whole seconds with VRRP version 2", vrrp.advert_int)
-    elif vrrp.version == 3 and not 0.01 <= vrrp.advert_int <= 40.95:
-        r.fail("vrrp.advertInt", "must be between 0.01 and 40.95 s with VRRP version 3", vrrp.advert_int)
+    if advert_int is None or version is None:
+        pass
+    elif advert_int <= 0:
+        r.fail("vrrp.advertInt", "must be greater than 0 seconds", advert_int)
+    elif version == 2 and (advert_int != int(advert_int) or advert_int > MAX_ADVERT_INT_V2):
+        r.fail("vrrp.advertInt", f"must be whole seconds from 1 to {MAX_ADVERT_INT_V2} with VRRP version 2",
+               advert_int)
+    elif version == 3 and not 0.01 <= advert_int <= 40.95:
+        r.fail("vrrp.advertInt", "must be between 0.01 and 40.95 seconds with VRRP version 3", advert_int)
 
     # authPass is optional: without it the lab generates one (a secret kept in the state).
     if auth_pass is not None and vrrp.version == 2:
@@ -357,25 +429,46 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         initrd=r.string(im, "initrd", "image.initrd", ""),
         kernel_cmdline=r.string(im, "kernelCmdline", "image.kernelCmdline", Image.kernel_cmdline),
     )
-    if image.source != "local" and image.boot_method == "kernel" and not image.kernel:
+    package_source = r.string(raw, "packageSource", "packageSource", "local", PACKAGE_SOURCES)
+    before = len(r.problems)
+    for key, path in (("image.source", image.source), ("image.kernel", image.kernel),
+                      ("image.initrd", image.initrd)):
+        if not path or (key == "image.source" and path == "local"):
+            continue
+        if not os.path.isabs(path) or not os.path.isfile(path):
+            what = "'local' (the image lvs-lab builds) or " if key == "image.source" else ""
+            r.fail(key, f"must be {what}an absolute path to an existing file on this machine (it is uploaded "
+                   "to the hypervisor; URLs are not fetched)", path)
+    if len(r.problems) > before:
+        pass  # one mistake, one message: no follow-up checks on an unusable image
+    elif image.source == "local" and image.boot_method == "bootloader":
+        r.fail("image.bootMethod", "bootloader needs an image.source with a bootloader; the image lvs-lab builds "
+               "boots its kernel directly (kernel)", image.boot_method)
+    elif image.source != "local" and image.boot_method == "kernel" and not image.kernel:
         r.fail("image.kernel", "is required when image.source is not 'local' and image.bootMethod is 'kernel'",
                image.kernel)
+    elif image.source != "local" and image.boot_method == "bootloader" and (image.kernel or image.initrd):
+        r.fail("image.kernel", "is not used with image.bootMethod bootloader (the image boots itself)",
+               image.kernel or image.initrd)
+    elif image.source != "local" and package_source == "local":
+        r.fail("packageSource", "local (the repository built with lvs-lab's image) works with image.source "
+               "local only; set packageSource: mirror for a custom image", package_source)
 
     vmr = r.obj(raw.get("vm", {}), "vm", {"vcpus", "memoryMib", "tbCacheMib"})
     vm = Vm(
-        vcpus=r.integer(vmr, "vcpus", "vm.vcpus", 1, 1, 64),
-        memory_mib=r.integer(vmr, "memoryMib", "vm.memoryMib", 448, 256, 65536),
-        tb_cache_mib=r.integer(vmr, "tbCacheMib", "vm.tbCacheMib", 256, 32, 4096),
+        vcpus=r.integer(vmr, "vcpus", "vm.vcpus", 1, 1, 64, "vCPUs") or 0,
+        memory_mib=r.integer(vmr, "memoryMib", "vm.memoryMib", 448, 256, 65536, "MiB") or 0,
+        tb_cache_mib=r.integer(vmr, "tbCacheMib", "vm.tbCacheMib", 256, 32, 4096, "MiB") or 0,
     )
-    package_source = r.string(raw, "packageSource", "packageSource", "local", PACKAGE_SOURCES)
 
     ve = r.obj(raw.get("verify", {}), "verify",
                {"enabled", "requestsPerServer", "failoverMode", "readyTimeout", "nonce"})
     verify = Verify(
         enabled=r.boolean(ve, "enabled", "verify.enabled", True),
-        requests_per_server=r.integer(ve, "requestsPerServer", "verify.requestsPerServer", 4, 1, 1000),
+        requests_per_server=r.integer(ve, "requestsPerServer", "verify.requestsPerServer", 4, 1, 1000,
+                                      "requests") or 0,
         failover_mode=r.string(ve, "failoverMode", "verify.failoverMode", "clean", FAILOVER_MODES),
-        ready_timeout=r.integer(ve, "readyTimeout", "verify.readyTimeout", 900, 30, 7200),
+        ready_timeout=r.integer(ve, "readyTimeout", "verify.readyTimeout", 900, 30, 7200, "seconds") or 0,
         nonce=str(ve.get("nonce", "")),
     )
 
@@ -389,6 +482,7 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
 
     if r.problems:
         raise ConfigError(r.problems)
+    assert subnet is not None and port is not None and persistence is not None
     return LabConfig(
         stack=stack, libvirt_uri=libvirt_uri, domain_type=domain_type, bridge=bridge, subnet=subnet,
         host_address=host_address, vip=vip, port=port, directors=tuple(directors),

@@ -117,8 +117,10 @@ def derive(cfg: LabConfig, pool_root: str = POOL_ROOT, log_root: str = LOG_ROOT,
 
     def node(n: Director | RealServer, role: str) -> NodeFacts:
         domain = f"{prefix}-{n.name}"
-        extra: dict[str, Any] = ({"state": n.state, "priority": n.priority} if isinstance(n, Director)
-                                 else {"weight": n.weight})
+        # state: the role the director plays at start (the higher priority is the MASTER, also in the
+        # non-preemptive setup where both are configured BACKUP; keepalived.conf renders that).
+        extra: dict[str, Any] = ({"state": "MASTER" if n == cfg.master else "BACKUP", "priority": n.priority}
+                                 if isinstance(n, Director) else {"weight": n.weight})
         return NodeFacts(name=n.name, role=role, address=n.address, mac=mac_for(cfg.stack, n.name), domain=domain,
                          disk_volume=f"{domain}.qcow2", seed_volume=f"{domain}-seed.iso",
                          seed_file=os.path.join(seed_dir, f"{n.name}-seed.iso"),

@@ -43,7 +43,8 @@ def keepalived_conf(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:
 
 
 def nginx_site(cfg: LabConfig, server: NodeFacts) -> str:
-    return _CLOUD_INIT.get_template("nginx-site.conf.j2").render(node=server, port=cfg.port)
+    return _CLOUD_INIT.get_template("nginx-site.conf.j2").render(node=server, port=cfg.port,
+                                                                 health_path=cfg.health_check.path)
 
 
 def _common(cfg: LabConfig, node: NodeFacts, role: str, ssh_public_key: str) -> dict[str, object]:

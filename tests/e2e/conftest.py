@@ -36,13 +36,42 @@ def read_report(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def running_lvslab_netns() -> str | None:
+    """The namespace of a libvirtd that tools/host.sh started (and that still runs), if any."""
+    for pid_file in sorted(Path("/run/lvs-lab").glob("*/libvirtd.pid")):
+        try:
+            os.kill(int(pid_file.read_text().strip()), 0)
+        except (OSError, ValueError):
+            continue
+        return pid_file.parent.name
+    return None
+
+
+def foreign_libvirtd() -> bool:
+    """A libvirtd answers on the system socket that tools/host.sh did not start (systemd's, say)."""
+    answers = subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True).returncode == 0
+    return answers and running_lvslab_netns() is None
+
+
 @pytest.fixture(scope="session")
 def netns() -> Iterator[str]:
+    """The namespace the labs of this run live in. libvirt has one system daemon per host, so two runs
+    cannot each have their own: when lvs-lab's daemon already runs (say for `make up`'s dev lab), this run
+    shares its namespace knowingly (its labs get their own bridges and subnets there) and leaves the daemon
+    running; otherwise it starts one in a namespace of its own and stops it at the end. A daemon that is
+    not lvs-lab's cannot be isolated from: fail at once."""
     if os.geteuid() != 0:
         pytest.fail("the end-to-end tests need root (network namespace, libvirtd)")
-    name = f"lvslab-e2e-{os.getpid()}"
+    if foreign_libvirtd():
+        pytest.fail("a libvirtd that lvs-lab did not start runs on this host: the e2e labs cannot be isolated "
+                    "in a network namespace of their own (stop it, or run the e2e tests on a CI machine)")
+    shared = running_lvslab_netns()
+    name = shared or f"lvslab-e2e-{os.getpid()}"
+    print(f"e2e labs run in network namespace {name}" + (" (shared with the running lvs-lab daemon)"
+                                                        if shared else " (own libvirtd)"), flush=True)
     before = set((ROOT / "stacks").glob("Pulumi.ci*-*.yaml"))
-    subprocess.run([str(ROOT / "tools" / "host.sh"), "start", name], check=True)
+    if not shared:
+        subprocess.run([str(ROOT / "tools" / "host.sh"), "start", name], check=True)
     try:
         yield name
     finally:
@@ -51,4 +80,5 @@ def netns() -> Iterator[str]:
         for stack_file in sorted(set((ROOT / "stacks").glob("Pulumi.ci*-*.yaml")) - before):
             stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
             run_in(name, "destroy", "--stack", stack, "--rm")
-        subprocess.run([str(ROOT / "tools" / "host.sh"), "stop", name, "--force"], check=False)
+        if not shared:
+            subprocess.run([str(ROOT / "tools" / "host.sh"), "stop", name, "--force"], check=False)

@@ -61,13 +61,14 @@ GOLDEN = [
      "lvs-lab:directors: the MASTER's priority must be higher than the BACKUP's (director1 150 <= director2 200) "
      "(got ['BACKUP', 'MASTER'])"),
     (lambda r: r["directors"][1].update(state="MASTER"),
-     "lvs-lab:directors: must have one MASTER and one BACKUP (got ['MASTER', 'MASTER'])"),
+     "lvs-lab:directors: must be one MASTER and one BACKUP, or both BACKUP with vrrp.preempt false "
+     "(got ['MASTER', 'MASTER'])"),
     (lambda r: r["vrrp"].update(virtualRouterId=256),
      "lvs-lab:vrrp.virtualRouterId: must be between 1 and 255 (got 256)"),
     (lambda r: r["vrrp"].update(advertInt=0.5),
-     "lvs-lab:vrrp.advertInt: must be whole seconds with VRRP version 2 (got 0.5)"),
+     "lvs-lab:vrrp.advertInt: must be whole seconds from 1 to 255 with VRRP version 2 (got 0.5)"),
     (lambda r: r["vrrp"].update(advertInt=0),
-     "lvs-lab:vrrp.advertInt: must be greater than 0 (got 0.0)"),
+     "lvs-lab:vrrp.advertInt: must be greater than 0 seconds (got 0.0)"),
     (lambda r: r["realServers"][0].update(weight=70000),
      "lvs-lab:realServers[0].weight: must be between 0 and 65535 (got 70000)"),
     (lambda r: r["lvs"].update(lbAlgo="roundrobin"),
@@ -80,12 +81,96 @@ GOLDEN = [
      "lvs-lab:healthCheck.type: must be one of TCP_CHECK, HTTP_GET (got 'PING')"),
     (lambda r: r.update(realServers=[]), "lvs-lab:realServers: must be a list of at least one real server (got [])"),
     (lambda r: r.update(vipp="10.77.0.5"),
-     "lvs-lab:vipp: unknown key; expected one of authPass, directors, domainType, faults, healthCheck, image, "
-     "libvirtUri, lvs, network, packageSource, port, realServers, verify, vip, vm, vrrp (got '10.77.0.5')"),
+     "lvs-lab:vipp: unknown key; did you mean 'vip'? expected one of authPass, directors, domainType, faults, "
+     "healthCheck, image, libvirtUri, lvs, network, packageSource, port, realServers, verify, vip, vm, vrrp "
+     "(got '10.77.0.5')"),
     (lambda r: r["lvs"].update(persistance=5),
-     "lvs-lab:lvs.persistance: unknown key; expected one of lbAlgo, lbKind, persistenceTimeout (got 5)"),
+     "lvs-lab:lvs.persistance: unknown key; did you mean 'persistenceTimeout'? expected one of lbAlgo, lbKind, "
+     "persistenceTimeout (got 5)"),
     (lambda r: r.update(domainType="xen"), "lvs-lab:domainType: must be one of auto, kvm, qemu (got 'xen')"),
+    # What keepalived itself refuses.
+    (lambda r: r["lvs"].update(persistenceTimeout=2678401),
+     "lvs-lab:lvs.persistenceTimeout: must be between 0 and 2678400 seconds (0 = off; keepalived's maximum is "
+     "31 days) (got 2678401)"),
+    (lambda r: r["vrrp"].update(advertInt=256),
+     "lvs-lab:vrrp.advertInt: must be whole seconds from 1 to 255 with VRRP version 2 (got 256.0)"),
+    (lambda r: [s.update(weight=0) for s in r["realServers"]],
+     "lvs-lab:realServers: at least one real server needs a weight above 0 (weight 0 takes no new connections) "
+     "(got [0, 0])"),
+    # No traceback, whatever the type.
+    (lambda r: r["realServers"][0].update(weight="--1"),
+     "lvs-lab:realServers[0].weight: must be an integer between 0 and 65535 (got '--1')"),
+    (lambda r: r["vrrp"].update(advertInt=float("inf")), "lvs-lab:vrrp.advertInt: must be a finite number (got inf)"),
+    (lambda r: r["vrrp"].update(advertInt=float("nan")), "lvs-lab:vrrp.advertInt: must be a finite number (got nan)"),
+    (lambda r: r["vrrp"].update(advertInt=True),
+     "lvs-lab:vrrp.advertInt: must be a number, not true/false (got True)"),
+    (lambda r: r["directors"][0].update(priority=True),
+     "lvs-lab:directors[0].priority: must be an integer between 1 and 254 (got True)"),
+    (lambda r: r["directors"][0].pop("priority"),
+     "lvs-lab:directors[0].priority: is required: an integer between 1 and 254 (got None)"),
+    # Names, URIs, paths: full matches.
+    (lambda r: r.update(libvirtUri="qemu://system"),
+     "lvs-lab:libvirtUri: must be a libvirt URI of the QEMU driver, e.g. qemu:///system or "
+     "qemu+ssh://user@host/system (got 'qemu://system')"),
+    (lambda r: r["realServers"][0].update(name="web-"),
+     "lvs-lab:realServers[0].name: must be a host name: a lowercase letter, then lowercase letters, digits and "
+     "'-', not ending in '-', at most 31 characters (got 'web-')"),
+    (lambda r: r["realServers"][0].update(name="web1\n"),
+     "lvs-lab:realServers[0].name: must be a host name: a lowercase letter, then lowercase letters, digits and "
+     "'-', not ending in '-', at most 31 characters (got 'web1\\n')"),
+    (lambda r: r["network"].update(bridge="br0\n"),
+     "lvs-lab:network.bridge: must be 1-15 characters of letters, digits, '_', '.', '-' (Linux IFNAMSIZ) "
+     "(got 'br0\\n')"),
+    (lambda r: r["healthCheck"].update(path="/a b"),
+     "lvs-lab:healthCheck.path: must be an absolute URL path of letters, digits and . _ ~ / - (no spaces, query "
+     "or fragment); the real servers' nginx serves it (got '/a b')"),
+    (lambda r: r["healthCheck"].update(delayLoop=0),
+     "lvs-lab:healthCheck.delayLoop: must be between 1 and 3600 seconds (got 0)"),
+    # Images: what cannot work is refused here, not inside the provider.
+    (lambda r: r.update(image={"source": "http://example.org/debian.qcow2"}),
+     "lvs-lab:image.source: must be 'local' (the image lvs-lab builds) or an absolute path to an existing file "
+     "on this machine (it is uploaded to the hypervisor; URLs are not fetched) (got "
+     "'http://example.org/debian.qcow2')"),
+    (lambda r: r.update(image={"source": "debian.qcow2"}),
+     "lvs-lab:image.source: must be 'local' (the image lvs-lab builds) or an absolute path to an existing file "
+     "on this machine (it is uploaded to the hypervisor; URLs are not fetched) (got 'debian.qcow2')"),
+    (lambda r: r.update(image={"bootMethod": "bootloader"}),
+     "lvs-lab:image.bootMethod: bootloader needs an image.source with a bootloader; the image lvs-lab builds "
+     "boots its kernel directly (kernel) (got 'bootloader')"),
+    (lambda r: r.update(image={"source": "/etc/hostname", "bootMethod": "bootloader"}),
+     "lvs-lab:packageSource: local (the repository built with lvs-lab's image) works with image.source local "
+     "only; set packageSource: mirror for a custom image (got 'local')"),
 ]
+
+
+@pytest.mark.parametrize("mutate,message", GOLDEN, ids=[m.split(":")[1] for _, m in GOLDEN])
+def test_one_mistake_one_message(dev_raw: dict[str, Any], mutate: Any, message: str) -> None:
+    """Each mistake above is reported by exactly the one line that names it."""
+    mutate(dev_raw)
+    assert problems(dev_raw) == [message]
+
+
+def test_invalid_subnet_is_one_message(dev_raw: dict[str, Any]) -> None:
+    dev_raw["network"]["subnet"] = "10.77.0.0/33"
+    assert problems(dev_raw) == ["lvs-lab:network.subnet: must be an IPv4 network in CIDR form with no host bits, "
+                                 "e.g. 10.77.0.0/24 (got '10.77.0.0/33')"]
+
+
+def test_non_preemptive_setup_is_accepted(dev_raw: dict[str, Any]) -> None:
+    """Seed 002: both directors `state BACKUP`, different priorities, nopreempt: the higher one starts as MASTER."""
+    dev_raw["directors"][0]["state"] = "BACKUP"
+    dev_raw["vrrp"]["preempt"] = False
+    cfg = parse_config(dev_raw, "dev")
+    assert cfg.master.name == "director1" and cfg.backup.name == "director2"
+    dev_raw["vrrp"]["preempt"] = True
+    assert "needs vrrp.preempt false" in problems(dev_raw)[0]
+
+
+def test_misspelt_namespace_is_reported_with_the_nearest_key(dev_raw: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(dev_raw, "dev", foreign={"lvs_lab:vm": {"vcpus": 2}, "libvirt:uri": "qemu:///system"})
+    assert err.value.problems == ["lvs_lab:vm: unknown namespace 'lvs_lab'; did you mean 'lvs-lab:vm'? "
+                                  "(got {'vcpus': 2})"]
 
 
 @pytest.mark.parametrize("mutate,message", GOLDEN, ids=[m.split(":")[1] for _, m in GOLDEN])

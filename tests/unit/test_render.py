@@ -43,7 +43,33 @@ def configs(dev_raw: dict[str, Any]) -> list[LabConfig]:
     faulty["faults"] = ["rs-no-arp-sysctls", "rs-no-vip", "nginx-down-all", "keepalived-down-all",
                         "backup-wrong-vrid"]
     variants.append(faulty)
+    health = yaml.safe_load(yaml.safe_dump(dev_raw))
+    health["healthCheck"] = {"type": "HTTP_GET", "path": "/healthz"}
+    health["directors"][0]["state"] = "BACKUP"  # keepalived's non-preemptive setup (seed 002)
+    health["vrrp"]["preempt"] = False
+    variants.append(health)
     return [parse_config(v, "dev") for v in variants]
+
+
+def test_nginx_serves_the_health_check_path(dev_raw: dict[str, Any]) -> None:
+    dev_raw["healthCheck"] = {"path": "/healthz"}
+    cfg = parse_config(dev_raw, "dev")
+    site = nginx_site(cfg, derive(cfg).real_servers[0])
+    assert "location = /healthz {" in site and "return 200" in site
+    assert "path /healthz" in keepalived_conf(cfg, derive(cfg).master, "x")
+    assert "location = " not in nginx_site(parse_config(dev_raw | {"healthCheck": {}}, "dev"),
+                                           derive(cfg).real_servers[0])
+
+
+def test_non_preemptive_setup_renders_both_backup_with_nopreempt(dev_raw: dict[str, Any]) -> None:
+    dev_raw["directors"][0]["state"] = "BACKUP"
+    dev_raw["vrrp"]["preempt"] = False
+    cfg = parse_config(dev_raw, "dev")
+    facts = derive(cfg)
+    assert facts.master.name == "director1" and facts.master.priority == 150
+    for d in facts.directors:
+        conf = keepalived_conf(cfg, d, "x")
+        assert "    state BACKUP\n" in conf and "    nopreempt\n" in conf
 
 
 def test_keepalived_config_test_passes(dev_raw: dict[str, Any], tmp_path: Path) -> None:
