@@ -13,30 +13,34 @@ from lvslab.host import ImageFiles
 from lvslab.model import derive
 
 
-def raw_project_config() -> tuple[dict[str, object], set[str]]:
-    """This project's config keys (without the prefix) with JSON values decoded, and the secret ones."""
+def raw_config() -> tuple[dict[str, object], set[str], dict[str, object]]:
+    """This project's config keys (without the prefix) with JSON values decoded, the secret ones, and the keys
+    of every other namespace (checked for a misspelt project namespace)."""
     from pulumi.runtime import config as rc
 
     merged = {**rc.get_config_env(), **rc.CONFIG.get()}
     secret = set(rc.get_config_secret_keys_env()) | set(rc._SECRET_KEYS.get())
     raw: dict[str, object] = {}
+    foreign: dict[str, object] = {}
     for full, value in merged.items():
         ns, _, key = full.partition(":")
-        if ns != PROJECT:
-            continue
         try:
-            raw[key] = json.loads(value) if isinstance(value, str) else value
+            decoded = json.loads(value) if isinstance(value, str) else value
         except json.JSONDecodeError:
-            raw[key] = value
-    return raw, {k.partition(":")[2] for k in secret if k.startswith(PROJECT + ":")}
+            decoded = value
+        if ns == PROJECT:
+            raw[key] = decoded
+        else:
+            foreign[full] = "<secret>" if full in secret else decoded
+    return raw, {k.partition(":")[2] for k in secret if k.startswith(PROJECT + ":")}, foreign
 
 
 def main() -> None:
-    raw, secret_keys = raw_project_config()
+    raw, secret_keys, foreign = raw_config()
     auth_pass = raw.get("authPass")
     try:
         cfg = parse_config(raw, pulumi.get_stack(), auth_pass=None if auth_pass is None else str(auth_pass),
-                           auth_pass_is_secret="authPass" in secret_keys)
+                           auth_pass_is_secret="authPass" in secret_keys, foreign=foreign)
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
 
@@ -61,8 +65,9 @@ def _host_facts(cfg: LabConfig) -> tuple[ImageFiles, str, str | None]:
         files = ImageFiles(image=str(image_dir / "base.qcow2"), kernel=str(image_dir / "vmlinuz"),
                            initrd=str(image_dir / "initrd.img"), repo=str(image_dir / "repo.iso"),
                            digest=image_dir.name)
-    else:
-        files = ImageFiles(image=cfg.image.source, kernel=cfg.image.kernel or None,
-                           initrd=cfg.image.initrd or None, repo=None, digest=cfg.image.source)
+    else:  # a user's image: direct kernel boot with its kernel, or its own bootloader
+        direct = cfg.image.boot_method == "kernel"
+        files = ImageFiles(image=cfg.image.source, kernel=cfg.image.kernel if direct else None,
+                           initrd=(cfg.image.initrd or None) if direct else None, repo=None, digest=cfg.image.source)
     domain_type, note = host.resolve_domain_type(cfg, files.kernel, files.initrd)
     return files, domain_type, note

@@ -199,3 +199,19 @@ def test_invalid_config_registers_nothing(dev_raw: dict[str, Any], image_dir: Pa
         run_program(dev_raw, mocks=mocks)
     assert fragment in str(err.value)
     assert mocks.resources == []
+
+
+def test_misspelt_namespace_stops_the_program(dev_raw: dict[str, Any], image_dir: Path) -> None:
+    mocks = Recorder()
+    pulumi.runtime.set_mocks(mocks, project="lvs-lab", stack="dev", preview=False)
+    config = {f"lvs-lab:{k}": json.dumps(v) for k, v in dev_raw.items()}
+    pulumi.runtime.set_all_config({**config, "lvs_lab:vm": json.dumps({"vcpus": 2})}, [])
+
+    @pulumi.runtime.test
+    def declare() -> None:
+        program.main()
+
+    with pytest.raises(SystemExit) as err:
+        declare()
+    assert "lvs_lab:vm: unknown namespace 'lvs_lab'; did you mean 'lvs-lab:vm'?" in str(err.value)
+    assert mocks.resources == []
