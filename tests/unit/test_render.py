@@ -72,6 +72,7 @@ def test_non_preemptive_setup_renders_both_backup_with_nopreempt(dev_raw: dict[s
         assert "    state BACKUP\n" in conf and "    nopreempt\n" in conf
 
 
+@pytest.mark.tools
 def test_keepalived_config_test_passes(dev_raw: dict[str, Any], tmp_path: Path) -> None:
     if not shutil.which("keepalived"):
         pytest.fail("keepalived not installed: run tools/host.sh packages")
@@ -83,6 +84,7 @@ def test_keepalived_config_test_passes(dev_raw: dict[str, Any], tmp_path: Path) 
             assert proc.returncode == 0, proc.stderr + conf.read_text()
 
 
+@pytest.mark.tools
 def test_keepalived_config_test_catches_a_broken_config(tmp_path: Path) -> None:
     """The tool really checks: a misspelt keyword fails."""
     conf = tmp_path / "bad.conf"
@@ -91,6 +93,7 @@ def test_keepalived_config_test_catches_a_broken_config(tmp_path: Path) -> None:
     assert proc.returncode != 0
 
 
+@pytest.mark.tools
 def test_user_data_passes_cloud_init_schema(dev_raw: dict[str, Any], tmp_path: Path) -> None:
     for cfg in configs(dev_raw):
         docs = [director_user_data(cfg, d, KEY, "s3cret") for d in derive(cfg).directors]
@@ -110,6 +113,7 @@ def test_network_config_is_v2_static(dev_raw: dict[str, Any]) -> None:
     assert eth0["match"]["macaddress"] == mac_for("dev", "web1") and "gateway4" not in eth0
 
 
+@pytest.mark.tools
 def test_nginx_site_passes_nginx_t(dev_raw: dict[str, Any]) -> None:
     if not shutil.which("nginx"):
         pytest.fail("nginx not installed: run tools/host.sh packages")
@@ -143,13 +147,40 @@ def test_mirror_profile_has_no_local_repository(dev_raw: dict[str, Any]) -> None
     assert "apt" not in doc and "bootcmd" not in doc and doc["packages"] == ["keepalived", "ipvsadm"]
 
 
-def test_faults_change_exactly_what_they_say(dev_raw: dict[str, Any]) -> None:
-    dev_raw["faults"] = ["backup-wrong-vrid"]
-    cfg = parse_config(dev_raw, "dev")
-    assert "virtual_router_id 61" in keepalived_conf(cfg, derive(cfg).master, "x")
-    assert "virtual_router_id 62" in keepalived_conf(cfg, derive(cfg).backup, "x")
-    lines = keepalived_conf(cfg, derive(cfg).master, "x").splitlines()
-    assert not any(line.strip().startswith("vrrp_strict") for line in lines)
+def _rendered(raw: dict[str, Any]) -> dict[str, str]:
+    cfg = parse_config(raw, "dev")
+    facts = derive(cfg)
+    out = {f"user-data-{d.name}": director_user_data(cfg, d, KEY, "s3cret") for d in facts.directors}
+    out.update({f"user-data-{s.name}": real_server_user_data(cfg, s, KEY) for s in facts.real_servers})
+    return out
+
+
+# What each cloud-init fault must change (files that change -> a line that appears or disappears there).
+FAULT_EFFECTS = {
+    "rs-no-arp-sysctls": ({"user-data-web1", "user-data-web2"}, "90-lvslab-arp.conf", False),
+    "rs-no-vip": ({"user-data-web1", "user-data-web2"}, "lvslab-vip.service", False),
+    "nginx-down-all": ({"user-data-web1", "user-data-web2"}, "[systemctl, stop, nginx]", True),
+    "keepalived-down-all": ({"user-data-director1", "user-data-director2"}, "[systemctl, stop, keepalived]", True),
+    "backup-wrong-vrid": ({"user-data-director2"}, "virtual_router_id 62", True),
+}
+
+
+def test_every_fault_has_an_expected_effect() -> None:
+    from lvslab.faults import CLOUD_INIT_FAULTS
+
+    assert set(FAULT_EFFECTS) == set(CLOUD_INIT_FAULTS)
+
+
+@pytest.mark.parametrize("fault", sorted(FAULT_EFFECTS))
+def test_fault_changes_exactly_what_it_says(dev_raw: dict[str, Any], fault: str) -> None:
+    clean = _rendered(dev_raw)
+    broken = _rendered({**dev_raw, "faults": [fault]})
+    files, marker, appears = FAULT_EFFECTS[fault]
+    assert {name for name in clean if clean[name] != broken[name]} == files
+    for name in files:
+        assert (marker in broken[name], marker in clean[name]) == (appears, not appears), name
+    for text in broken.values():
+        assert not any(line.strip().startswith("vrrp_strict") for line in text.splitlines())
 
 
 # What pulumi-libvirt 0.5.4 generates for the lab's domain and network (trimmed to the parts the XSLT
@@ -202,6 +233,7 @@ def xsltproc(xslt: str, xml: str, tmp_path: Path) -> ET.Element:
     return ET.fromstring(proc.stdout)
 
 
+@pytest.mark.tools
 @pytest.mark.parametrize("domain_type", ["qemu", "kvm"])
 def test_domain_xslt(dev_raw: dict[str, Any], tmp_path: Path, domain_type: str) -> None:
     facts = derive(parse_config(dev_raw, "dev"), log_root="/log")
@@ -227,12 +259,14 @@ def test_domain_xslt(dev_raw: dict[str, Any], tmp_path: Path, domain_type: str) 
     assert [m.get("model") for m in devices.findall("memballoon")] == ["none"]
 
 
+@pytest.mark.tools
 def test_domain_xslt_without_repository(dev_raw: dict[str, Any], tmp_path: Path) -> None:
     facts = derive(parse_config(dev_raw, "dev"))
     out = xsltproc(domain_xslt(facts, facts.directors[0], "qemu", None), PROVIDER_DOMAIN_XML, tmp_path)
     assert all(d.find("readonly") is None for d in out.findall("devices/disk"))
 
 
+@pytest.mark.tools
 def test_network_xslt(dev_raw: dict[str, Any], tmp_path: Path) -> None:
     dev_raw["network"]["hostAddress"] = "10.77.0.5"
     facts = derive(parse_config(dev_raw, "dev"))

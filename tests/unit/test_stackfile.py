@@ -8,7 +8,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from lvslab.stackfile import unchanged_by_pulumi, without_added_salt
+
+# Runs the real pulumi CLI of the toolchain (tools/toolchain.sh).
+pytestmark = pytest.mark.tools
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "config:\n  lvs-lab:vip: 10.77.0.100\n"

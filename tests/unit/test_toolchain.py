@@ -10,6 +10,11 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import pytest
+
+# Runs the real pulumi CLI of the toolchain (tools/toolchain.sh).
+pytestmark = pytest.mark.tools
+
 ROOT = Path(__file__).resolve().parents[2]
 PINS = {line.split("==")[0].lower(): line.split("==")[1].strip()
         for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line and not line.startswith("#")}
