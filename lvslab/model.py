@@ -71,16 +71,9 @@ class NodeFacts:
     weight: int = 0  # real servers
 
 
-@dataclass(frozen=True)
-class LabFacts:
-    cfg: LabConfig
-    prefix: str
-    network: str
-    bridge_mac: str
-    pool: str
-    pool_path: str
-    seed_dir: str
-    console_dir: str
+class _Nodes:
+    """Node look-ups shared by the lab's facts and the verification spec."""
+
     directors: tuple[NodeFacts, ...]
     real_servers: tuple[NodeFacts, ...]
 
@@ -95,6 +88,20 @@ class LabFacts:
     @property
     def backup(self) -> NodeFacts:
         return next(d for d in self.directors if d.state == "BACKUP")
+
+
+@dataclass(frozen=True)
+class LabFacts(_Nodes):
+    cfg: LabConfig
+    prefix: str
+    network: str
+    bridge_mac: str
+    pool: str
+    pool_path: str
+    seed_dir: str
+    console_dir: str
+    directors: tuple[NodeFacts, ...]
+    real_servers: tuple[NodeFacts, ...]
 
     def node(self, name: str) -> NodeFacts:
         return next(n for n in self.nodes if n.name == name)
@@ -151,7 +158,7 @@ class HealthCheckSpec:
 
 
 @dataclass(frozen=True)
-class VerifySpec:
+class VerifySpec(_Nodes):
     """Everything the checks know about a lab (no secrets: the SSH key travels separately)."""
 
     uri: str
@@ -170,18 +177,6 @@ class VerifySpec:
     failover_mode: str
     requests_per_server: int
     ready_timeout: int
-
-    @property
-    def nodes(self) -> tuple[NodeFacts, ...]:
-        return self.directors + self.real_servers
-
-    @property
-    def master(self) -> NodeFacts:
-        return next(d for d in self.directors if d.state == "MASTER")
-
-    @property
-    def backup(self) -> NodeFacts:
-        return next(d for d in self.directors if d.state == "BACKUP")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
