@@ -3,7 +3,8 @@ SHELL := /bin/bash
 NETNS ?= lvslab
 STACK ?= dev
 PY := .lvslab/venv/bin/python
-IN_NS := ip netns exec $(NETNS) env
+# Where the lab's bridge is: inside $(NETNS) with lvs-lab's private libvirtd, on this host with a managed one.
+IN_NS := tools/host.sh exec $(NETNS) -- env
 
 .PHONY: up test setup packages venv toolchain image host-start host-stop destroy shell unit e2e lint bench
 

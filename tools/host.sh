@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Host services for the lab: Debian packages, and virtlogd/libvirtd started inside an isolated network
-# namespace when no init system runs them.
+# Host services for the lab: Debian packages, and the libvirt daemon the labs run on. Two modes, the
+# chosen one said in one line at start:
+#   managed  a libvirtd this script did not start answers (a workstation's, run by systemd): it is used as
+#            it is, its configuration untouched; the lab's bridge is in the root network namespace and the
+#            checks run from this host.
+#   private  no libvirtd runs, or LVSLAB_PRIVATE_LIBVIRTD=1 asks for it (tests and CI do): virtlogd and
+#            libvirtd are started inside network namespace NETNS (loopback only, no uplink), stopped by PID.
 #   host.sh packages           install missing Debian packages (never libvirt-daemon-config-network)
-#   host.sh start NETNS        create NETNS (loopback only, no uplink) and run virtlogd+libvirtd inside it
+#   host.sh start NETNS        choose the mode; private: create NETNS and run virtlogd+libvirtd inside it
+#   host.sh exec NETNS -- CMD  run CMD where the lab's bridge is (inside NETNS in private mode)
 #   host.sh stop NETNS [--force]  stop the daemons this script started (by PID) and delete NETNS
 #                              (refuses while lab VMs run; --force switches them off first)
 #   host.sh status
@@ -40,23 +46,35 @@ libvirt_up() { virsh -c "$URI" version >/dev/null 2>&1; }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-netns_inode() { stat -L -c %i "/run/netns/$1" 2>/dev/null; }
+
+# The namespace of a libvirtd this script started and that still runs (empty if none).
+ours_running() {
+  local f; for f in "$RUN"/*/libvirtd.pid; do
+    pid_alive "$f" && { basename "$(dirname "$f")"; return; }
+  done
+  return 0
+}
 
 start() {
-  local ns=$1
+  local ns=$1 ours; ours=$(ours_running)
+  if [ -n "$ours" ] && [ "$ours" != "$ns" ]; then
+    die "lvs-lab's private libvirtd already runs in network namespace $ours: use it (NETNS=$ours) or stop it first (tools/host.sh stop $ours)"
+  fi
+  if [ -z "$ours" ] && libvirt_up; then
+    if [ "${LVSLAB_PRIVATE_LIBVIRTD:-0}" = 1 ]; then
+      die "LVSLAB_PRIVATE_LIBVIRTD=1 asks for a private libvirtd, but the host's own libvirtd answers on $URI: a second one cannot run beside it (stop it, or unset LVSLAB_PRIVATE_LIBVIRTD to use it)"
+    fi
+    log "libvirt mode: managed (the host's own libvirtd, used as it is: no configuration changes; the lab's bridge is in the root network namespace and the checks run from this host)"
+    return
+  fi
+  log "libvirt mode: private (virtlogd and libvirtd of lvs-lab's own in network namespace $ns, no uplink)"
   [ "$(id -u)" = 0 ] || die "starting libvirtd needs root"
   if [ ! -e "/run/netns/$ns" ]; then
     ip netns add "$ns"
     log "created network namespace $ns (loopback only, no uplink)"
   fi
   ip -n "$ns" link set lo up
-  if libvirt_up; then
-    local pid; pid=$(cat "$RUN/$ns/libvirtd.pid" 2>/dev/null || cat /run/libvirtd.pid 2>/dev/null || true)
-    if [ -n "$pid" ] && [ "$(stat -L -c %i /proc/"$pid"/ns/net 2>/dev/null)" != "$(netns_inode "$ns")" ]; then
-      die "a libvirtd (pid $pid) already runs outside network namespace $ns; stop it first (tools/host.sh stop <its netns>)"
-    fi
-    log "libvirtd already running in $ns"; return
-  fi
+  if [ -n "$ours" ]; then log "libvirtd already running in $ns"; return; fi
   # libvirt 9 refuses to start without these even when qemu runs as root.
   local g; for g in kvm libvirt-qemu; do getent group "$g" >/dev/null || groupadd -r "$g"; done
   id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
@@ -100,6 +118,16 @@ stop() {
   if [ -e "/run/netns/$ns" ]; then ip netns del "$ns"; log "deleted network namespace $ns"; fi
 }
 
+# exec NETNS -- CMD...: inside NETNS when lvs-lab's private libvirtd runs there, else (managed mode) here.
+exec_in() {
+  local ns=$1; shift; [ "${1:-}" = -- ] && shift
+  if [ -n "$(ours_running)" ]; then
+    [ "$(ours_running)" = "$ns" ] || die "lvs-lab's private libvirtd runs in network namespace $(ours_running), not $ns"
+    exec ip netns exec "$ns" "$@"
+  fi
+  exec "$@"
+}
+
 status() {
   ip netns list
   virsh -c "$URI" list --all 2>/dev/null || echo "libvirtd not reachable"
@@ -109,7 +137,8 @@ cmd=${1:-}; shift || true
 case $cmd in
   packages) packages ;;
   start) start "${1:?netns name}" ;;
+  exec) exec_in "$@" ;;
   stop) stop "${1:?netns name}" "${2:-}" ;;
   status) status ;;
-  *) die "usage: $0 packages|start NETNS|stop NETNS|status" ;;
+  *) die "usage: $0 packages|start NETNS|exec NETNS -- CMD...|stop NETNS|status" ;;
 esac

@@ -70,8 +70,9 @@ def netns() -> Iterator[str]:
     print(f"e2e labs run in network namespace {name}" + (" (shared with the running lvs-lab daemon)"
                                                         if shared else " (own libvirtd)"), flush=True)
     before = set((ROOT / "stacks").glob("Pulumi.ci*-*.yaml"))
-    if not shared:
-        subprocess.run([str(ROOT / "tools" / "host.sh"), "start", name], check=True)
+    if not shared:  # tests always ask for a private daemon (tools/host.sh: private mode)
+        subprocess.run([str(ROOT / "tools" / "host.sh"), "start", name], check=True,
+                       env={**os.environ, "LVSLAB_PRIVATE_LIBVIRTD": "1"})
     try:
         yield name
     finally:

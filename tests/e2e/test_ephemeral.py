@@ -5,6 +5,7 @@ everything down and leaves artefacts."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +127,11 @@ def test_sigterm_still_destroys_everything(netns: str, tmp_path: Path) -> None:
     assert "signal 15: cancelling" in output
     assert "destroy" in report["phases"] and not any(f.startswith(("leak", "destroy")) for f in report["failed"])
     assert "leak check: no libvirt domain" in output
+
+
+def test_checkout_is_clean_after_the_labs() -> None:
+    """Runs last: no lab, setup step or pulumi operation left the checkout dirty (stack salts included)."""
+    from tests.e2e.conftest import ROOT
+
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert status.stdout == "", status.stdout
