@@ -304,11 +304,23 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
             stack = select_stack(name)
             log(f"ephemeral stack {name} (bridge lvsci{slot}, subnet 10.200.{slot}.0/24)")
 
-            def phase(label: str, fn: Callable[[], Any]) -> Any:
+            def phase(label: str, fn: Callable[[], Any], limit_s: float | None = None) -> Any:
+                """Run one pulumi operation; past `limit_s` it is interrupted (it fails, the lab is still
+                destroyed) instead of holding the whole run."""
                 t0 = time.monotonic()
+                watchdog = None
+                if limit_s:
+                    def overdue() -> None:
+                        log(f"{label} still running after {limit_s:.0f} s: interrupting it")
+                        SignalGuard._interrupt_children()  # noqa: SLF001
+                    watchdog = threading.Timer(limit_s, overdue)
+                    watchdog.daemon = True
+                    watchdog.start()
                 try:
                     return run_guarded(guard, fn)
                 finally:
+                    if watchdog:
+                        watchdog.cancel()
                     report["phases"][label] = round(time.monotonic() - t0, 1)
                     log(f"{label} took {report['phases'][label]} s")
 
@@ -322,13 +334,14 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
                 report["verification"] = outputs.get("verification")
                 print_summary(outputs)
                 report["resource_types"] = resource_types(stack)
-                preview = phase("preview", lambda: stack.preview(on_output=on_output, color="never"))
+                preview = phase("preview", lambda: stack.preview(on_output=on_output, color="never"), limit_s=300)
                 changes = {k: v for k, v in (preview.change_summary or {}).items() if k != "same"}
                 if changes:
                     failed.append(f"idempotency: a preview right after up reports changes {changes}")
                 # What libvirt reports back must match what was declared: refresh, then nothing to do.
-                phase("refresh", lambda: stack.refresh(on_output=on_output, color="never"))
-                preview = phase("preview-after-refresh", lambda: stack.preview(on_output=on_output, color="never"))
+                phase("refresh", lambda: stack.refresh(on_output=on_output, color="never"), limit_s=300)
+                preview = phase("preview-after-refresh", lambda: stack.preview(on_output=on_output, color="never"),
+                                limit_s=300)
                 changes = {k: v for k, v in (preview.change_summary or {}).items() if k != "same"}
                 if changes:
                     failed.append(f"idempotency: a preview after refresh reports changes {changes}")
