@@ -312,7 +312,9 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
                 if limit_s:
                     def overdue() -> None:
                         log(f"{label} still running after {limit_s:.0f} s: interrupting it")
-                        SignalGuard._interrupt_children()  # noqa: SLF001
+                        SignalGuard._interrupt_children()  # noqa: SLF001 - pulumi cancels gracefully ...
+                        time.sleep(20)
+                        SignalGuard._interrupt_children()  # noqa: SLF001 - ... and stops at the second
                     watchdog = threading.Timer(limit_s, overdue)
                     watchdog.daemon = True
                     watchdog.start()
