@@ -309,18 +309,20 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
                 destroyed) instead of holding the whole run."""
                 t0 = time.monotonic()
                 watchdog = None
+                done = threading.Event()
                 if limit_s:
                     def overdue() -> None:
                         log(f"{label} still running after {limit_s:.0f} s: interrupting it")
                         SignalGuard._interrupt_children()  # noqa: SLF001 - pulumi cancels gracefully ...
-                        time.sleep(20)
-                        SignalGuard._interrupt_children()  # noqa: SLF001 - ... and stops at the second
+                        if not done.wait(20):
+                            SignalGuard._interrupt_children()  # noqa: SLF001 - ... and stops at the second
                     watchdog = threading.Timer(limit_s, overdue)
                     watchdog.daemon = True
                     watchdog.start()
                 try:
                     return run_guarded(guard, fn)
                 finally:
+                    done.set()
                     if watchdog:
                         watchdog.cancel()
                     report["phases"][label] = round(time.monotonic() - t0, 1)
