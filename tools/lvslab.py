@@ -238,9 +238,22 @@ def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],
 
 
 def private_key_of(stack: auto.Stack) -> str | None:
-    """The lab's SSH private key: the stack's secret output `sshPrivateKey` (decrypted only in memory)."""
+    """The lab's SSH private key: the stack's secret output `sshPrivateKey` (decrypted only in memory). An
+    update that failed (a failing check) saved no stack outputs; then it comes from the key resource's
+    secret stdout in the state."""
     output = stack.outputs().get("sshPrivateKey")
-    return str(output.value) if output is not None and output.value else None
+    if output is not None and output.value:
+        return str(output.value)
+    from lvslab.commands import split_key_pair
+
+    for res in (stack.export_stack().deployment or {}).get("resources", []):
+        if res.get("type") == "command:local:Command" and res.get("urn", "").endswith("-credentials-ssh-key"):
+            stdout = res.get("outputs", {}).get("stdout")
+            if isinstance(stdout, dict):  # a secret, as `stack export --show-secrets` shows it
+                stdout = json.loads(stdout.get("plaintext", '""'))
+            if stdout:
+                return split_key_pair(str(stdout))[1]
+    return None
 
 
 def lab_config(stack: auto.Stack, name: str) -> LabConfig:
