@@ -5,6 +5,7 @@ carries the lab's prefix, and the lab's pool directory and console-log directory
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 from lvslab.model import LabFacts
@@ -44,3 +45,29 @@ def lab_leftovers(facts: LabFacts) -> dict[str, list[str]]:
     """Only the kinds of which something is left."""
     found = leftovers(facts.cfg.libvirt_uri, facts.prefix + "-", [facts.pool_path, facts.seed_dir, facts.console_dir])
     return {k: v for k, v in found.items() if v}
+
+
+def purge(facts: LabFacts) -> None:
+    """Remove what the lab's prefix and paths still show, by name. The runner's safety net when `pulumi
+    destroy` could not: an operation interrupted mid-create (SIGINT/SIGTERM during `up`) leaves objects that
+    libvirt made but Pulumi's state never recorded (pending creates), so destroy does not know them."""
+    uri, prefix = facts.cfg.libvirt_uri, facts.prefix + "-"
+
+    def virsh(*args: str) -> None:
+        subprocess.run(["virsh", "-q", "-c", uri, *args], capture_output=True)
+
+    found = leftovers(uri, prefix, [])
+    for domain in found["domains"]:
+        virsh("destroy", domain)
+        virsh("undefine", domain)
+    for volume in found["volumes"]:
+        pool, _, name = volume.partition("/")
+        virsh("vol-delete", name, "--pool", pool)
+    for pool in found["pools"]:
+        virsh("pool-destroy", pool)
+        virsh("pool-undefine", pool)
+    for network in found["networks"]:
+        virsh("net-destroy", network)
+        virsh("net-undefine", network)
+    for path in (facts.pool_path, facts.seed_dir, facts.console_dir):
+        shutil.rmtree(path, ignore_errors=True)

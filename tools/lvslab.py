@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from lvslab.config import PROJECT, LabConfig, parse_config  # noqa: E402
 from lvslab.faults import RUNTIME_FAULTS  # noqa: E402
-from lvslab.inventory import lab_leftovers  # noqa: E402
+from lvslab.inventory import lab_leftovers, purge  # noqa: E402
 from lvslab.model import derive, verify_spec  # noqa: E402
 from lvslab.stackfile import unchanged_by_pulumi  # noqa: E402
 
@@ -169,11 +169,17 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     return 1 if leaks else 0
 
 
-def leak_check(stack: auto.Stack, stack_name: str) -> dict[str, list[str]]:
+def leak_check(stack: auto.Stack, stack_name: str, purge_left: bool = False) -> dict[str, list[str]]:
     """Everything the lab's name prefix or paths still show on the host (libvirt objects, seed ISOs, pool
-    and console files), independent of Pulumi's state."""
+    and console files), independent of Pulumi's state. With `purge_left` (after an interrupted up, whose
+    in-flight creates the state never recorded), what is left is removed by name and checked again."""
     facts = derive(lab_config(stack, stack_name))
     leaks = lab_leftovers(facts)
+    if leaks and purge_left:
+        log(f"pulumi destroy left {leaks} (creates in flight when the update was interrupted are not in the "
+            "state): removing them by name")
+        purge(facts)
+        leaks = lab_leftovers(facts)
     if leaks:
         log(f"LEAK CHECK FAILED: left behind {leaks}")
     else:
@@ -312,8 +318,9 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
     events: list[str] = []
     failed: list[str] = []
     stack = None
+    signals = SignalGuard()
     try:
-        with SignalGuard() as guard:
+        with signals as guard:
             stack = select_stack(name)
             log(f"ephemeral stack {name} (bridge lvsci{slot}, subnet 10.200.{slot}.0/24)")
 
@@ -384,7 +391,7 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
                 destroyed = False
                 failed.append("destroy: " + _first_error(str(exc)))
             report["phases"]["destroy"] = round(time.monotonic() - t0, 1)
-            leaks = leak_check(stack, name)
+            leaks = leak_check(stack, name, purge_left=signals.fired.is_set())
             if leaks:
                 failed.append(f"leak check: {leaks}")
             if destroyed and not leaks:
