@@ -389,7 +389,19 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
                 stack.destroy(on_output=print, color="never", continue_on_error=True)
             except auto.errors.CommandError as exc:
                 destroyed = False
-                failed.append("destroy: " + _first_error(str(exc)))
+                error = _first_error(str(exc))
+                if signals.fired.is_set():
+                    # An interrupted create can leave a record of an object libvirt never kept ("Domain not
+                    # found" on delete): a refresh drops such records, then destroy again.
+                    log("destroy after the interrupted update failed: refreshing the state, then destroying again")
+                    try:
+                        stack.refresh(on_output=print, color="never")
+                        stack.destroy(on_output=print, color="never", continue_on_error=True)
+                        destroyed = True
+                    except auto.errors.CommandError as again:
+                        error = _first_error(str(again))
+                if not destroyed:
+                    failed.append("destroy: " + error)
             report["phases"]["destroy"] = round(time.monotonic() - t0, 1)
             leaks = leak_check(stack, name, purge_left=signals.fired.is_set())
             if leaks:
