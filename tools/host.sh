@@ -115,6 +115,7 @@ stop() {
     fi
     rm -f "$RUN/$ns/$f.pid"
   done
+  rmdir "$RUN/$ns" 2>/dev/null || true
   if [ -e "/run/netns/$ns" ]; then ip netns del "$ns"; log "deleted network namespace $ns"; fi
 }
 
