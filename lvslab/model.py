@@ -71,8 +71,9 @@ class NodeFacts:
     weight: int = 0  # real servers
 
 
+@dataclass(frozen=True)
 class _Nodes:
-    """Node look-ups shared by the lab's facts and the verification spec."""
+    """The nodes and their look-ups, shared by the lab's facts and the verification spec."""
 
     directors: tuple[NodeFacts, ...]
     real_servers: tuple[NodeFacts, ...]
@@ -100,8 +101,6 @@ class LabFacts(_Nodes):
     pool_path: str
     seed_dir: str
     console_dir: str
-    directors: tuple[NodeFacts, ...]
-    real_servers: tuple[NodeFacts, ...]
 
     def node(self, name: str) -> NodeFacts:
         return next(n for n in self.nodes if n.name == name)
@@ -168,8 +167,6 @@ class VerifySpec(_Nodes):
     host_address: str
     lb_algo: str
     persistence: int
-    directors: tuple[NodeFacts, ...]
-    real_servers: tuple[NodeFacts, ...]
     health_check: HealthCheckSpec
     advert_int: float
     preempt: bool
