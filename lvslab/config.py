@@ -91,7 +91,8 @@ class Image:
     boot_method: str = "kernel"
     kernel: str = ""
     initrd: str = ""
-    kernel_cmdline: str = "console=ttyS0 net.ifnames=0 mitigations=off quiet"
+    # cloud-init=enabled: cloud-init's systemd generator skips ds-identify (the seed is always NoCloud).
+    kernel_cmdline: str = "console=ttyS0 net.ifnames=0 mitigations=off quiet cloud-init=enabled"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lvslab.config import LabConfig
-from lvslab.imagebuild import ImageSpec, cache_key, default_cache
+from lvslab.imagebuild import cache_key, default_cache, default_spec
 
 
 class HostError(RuntimeError):
@@ -31,10 +31,7 @@ class ImageFiles:
 
 def local_image_dir(cache: Path | None = None) -> Path:
     """The built image for the default spec; an error that says how to build it when missing."""
-    spec = ImageSpec(
-        mirror=os.environ.get("LVSLAB_DEBIAN_MIRROR", ImageSpec.mirror),
-        security_mirror=os.environ.get("LVSLAB_DEBIAN_SECURITY_MIRROR", ImageSpec.security_mirror),
-    )
+    spec = default_spec()
     path = (cache or default_cache()) / f"image-{spec.suite}-{cache_key(spec)}"
     if not (path / "manifest.json").exists():
         raise HostError(f"the lab's base image is not built yet ({path}): run `make image`")

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lvslab.imagebuild import (
     ImageSpec,
@@ -99,3 +100,74 @@ def test_built_repository_is_a_closure() -> None:
     # ... and the check can fail: without a library keepalived needs (shipped in the repository only).
     missing = unsatisfied_dependencies([p for p in repo if p["Package"] != "libnl-genl-3-200"], base)
     assert any("libnl-genl-3-200" in m for m in missing), missing
+
+
+# --- the image's overlay: cloud-init runs only the modules the lab's user-data needs -------------------
+
+# Which cloud-init module acts on each top-level user-data key (cloud-init 22.4's module docs).
+MODULE_OF_KEY = {
+    "hostname": {"set_hostname", "update_hostname"}, "timezone": {"timezone"}, "disable_root": {"ssh"},
+    "ssh_genkeytypes": {"ssh"}, "ssh_authorized_keys": {"ssh"}, "bootcmd": {"bootcmd"},
+    "apt": {"apt-configure"}, "package_update": {"package-update-upgrade-install"},
+    "package_upgrade": {"package-update-upgrade-install"}, "packages": {"package-update-upgrade-install"},
+    "write_files": {"write-files", "write-files-deferred"}, "runcmd": {"runcmd", "scripts-user"},
+    "ssh_pwauth": {"set-passwords"},
+}
+# Keys for other images (image.source): the lab's image does the same in its overlay instead.
+DONE_BY_OVERLAY = {"ssh_pwauth": ("etc/ssh/sshd_config.d/lvslab.conf", "PasswordAuthentication no")}
+
+
+def _image_modules() -> set[str]:
+    from lvslab.imagebuild import OVERLAY
+
+    cfg = yaml.safe_load((OVERLAY / "etc/cloud/cloud.cfg.d/91_lvslab_modules.cfg").read_text())
+    return {m for stage in ("cloud_init_modules", "cloud_config_modules", "cloud_final_modules") for m in cfg[stage]}
+
+
+@pytest.mark.parametrize("role", ["director", "real-server"])
+def test_image_runs_every_module_the_user_data_needs(dev_raw: dict, role: str) -> None:
+    from lvslab.config import parse_config
+    from lvslab.model import derive
+    from lvslab.render import director_user_data, real_server_user_data
+
+    cfg = parse_config(dev_raw, "dev", auth_pass="x" * 8)
+    facts = derive(cfg)
+    text = (director_user_data(cfg, facts.directors[0], "ssh-ed25519 AAAA k", "x" * 8) if role == "director"
+            else real_server_user_data(cfg, facts.real_servers[0], "ssh-ed25519 AAAA k"))
+    modules = _image_modules()
+    for key in yaml.safe_load(text):
+        assert key in MODULE_OF_KEY, f"user-data key {key!r}: which module serves it? (add it here)"
+        if key in DONE_BY_OVERLAY:
+            path, line = DONE_BY_OVERLAY[key]
+            from lvslab.imagebuild import OVERLAY
+
+            assert line in (OVERLAY / path).read_text()
+        else:
+            assert MODULE_OF_KEY[key] & modules, f"user-data key {key!r} needs one of {MODULE_OF_KEY[key]}"
+    # final-message prints the "finished at ... Up N seconds" line the readiness check reads.
+    assert "final-message" in modules
+
+
+def test_overlay_is_part_of_the_cache_key(tmp_path: Path) -> None:
+    from lvslab.imagebuild import overlay_digest
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "a.conf").write_text("one\n")
+    before = overlay_digest(tmp_path)
+    (tmp_path / "etc" / "a.conf").write_text("two\n")
+    assert overlay_digest(tmp_path) != before
+    assert cache_key(ImageSpec(overlay_digest=before)) != cache_key(ImageSpec(overlay_digest=overlay_digest(tmp_path)))
+
+
+def test_masked_generators_are_real_generator_names() -> None:
+    """A misspelt name masks nothing: each must name a generator systemd 252 ships (checked on this host's
+    systemd when it has one, else against the list of the version the image uses)."""
+    shipped = {"systemd-cryptsetup-generator", "systemd-debug-generator", "systemd-fstab-generator",
+               "systemd-getty-generator", "systemd-gpt-auto-generator", "systemd-hibernate-resume-generator",
+               "systemd-integritysetup-generator", "systemd-rc-local-generator", "systemd-run-generator",
+               "systemd-system-update-generator", "systemd-sysv-generator", "systemd-veritysetup-generator"}
+    spec = ImageSpec()
+    assert set(spec.masked_generators) <= shipped
+    assert "systemd-fstab-generator" not in spec.masked_generators  # the root mount needs it
+    cmd = " ".join(mmdebstrap_command(spec, Path("/r"), Path("/o")))
+    assert "system-generators" in cmd and "systemd-veritysetup-generator" in cmd
