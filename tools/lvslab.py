@@ -39,6 +39,7 @@ from lvslab.inventory import lab_leftovers, purge  # noqa: E402
 from lvslab.model import derive, verify_spec  # noqa: E402
 from lvslab.stackfile import unchanged_by_pulumi  # noqa: E402
 
+EPHEMERAL_READY_TIMEOUT_S = 1800
 SLOTS = Path(os.environ.get("LVSLAB_RUN_DIR", "/run/lvs-lab")) / "ci-slots"
 
 
@@ -238,8 +239,12 @@ def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],
     cfg[ns + "vrrp"] = {**cfg.get(ns + "vrrp", {}), "virtualRouterId": 100 + slot % 150}
     if faults:
         cfg[ns + "faults"] = faults
+    verify = dict(cfg.get(ns + "verify", {}))
+    # Ephemeral labs boot next to each other (CI runs two at once on two emulated cores): allow for it.
+    verify["readyTimeout"] = max(int(verify.get("readyTimeout", 0)), EPHEMERAL_READY_TIMEOUT_S)
     if failover_mode:
-        cfg[ns + "verify"] = {**cfg.get(ns + "verify", {}), "failoverMode": failover_mode}
+        verify["failoverMode"] = failover_mode
+    cfg[ns + "verify"] = verify
     return cfg
 
 

@@ -20,12 +20,14 @@ STEPS = ["readiness", "lvs-state", "round-robin", "health-check", "failover", "f
 
 @pytest.fixture(scope="module")
 def side_by_side(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Two ephemeral labs at once; the first is kept up for the fault tests, then destroyed."""
+    """Two ephemeral labs at once; the first (the ci template: rr, HTTP_GET, clean failover) is kept up for
+    the fault tests, then destroyed; the second is stacks/Pulumi.weighted.yaml (wrr 3:2:1 over three real
+    servers, TCP_CHECK, hard failover)."""
     work = tmp_path_factory.mktemp("labs")
     t0 = time.monotonic()
     procs = {
         "a": start_in(netns, "ephemeral", "--keep", "--json", str(work / "a.json"), log=work / "a.log"),
-        "b": start_in(netns, "ephemeral", "--failover-mode", "hard", "--json", str(work / "b.json"),
+        "b": start_in(netns, "ephemeral", "--template", "weighted", "--json", str(work / "b.json"),
                       log=work / "b.log"),
     }
     codes = {k: p.wait(timeout=3000) for k, p in procs.items()}
@@ -39,7 +41,7 @@ def side_by_side(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         (work / "a-destroy.exit").write_text(str(down.returncode))
 
 
-def _assert_verified(report: dict[str, Any]) -> None:
+def _assert_verified(report: dict[str, Any], counts: dict[str, int], health_check_server: str) -> None:
     assert report["failed"] == [], report["failed"]  # includes: no changes in preview, nor after refresh
     # The real providers only: no dynamic provider resource in the state.
     assert {t.split(":")[0] for t in report["resource_types"]} == {"pulumi", "lvslab", "libvirt", "command"}
@@ -50,11 +52,12 @@ def _assert_verified(report: dict[str, Any]) -> None:
     assert sorted(verification) == sorted(STEPS)  # outputs come back key-sorted
     assert all(r["passed"] for r in verification.values())
     rr = verification["round-robin"]
-    assert sorted(rr["counts"].values()) == [4, 4] and rr["ipvs_conns"] == rr["counts"]
+    assert rr["counts"] == counts and rr["ipvs_conns"] == counts
     fo = verification["failover"]
     assert fo["service_gap_s"] <= fo["vrrp_bound_s"] + 1.0
     assert verification["failback"]["preempt"] is True
     hc = verification["health-check"]
+    assert hc["server"] == health_check_server
     assert hc["removed_after_s"] <= hc["remove_window_s"] + 10 and hc["readded_after_s"] <= hc["add_window_s"] + 10
 
 
@@ -63,8 +66,10 @@ def test_two_labs_side_by_side(side_by_side: dict[str, Any]) -> None:
     assert side_by_side["codes"] == {"a": 0, "b": 0}
     a, b = side_by_side["a"], side_by_side["b"]
     assert a["slot"] != b["slot"] and a["stack"] != b["stack"]
-    _assert_verified(a)
-    _assert_verified(b)
+    _assert_verified(a, {"web1": 4, "web2": 4}, "web2")
+    # wrr 3:2:1 over 60 fresh connections: exactly 30/20/10 (IPVS's wrr is deterministic for one client);
+    # the TCP_CHECK removal of the weight-1 server is decided from the IPVS table, not from client shares.
+    _assert_verified(b, {"web1": 30, "web2": 20, "web3": 10}, "web3")
     assert a["verification"]["failover"]["mode"] == "clean" and b["verification"]["failover"]["mode"] == "hard"
     assert "destroy" in b["phases"] and "destroy" not in a["phases"]  # a is kept for the fault tests
 
