@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from lvslab.bootprofile import PROFILE_SCRIPT, parse_profile
 from lvslab.model import NodeFacts, VerifySpec
 from lvslab.probe import Poller, SshKey, arp_responders, http_get, neighbour_mac, ssh, ssh_watch
 
@@ -174,6 +175,15 @@ def console_finished(path: str | None) -> float | None:
     return float(match.group(1)) if match else None
 
 
+def _boot_profile(key: SshKey, node: NodeFacts) -> dict[str, Any]:
+    """Where this node's boot time went (diagnostics for the report and `make bench`; never fails the step)."""
+    try:
+        out = ssh(key, node.address, PROFILE_SCRIPT, timeout=90)
+    except subprocess.TimeoutExpired:
+        return {"error": "boot profile timed out"}
+    return parse_profile(out.stdout)
+
+
 def check_readiness(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     """Every node finished cloud-init (marker written) without errors. Where the serial console log is on
     this host, wait on it (costs the busy, emulated guests nothing); then confirm over SSH, retried."""
@@ -192,7 +202,8 @@ def check_readiness(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
             out = ssh(key, node.address, "cat /var/lib/lvslab/ready && cloud-init status --long", timeout=60)
             if out.returncode in (0, 1) and out.stdout.strip():
                 if "status: done" in out.stdout:
-                    return {"seconds": round(time.monotonic() - t0, 1), "boot_to_ready_s": uptime}
+                    return {"seconds": round(time.monotonic() - t0, 1), "boot_to_ready_s": uptime,
+                            "boot_profile": _boot_profile(key, node)}
                 if "status: error" in out.stdout:
                     raise CheckFailed("readiness", f"cloud-init done on {node.name}",
                                       "cloud-init error: " + " ".join(out.stdout.split())[:400])

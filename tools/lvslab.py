@@ -40,6 +40,7 @@ from lvslab.model import derive, verify_spec  # noqa: E402
 from lvslab.stackfile import unchanged_by_pulumi  # noqa: E402
 
 EPHEMERAL_READY_TIMEOUT_S = 1800
+READY_CREATED = re.compile(r"command:remote:Command \S+-verification-ready-(\S+) created")
 SLOTS = Path(os.environ.get("LVSLAB_RUN_DIR", "/run/lvs-lab")) / "ci-slots"
 
 
@@ -353,9 +354,17 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
                     report["phases"][label] = round(time.monotonic() - t0, 1)
                     log(f"{label} took {report['phases'][label]} s")
 
+            ready_at: dict[str, float] = {}
+            report["ready_after_up_start_s"] = ready_at
+            t_up = time.monotonic()
+
             def on_output(line: str) -> None:
                 events.append(line)
                 print(line, flush=True)
+                # When each node's readiness wait completed, from the start of `up` (make bench's target).
+                ready = READY_CREATED.search(line)
+                if ready and ready.group(1) not in ready_at:
+                    ready_at[ready.group(1)] = round(time.monotonic() - t_up, 1)
 
             try:
                 phase("up", lambda: stack.up(on_output=on_output, color="never"))

@@ -50,6 +50,11 @@ def _assert_verified(report: dict[str, Any], counts: dict[str, int], health_chec
     assert not [t for t in report["resource_types"] if "dynamic" in t]
     verification = report["verification"]
     assert sorted(verification) == sorted(STEPS)  # outputs come back key-sorted
+    nodes = verification["readiness"]["nodes"]
+    # make bench's figures: when each node got ready from the start of `up`, and its boot profile
+    assert set(report["ready_after_up_start_s"]) == set(nodes)
+    assert all(set(n["boot_profile"]["cloud_init_stages"]) == {"init-local", "init-network", "modules-config",
+                                                               "modules-final"} for n in nodes.values())
     assert all(r["passed"] for r in verification.values())
     rr = verification["round-robin"]
     assert rr["counts"] == counts and rr["ipvs_conns"] == counts

@@ -1,0 +1,114 @@
+"""Where a VM's boot time goes: systemd-analyze and cloud-init analyze, read from the guest once it is
+ready and reduced to numbers (the readiness step reports them per node; `make bench` and README's
+performance table sum them up). Pure parsing; the script runs over SSH in lvslab.checks.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+PROFILE_SCRIPT = (
+    "echo '### analyze'; systemd-analyze 2>&1; "
+    "echo '### blame'; systemd-analyze blame --no-pager 2>&1 | head -n 12; "
+    "echo '### ci-show'; cloud-init analyze show 2>&1 | grep -E '^(Finished stage|Total Time)'; "
+    "echo '### ci-blame'; cloud-init analyze blame 2>&1 | head -n 12"
+)
+
+# The systemd unit that runs each cloud-init stage: unit time - stage time = what the stage spends outside
+# its modules (Python start-up and imports, waiting for the CPU).
+STAGE_UNITS = {
+    "init-local": "cloud-init-local.service",
+    "init-network": "cloud-init.service",
+    "modules-config": "cloud-config.service",
+    "modules-final": "cloud-final.service",
+}
+
+_SPAN_PART = re.compile(r"(\d+(?:\.\d+)?)(min|ms|us|s|h)")
+_SPAN_FACTOR = {"h": 3600.0, "min": 60.0, "s": 1.0, "ms": 0.001, "us": 0.000001}
+
+
+def parse_timespan(text: str) -> float:
+    """systemd's '1min 45.920s' / '721ms' / '3.5s' -> seconds."""
+    parts = _SPAN_PART.findall(text.replace(" ", ""))
+    if not parts:
+        raise ValueError(f"not a systemd time span: {text!r}")
+    return round(sum(float(n) * _SPAN_FACTOR[u] for n, u in parts), 3)
+
+
+def _sections(output: str) -> dict[str, list[str]]:
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in output.splitlines():
+        if line.startswith("### "):
+            current = line[4:].strip()
+            sections[current] = []
+        elif current is not None and line.strip():
+            sections[current].append(line)
+    return sections
+
+
+_STARTUP = re.compile(r"Startup finished in (.+?) \(kernel\) \+ (?:(.+?) \(initrd\) \+ )?(.+?) \(userspace\)")
+_BLAME = re.compile(r"^\s*(.+?s)\s+(\S+)$")
+_STAGE = re.compile(r"Finished stage: \((\S+)\) ([0-9.]+) seconds")
+_MODULE = re.compile(r"^\s*([0-9.]+)s \((\S+)/(\S+)\)")
+
+
+def parse_profile(output: str, top: int = 6) -> dict[str, Any]:
+    """The PROFILE_SCRIPT's output -> kernel/userspace seconds, the slowest units, each cloud-init stage's
+    own time next to its unit's time, and the slowest cloud-init modules."""
+    sec = _sections(output)
+    profile: dict[str, Any] = {}
+    startup = _STARTUP.search(" ".join(sec.get("analyze", [])))
+    if startup:
+        profile["kernel_s"] = parse_timespan(startup.group(1))
+        if startup.group(2):
+            profile["initrd_s"] = parse_timespan(startup.group(2))
+        profile["userspace_s"] = parse_timespan(startup.group(3))
+    units: dict[str, float] = {}
+    for line in sec.get("blame", []):
+        m = _BLAME.match(line)
+        if m:
+            try:
+                units[m.group(2)] = parse_timespan(m.group(1))
+            except ValueError:
+                continue
+    profile["slowest_units_s"] = dict(list(units.items())[:top])
+    stages = {}
+    for line in sec.get("ci-show", []):
+        m = _STAGE.search(line)
+        if m:
+            stage_s = float(m.group(2))
+            unit_s = units.get(STAGE_UNITS.get(m.group(1), ""))
+            stages[m.group(1)] = {"stage_s": round(stage_s, 2), "unit_s": unit_s,
+                                  "outside_modules_s": None if unit_s is None else round(max(unit_s - stage_s, 0), 2)}
+    profile["cloud_init_stages"] = stages
+    modules = {}
+    for line in sec.get("ci-blame", []):
+        m = _MODULE.match(line)
+        if m:
+            modules[m.group(3).removeprefix("config-")] = round(float(m.group(1)), 2)
+    profile["slowest_modules_s"] = dict(list(modules.items())[:top])
+    return profile
+
+
+def summarise(profiles: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Mean seconds per VM for the breakdown table: kernel, each cloud-init stage's modules and what the
+    stage spends outside them, the package install, the rest of userspace."""
+    keys: dict[str, list[float]] = {}
+
+    def add(key: str, value: float | None) -> None:
+        if value is not None:
+            keys.setdefault(key, []).append(value)
+
+    for p in profiles.values():
+        add("kernel + initrd", p.get("kernel_s", 0) + p.get("initrd_s", 0) if "kernel_s" in p else None)
+        accounted = 0.0
+        for stage, s in p.get("cloud_init_stages", {}).items():
+            add(f"cloud-init {stage}: modules", s["stage_s"])
+            add(f"cloud-init {stage}: outside modules (Python start-up, CPU wait)", s["outside_modules_s"])
+            accounted += s["unit_s"] or 0
+        add("  of which package installs", p.get("slowest_modules_s", {}).get("package-update-upgrade-install"))
+        if "userspace_s" in p:
+            add("other userspace (systemd units before/beside cloud-init)", max(p["userspace_s"] - accounted, 0))
+    return {k: round(sum(v) / len(v), 1) for k, v in keys.items()}

@@ -1,0 +1,65 @@
+"""Boot profiles parsed from what the guests print (samples from a 4-VM dev lab on this machine)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lvslab.bootprofile import parse_profile, parse_timespan, summarise
+
+SAMPLE = """### analyze
+Startup finished in 21.687s (kernel) + 3min 44.976s (userspace) = 4min 6.663s
+graphical.target reached after 1min 54.548s in userspace.
+### blame
+1min 45.920s cloud-final.service
+     40.151s cloud-config.service
+     37.241s cloud-init-local.service
+     28.542s dev-vda.device
+     21.017s cloud-init.service
+      721ms nginx.service
+### ci-show
+Finished stage: (init-local) 03.38500 seconds
+Finished stage: (init-network) 09.14100 seconds
+Finished stage: (modules-config) 04.00600 seconds
+Finished stage: (modules-final) 92.72000 seconds
+Total Time: 109.25200 seconds
+### ci-blame
+-- Boot Record 01 --
+     89.73700s (modules-final/config-package-update-upgrade-install)
+     02.84800s (modules-config/config-apt-configure)
+     02.26400s (modules-final/config-scripts-user)
+"""
+
+
+@pytest.mark.parametrize("text,seconds", [("1min 45.920s", 105.92), ("721ms", 0.721), ("3.5s", 3.5),
+                                          ("1h 2min 3s", 3723.0), ("40.151s", 40.151)])
+def test_timespan(text: str, seconds: float) -> None:
+    assert parse_timespan(text) == seconds
+
+
+def test_timespan_rejects_garbage() -> None:
+    with pytest.raises(ValueError):
+        parse_timespan("Bootup is not yet finished")
+
+
+def test_profile_from_a_real_guest() -> None:
+    p = parse_profile(SAMPLE)
+    assert p["kernel_s"] == 21.687 and p["userspace_s"] == 224.976
+    assert list(p["slowest_units_s"])[:2] == ["cloud-final.service", "cloud-config.service"]
+    final = p["cloud_init_stages"]["modules-final"]
+    assert final == {"stage_s": 92.72, "unit_s": 105.92, "outside_modules_s": 13.2}
+    assert p["cloud_init_stages"]["init-local"]["outside_modules_s"] == round(37.241 - 3.385, 2)
+    assert p["slowest_modules_s"]["package-update-upgrade-install"] == 89.74
+
+
+def test_unfinished_boot_gives_no_startup_figures() -> None:
+    p = parse_profile("### analyze\nBootup is not yet finished (FinishTimestampMonotonic=0).\n")
+    assert "kernel_s" not in p and p["cloud_init_stages"] == {}
+
+
+def test_summary_is_a_mean_per_vm() -> None:
+    one = parse_profile(SAMPLE)
+    two = parse_profile(SAMPLE.replace("21.687s (kernel)", "11.687s (kernel)"))
+    s = summarise({"a": one, "b": two})
+    assert s["kernel + initrd"] == 16.7
+    assert s["  of which package installs"] == 89.7
+    assert s["cloud-init modules-final: modules"] == 92.7
