@@ -17,7 +17,7 @@ import pulumi
 import pulumi_command as command
 
 from components.node import Node
-from lvslab.checks import STEPS
+from lvslab.checks import steps_for
 from lvslab.model import LabFacts, verify_spec
 from lvslab.report import summary
 from lvslab.verify import KEY_VARIABLE
@@ -63,7 +63,7 @@ class Verification(pulumi.ComponentResource):
         ]
         previous: list[pulumi.Resource] = list(ready)
         steps: dict[str, command.local.Command] = {}
-        for step in STEPS:
+        for step in steps_for(spec):
             steps[step] = command.local.Command(
                 f"{name}-{step}", create=f"{_python()} -m lvslab.verify {step}", dir=ROOT, stdin=spec.to_json(),
                 environment={KEY_VARIABLE: private_key}, triggers=triggers, logging=command.local.Logging.STDERR,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lvslab.bootprofile import PROFILE_SCRIPT, parse_profile
-from lvslab.model import NodeFacts, VerifySpec
+from lvslab.model import SORRY_PREFIX, NodeFacts, VerifySpec
 from lvslab.probe import Poller, SshKey, arp_responders, http_get, neighbour_mac, ssh, ssh_watch
 
 
@@ -357,6 +357,52 @@ def check_health(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     return result
 
 
+def check_sorry_server(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+    """nginx stopped on every real server: the VIP answers from the MASTER's sorry server (keepalived's
+    sorry_server, IPVS local node); nginx started on one real server: it answers again. Both transitions
+    timed from the moment the last stop (the start) command returned, polling the VIP every 0.2 s."""
+    servers = [rs for rs in spec.real_servers if rs.weight > 0]
+    remove_window, add_window = spec.health_check.window()
+    slack = 10.0
+    result: dict[str, Any] = {"remove_window_s": remove_window, "add_window_s": add_window}
+    _wait_all_in_ipvs(spec, key, timeout=add_window + 60, check="sorry-server")
+
+    def first_answer(accept: Callable[[str], bool], limit: float) -> tuple[float | None, str | None, int]:
+        t0 = time.monotonic()
+        others = 0
+        while time.monotonic() - t0 < limit:
+            res = http_get(spec.vip, spec.port, timeout=1)
+            if res.ok and res.server and accept(res.server):
+                return round(time.monotonic() - t0, 2), res.server, others
+            others += 1
+            time.sleep(0.2)
+        return None, None, others
+
+    try:
+        _parallel(lambda rs: ssh(key, rs.address, "systemctl stop nginx"), servers)
+        after, answer, polls = first_answer(lambda s: s.startswith(SORRY_PREFIX), remove_window + slack)
+        if after is None:
+            table = _ipvs_list(key, spec.master)
+            raise CheckFailed("sorry-server", f"the sorry page ({SORRY_PREFIX}{spec.master.name}) through the VIP "
+                              f"within {remove_window + slack:g} s of nginx stopping on every real server",
+                              f"no sorry answer in {polls} polls; table: {' '.join(table.split())[-300:]}")
+        result.update(sorry_after_s=after, sorry_answered_by=answer)
+        if answer != SORRY_PREFIX + spec.master.name:
+            raise CheckFailed("sorry-server", f"the sorry page of the MASTER {spec.master.name}", str(answer))
+        back = servers[0]
+        ssh(key, back.address, "systemctl start nginx")
+        after, answer, polls = first_answer(lambda s: not s.startswith(SORRY_PREFIX), add_window + slack)
+        if after is None:
+            raise CheckFailed("sorry-server", f"{back.name} answering through the VIP within {add_window + slack:g} s "
+                              "of its nginx starting", f"still the sorry page after {polls} polls")
+        result.update(normal_after_s=after, normal_answered_by=answer)
+    finally:
+        _parallel(lambda rs: ssh(key, rs.address, "systemctl start nginx"), servers)
+    _wait_all_in_ipvs(spec, key, timeout=add_window + 60, check="sorry-server")
+    result["passed"] = True
+    return result
+
+
 def _stop_master(spec: VerifySpec, key: SshKey, master: NodeFacts) -> None:
     if spec.failover_mode == "hard":
         _virsh(spec, "suspend", master.domain)  # frozen: no adverts, VIP still configured
@@ -456,10 +502,22 @@ STEPS: dict[str, Callable[[VerifySpec, SshKey], dict[str, Any]]] = {
     "lvs-state": check_lvs_state,
     "round-robin": check_round_robin,
     "health-check": check_health,
+    "sorry-server": check_sorry_server,
     "failover": check_failover,
     "failback": check_failback,
     "restore": check_restored,
 }
+
+
+# Steps that only apply when the lab has the feature.
+OPTIONAL_STEPS: dict[str, Callable[[VerifySpec], bool]] = {
+    "sorry-server": lambda spec: spec.sorry_server,
+}
+
+
+def steps_for(spec: VerifySpec) -> list[str]:
+    """The steps this lab runs, in order."""
+    return [s for s in STEPS if s not in OPTIONAL_STEPS or OPTIONAL_STEPS[s](spec)]
 
 
 def run_step(name: str, spec: VerifySpec, private_key: str) -> dict[str, Any]:

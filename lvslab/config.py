@@ -133,6 +133,9 @@ class LabConfig:
     package_source: str
     verify: Verify
     faults: tuple[str, ...] = field(default_factory=tuple)
+    # keepalived's sorry_server: the directors' own nginx (127.0.0.1, IPVS local node) answers while every
+    # real server is out of the table (seed 003's ldirectord fallback, done by keepalived).
+    sorry_server: bool = False
 
     @property
     def master(self) -> Director:
@@ -372,7 +375,8 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         r.fail("realServers", "at least one real server needs a weight above 0 (weight 0 takes no new "
                "connections)", [s.weight for s in servers])
 
-    lvs = r.obj(raw.get("lvs", {}), "lvs", {"lbAlgo", "lbKind", "persistenceTimeout"})
+    lvs = r.obj(raw.get("lvs", {}), "lvs", {"lbAlgo", "lbKind", "persistenceTimeout", "sorryServer"})
+    sorry_server = r.boolean(lvs, "sorryServer", "lvs.sorryServer", False)
     lb_algo = r.string(lvs, "lbAlgo", "lvs.lbAlgo", "rr", tuple(SCHEDULER_MODULES))
     lb_kind = r.string(lvs, "lbKind", "lvs.lbKind", "DR", ("DR",))
     persistence = r.integer(lvs, "persistenceTimeout", "lvs.persistenceTimeout", 0, 0, MAX_PERSISTENCE_S,
@@ -489,5 +493,5 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         host_address=host_address, vip=vip, port=port, directors=tuple(directors),
         real_servers=tuple(servers), lb_algo=lb_algo, lb_kind=lb_kind, persistence_timeout=persistence,
         health_check=health, vrrp=vrrp, image=image, vm=vm, package_source=package_source,
-        verify=verify, faults=tuple(faults),
+        verify=verify, faults=tuple(faults), sorry_server=sorry_server,
     )

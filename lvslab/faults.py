@@ -14,6 +14,7 @@ CLOUD_INIT_FAULTS: dict[str, str] = {
     "nginx-down-all": "nginx stopped on every real server",
     "keepalived-down-all": "keepalived stopped on both directors",
     "backup-wrong-vrid": "the BACKUP director uses another virtual_router_id (both become MASTER)",
+    "no-sorry-server": "keepalived.conf without the sorry_server line (lvs.sorryServer: true)",
 }
 
 
@@ -40,5 +41,7 @@ RUNTIME_FAULTS = {
               "round-robin", "round-robin"),
         Fault("keepalived-down-all", "directors", "systemctl stop keepalived", "systemctl start keepalived",
               "lvs-state", "vip-state"),
+        Fault("sorry-server-down", "directors", "systemctl stop nginx", "systemctl start nginx",
+              "sorry-server", "sorry-server"),
     )
 }

@@ -20,6 +20,8 @@ POOL_ROOT = os.environ.get("LVSLAB_POOL_DIR") or "/var/lib/lvs-lab/pools"
 SEED_ROOT = os.environ.get("LVSLAB_SEED_DIR") or "/var/lib/lvs-lab/seeds"
 LOG_ROOT = os.environ.get("LVSLAB_LOG_DIR") or "/var/log/lvs-lab"
 OVERLAY_SIZE_MIB = 4096
+# The X-Real-Server header of a director's sorry page: this prefix + the director's name.
+SORRY_PREFIX = "sorry-"
 
 
 def mac_for(stack: str, name: str) -> str:
@@ -167,6 +169,7 @@ class VerifySpec(_Nodes):
     host_address: str
     lb_algo: str
     persistence: int
+    sorry_server: bool
     health_check: HealthCheckSpec
     advert_int: float
     preempt: bool
@@ -196,7 +199,8 @@ def verify_spec(facts: LabFacts) -> VerifySpec:
     hc = cfg.health_check
     return VerifySpec(
         uri=cfg.libvirt_uri, vip=cfg.vip, port=cfg.port, bridge=cfg.bridge, host_address=cfg.host_address,
-        lb_algo=cfg.lb_algo, persistence=cfg.persistence_timeout, directors=facts.directors,
+        lb_algo=cfg.lb_algo, persistence=cfg.persistence_timeout, sorry_server=cfg.sorry_server,
+        directors=facts.directors,
         real_servers=facts.real_servers,
         health_check=HealthCheckSpec(type=hc.type, delay_loop=hc.delay_loop, connect_timeout=hc.connect_timeout,
                                      retry=hc.retry, delay_before_retry=hc.delay_before_retry),

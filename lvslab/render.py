@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 
 from lvslab.config import SCHEDULER_MODULES, LabConfig
-from lvslab.model import LabFacts, NodeFacts
+from lvslab.model import SORRY_PREFIX, LabFacts, NodeFacts
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOUD_INIT_DIR = ROOT / "cloud-init"
@@ -39,12 +39,19 @@ def keepalived_conf(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:
               "version": cfg.vrrp.version, "preempt": cfg.vrrp.preempt},
         auth_pass=auth_pass, vip=cfg.vip, port=cfg.port, hc=cfg.health_check, lb_algo=cfg.lb_algo,
         lb_kind=cfg.lb_kind, persistence_timeout=cfg.persistence_timeout, real_servers=cfg.real_servers,
+        sorry_server=cfg.sorry_server and "no-sorry-server" not in cfg.faults,
     )
 
 
 def nginx_site(cfg: LabConfig, server: NodeFacts) -> str:
     return _CLOUD_INIT.get_template("nginx-site.conf.j2").render(node=server, port=cfg.port,
                                                                  health_path=cfg.health_check.path)
+
+
+def sorry_site(cfg: LabConfig, director: NodeFacts) -> str:
+    """The director's own nginx for keepalived's sorry_server (answers as SORRY_PREFIX + its name)."""
+    return _CLOUD_INIT.get_template("nginx-sorry.conf.j2").render(node=director, port=cfg.port,
+                                                                  label=SORRY_PREFIX + director.name)
 
 
 def _common(cfg: LabConfig, node: NodeFacts, role: str, ssh_public_key: str) -> dict[str, object]:
@@ -57,6 +64,7 @@ def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str,
         **_common(cfg, director, "director", ssh_public_key),
         scheduler_module=SCHEDULER_MODULES[cfg.lb_algo],
         keepalived_conf=keepalived_conf(cfg, director, auth_pass),
+        sorry_site=sorry_site(cfg, director) if cfg.sorry_server else None,
     )
 
 

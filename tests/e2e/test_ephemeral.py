@@ -16,6 +16,7 @@ import pytest
 from tests.e2e.conftest import read_report, run_in, start_in
 
 STEPS = ["readiness", "lvs-state", "round-robin", "health-check", "failover", "failback", "restore"]
+SORRY = "sorry-server"  # only in labs with lvs.sorryServer (the ci template)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,8 @@ def side_by_side(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         (work / "a-destroy.exit").write_text(str(down.returncode))
 
 
-def _assert_verified(report: dict[str, Any], counts: dict[str, int], health_check_server: str) -> None:
+def _assert_verified(report: dict[str, Any], counts: dict[str, int], health_check_server: str,
+                     sorry: bool = False) -> None:
     assert report["failed"] == [], report["failed"]  # includes: no changes in preview, nor after refresh
     # The real providers only: no dynamic provider resource in the state.
     assert {t.split(":")[0] for t in report["resource_types"]} == {"pulumi", "lvslab", "libvirt", "command"}
@@ -49,7 +51,7 @@ def _assert_verified(report: dict[str, Any], counts: dict[str, int], health_chec
     assert "command:remote:Command" in report["resource_types"]
     assert not [t for t in report["resource_types"] if "dynamic" in t]
     verification = report["verification"]
-    assert sorted(verification) == sorted(STEPS)  # outputs come back key-sorted
+    assert sorted(verification) == sorted(STEPS + [SORRY] * sorry)  # outputs come back key-sorted
     nodes = verification["readiness"]["nodes"]
     # make bench's figures: when each node got ready from the start of `up`, and its boot profile
     assert set(report["ready_after_up_start_s"]) == set(nodes)
@@ -71,7 +73,11 @@ def test_two_labs_side_by_side(side_by_side: dict[str, Any]) -> None:
     assert side_by_side["codes"] == {"a": 0, "b": 0}
     a, b = side_by_side["a"], side_by_side["b"]
     assert a["slot"] != b["slot"] and a["stack"] != b["stack"]
-    _assert_verified(a, {"web1": 4, "web2": 4}, "web2")
+    _assert_verified(a, {"web1": 4, "web2": 4}, "web2", sorry=True)
+    sorry = a["verification"][SORRY]
+    assert sorry["sorry_answered_by"] == "sorry-director1" and sorry["normal_answered_by"] == "web1"
+    assert sorry["sorry_after_s"] <= sorry["remove_window_s"] + 10
+    assert sorry["normal_after_s"] <= sorry["add_window_s"] + 10
     # wrr 3:2:1 over 60 fresh connections: exactly 30/20/10 (IPVS's wrr is deterministic for one client);
     # the TCP_CHECK removal of the weight-1 server is decided from the IPVS table, not from client shares.
     _assert_verified(b, {"web1": 30, "web2": 20, "web3": 10}, "web3")
@@ -84,6 +90,7 @@ def test_two_labs_side_by_side(side_by_side: dict[str, Any]) -> None:
     ("rs-no-vip", "real-server-config"),
     ("nginx-down-all", "round-robin"),
     ("keepalived-down-all", "vip-state"),
+    ("sorry-server-down", "sorry-server"),
 ])
 def test_runtime_fault_fails_its_check(side_by_side: dict[str, Any], fault: str, check: str) -> None:
     if not side_by_side["a"] or side_by_side["codes"]["a"] != 0:

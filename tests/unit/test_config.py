@@ -86,7 +86,7 @@ GOLDEN = [
      "(got '10.77.0.5')"),
     (lambda r: r["lvs"].update(persistance=5),
      "lvs-lab:lvs.persistance: unknown key; did you mean 'persistenceTimeout'? expected one of lbAlgo, lbKind, "
-     "persistenceTimeout (got 5)"),
+     "persistenceTimeout, sorryServer (got 5)"),
     (lambda r: r.update(domainType="xen"), "lvs-lab:domainType: must be one of auto, kvm, qemu (got 'xen')"),
     # What keepalived itself refuses.
     (lambda r: r["lvs"].update(persistenceTimeout=2678401),

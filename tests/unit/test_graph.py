@@ -142,6 +142,12 @@ def test_verification_steps_are_commands_in_order(dev_raw: dict[str, Any], image
     assert is_secret(env) and "LVSLAB_SSH_PRIVATE_KEY" in env["value"]  # the key reaches the step as a secret
     for prev, step in zip(steps, steps[1:], strict=False):
         assert [d._name for d in mocks.options[step.name].depends_on] == [prev.name]  # noqa: SLF001
+    # The sorry-server step runs only in labs that have one, right after the health check.
+    dev_raw["lvs"]["sorryServer"] = True
+    with_sorry = [r.inputs["create"].split()[-1] for r in run_program(dev_raw).of(LOCAL)
+                  if "lvslab.verify" in r.inputs.get("create", "")]
+    assert with_sorry == ["readiness", "lvs-state", "round-robin", "health-check", "sorry-server", "failover",
+                          "failback", "restore"]
     ready = mocks.of(REMOTE)
     hosts = set()
     for r in ready:

@@ -23,6 +23,7 @@ from lvslab.render import (
     network_xslt,
     nginx_site,
     real_server_user_data,
+    sorry_site,
 )
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
@@ -34,7 +35,7 @@ def configs(dev_raw: dict[str, Any]) -> list[LabConfig]:
     variants = [dev_raw]
     tcp = yaml.safe_load(yaml.safe_dump(dev_raw))
     tcp["healthCheck"] = {"type": "TCP_CHECK", "connectTimeout": 3}
-    tcp["lvs"] = {"lbAlgo": "wrr", "persistenceTimeout": 30}
+    tcp["lvs"] = {"lbAlgo": "wrr", "persistenceTimeout": 30, "sorryServer": True}
     tcp["realServers"] = [{"name": f"web{i}", "address": f"10.77.0.{20 + i}", "weight": i} for i in range(1, 6)]
     tcp["vrrp"] = {"version": 3, "advertInt": 0.5, "preempt": False, "virtualRouterId": 7}
     tcp["port"] = 8080
@@ -118,13 +119,17 @@ def test_nginx_site_passes_nginx_t(dev_raw: dict[str, Any]) -> None:
     if not shutil.which("nginx"):
         pytest.fail("nginx not installed: run tools/host.sh packages")
     for cfg in configs(dev_raw):
-        site = nginx_site(cfg, derive(cfg).real_servers[0])
-        with tempfile.TemporaryDirectory() as tmp:
-            main = Path(tmp, "nginx.conf")
-            main.write_text(f"pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\n"
-                            f"http {{\naccess_log off;\n{site}\n}}\n")
-            proc = subprocess.run(["nginx", "-t", "-q", "-c", str(main), "-p", tmp], capture_output=True, text=True)
-            assert proc.returncode == 0, proc.stderr + site
+        sites = [nginx_site(cfg, derive(cfg).real_servers[0])]
+        if cfg.sorry_server:
+            sites.append(sorry_site(cfg, derive(cfg).directors[0]))
+        for site in sites:
+            with tempfile.TemporaryDirectory() as tmp:
+                main = Path(tmp, "nginx.conf")
+                main.write_text(f"pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\n"
+                                f"http {{\naccess_log off;\n{site}\n}}\n")
+                proc = subprocess.run(["nginx", "-t", "-q", "-c", str(main), "-p", tmp], capture_output=True,
+                                      text=True)
+                assert proc.returncode == 0, proc.stderr + site
 
 
 def test_real_server_user_data_content(dev_raw: dict[str, Any]) -> None:
@@ -138,6 +143,22 @@ def test_real_server_user_data_content(dev_raw: dict[str, Any]) -> None:
     assert "ip addr replace 10.77.0.100/32 dev lo" in files["/etc/systemd/system/lvslab-vip.service"]
     assert doc["packages"] == ["nginx"] and doc["ssh_authorized_keys"] == [KEY]
     assert doc["apt"]["sources_list"].strip() == "deb [trusted=yes] file:/srv/lvslab-repo ./"
+
+
+def test_sorry_server_is_the_directors_own_nginx(dev_raw: dict[str, Any]) -> None:
+    dev_raw["lvs"]["sorryServer"] = True
+    cfg = parse_config(dev_raw, "dev")
+    director = derive(cfg).directors[0]
+    conf = keepalived_conf(cfg, director, "x")
+    assert "    sorry_server 127.0.0.1 80\n" in conf
+    assert conf.index("sorry_server") < conf.index("real_server ")  # virtual_server level, not per server
+    doc = yaml.safe_load(director_user_data(cfg, director, KEY, "s3cret"))
+    assert "nginx" in doc["packages"]
+    site = next(f for f in doc["write_files"] if f["path"] == "/etc/nginx/conf.d/lvslab-sorry.conf")
+    assert "X-Real-Server sorry-director1" in site["content"] and site["defer"] is True
+    dev_raw["lvs"]["sorryServer"] = False
+    plain = yaml.safe_load(director_user_data(parse_config(dev_raw, "dev"), director, KEY, "s3cret"))
+    assert "nginx" not in plain["packages"] and "sorry_server" not in str(plain)
 
 
 def test_mirror_profile_has_no_local_repository(dev_raw: dict[str, Any]) -> None:
@@ -162,6 +183,7 @@ FAULT_EFFECTS = {
     "nginx-down-all": ({"user-data-web1", "user-data-web2"}, "[systemctl, stop, nginx]", True),
     "keepalived-down-all": ({"user-data-director1", "user-data-director2"}, "[systemctl, stop, keepalived]", True),
     "backup-wrong-vrid": ({"user-data-director2"}, "virtual_router_id 62", True),
+    "no-sorry-server": ({"user-data-director1", "user-data-director2"}, "sorry_server 127.0.0.1 80", False),
 }
 
 
@@ -173,8 +195,9 @@ def test_every_fault_has_an_expected_effect() -> None:
 
 @pytest.mark.parametrize("fault", sorted(FAULT_EFFECTS))
 def test_fault_changes_exactly_what_it_says(dev_raw: dict[str, Any], fault: str) -> None:
-    clean = _rendered(dev_raw)
-    broken = _rendered({**dev_raw, "faults": [fault]})
+    with_sorry = {**dev_raw, "lvs": {**dev_raw["lvs"], "sorryServer": True}}
+    clean = _rendered(with_sorry)
+    broken = _rendered({**with_sorry, "faults": [fault]})
     files, marker, appears = FAULT_EFFECTS[fault]
     assert {name for name in clean if clean[name] != broken[name]} == files
     for name in files:
