@@ -1,4 +1,4 @@
-"""Where a VM's boot time goes: systemd-analyze and cloud-init analyze, read from the guest once it is
+"""Where a VM's boot time goes: systemd-analyze and cloud-init's event log, read from the guest once it is
 ready and reduced to numbers (the readiness step reports them per node; `make bench` and README's
 performance table sum them up). Pure parsing; the script runs over SSH in lvslab.checks.
 """
@@ -6,13 +6,15 @@ performance table sum them up). Pure parsing; the script runs over SSH in lvslab
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 PROFILE_SCRIPT = (
     "echo '### analyze'; systemd-analyze 2>&1; "
     "echo '### blame'; systemd-analyze blame --no-pager 2>&1 | head -n 12; "
-    "echo '### ci-show'; cloud-init analyze show 2>&1 | grep -E '^(Finished stage|Total Time)'; "
-    "echo '### ci-blame'; cloud-init analyze blame 2>&1 | head -n 12"
+    # cloud-init's own start/finish events (what `cloud-init analyze` reads, without starting Python twice
+    # on a busy emulated CPU): parsed here.
+    "echo '### ci-events'; grep -E 'handlers.py\\[DEBUG\\]: (start|finish): ' /var/log/cloud-init.log"
 )
 
 # The systemd unit that runs each cloud-init stage: unit time - stage time = what the stage spends outside
@@ -50,8 +52,25 @@ def _sections(output: str) -> dict[str, list[str]]:
 
 _STARTUP = re.compile(r"Startup finished in (.+?) \(kernel\) \+ (?:(.+?) \(initrd\) \+ )?(.+?) \(userspace\)")
 _BLAME = re.compile(r"^\s*(.+?s)\s+(\S+)$")
-_STAGE = re.compile(r"Finished stage: \((\S+)\) ([0-9.]+) seconds")
-_MODULE = re.compile(r"^\s*([0-9.]+)s \((\S+)/(\S+)\)")
+_EVENT = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) - handlers\.py\[DEBUG\]: (start|finish): ([^:\s]+):")
+
+
+def event_durations(lines: list[str]) -> dict[str, float]:
+    """cloud-init's start/finish events -> seconds per stage ("modules-final") and per module
+    ("modules-final/config-runcmd"), first start to first finish after it."""
+    started: dict[str, float] = {}
+    durations: dict[str, float] = {}
+    for line in lines:
+        m = _EVENT.match(line)
+        if not m:
+            continue
+        stamp = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + int(m.group(2)) / 1000
+        name = m.group(4)
+        if m.group(3) == "start":
+            started.setdefault(name, stamp)
+        elif name in started and name not in durations:
+            durations[name] = round(stamp - started[name], 3)
+    return durations
 
 
 def parse_profile(output: str, top: int = 6) -> dict[str, Any]:
@@ -74,20 +93,16 @@ def parse_profile(output: str, top: int = 6) -> dict[str, Any]:
             except ValueError:
                 continue
     profile["slowest_units_s"] = dict(list(units.items())[:top])
+    events = event_durations(sec.get("ci-events", []))
     stages = {}
-    for line in sec.get("ci-show", []):
-        m = _STAGE.search(line)
-        if m:
-            stage_s = float(m.group(2))
-            unit_s = units.get(STAGE_UNITS.get(m.group(1), ""))
-            stages[m.group(1)] = {"stage_s": round(stage_s, 2), "unit_s": unit_s,
-                                  "outside_modules_s": None if unit_s is None else round(max(unit_s - stage_s, 0), 2)}
+    for stage, unit in STAGE_UNITS.items():
+        if stage in events:
+            unit_s = units.get(unit)
+            stages[stage] = {"stage_s": round(events[stage], 2), "unit_s": unit_s,
+                             "outside_modules_s": None if unit_s is None else round(max(unit_s - events[stage], 0), 2)}
     profile["cloud_init_stages"] = stages
-    modules = {}
-    for line in sec.get("ci-blame", []):
-        m = _MODULE.match(line)
-        if m:
-            modules[m.group(3).removeprefix("config-")] = round(float(m.group(1)), 2)
+    modules = {name.split("/", 1)[1].removeprefix("config-"): round(s, 2)
+               for name, s in sorted(events.items(), key=lambda kv: -kv[1]) if "/" in name}
     profile["slowest_modules_s"] = dict(list(modules.items())[:top])
     return profile
 
