@@ -14,7 +14,8 @@ PROFILE_SCRIPT = (
     "echo '### blame'; systemd-analyze blame --no-pager 2>&1 | head -n 12; "
     # cloud-init's own start/finish events (what `cloud-init analyze` reads, without starting Python twice
     # on a busy emulated CPU): parsed here.
-    "echo '### ci-events'; grep -E 'handlers.py\\[DEBUG\\]: (start|finish): ' /var/log/cloud-init.log"
+    "echo '### ci-events'; grep -E 'handlers.py\\[DEBUG\\]: (start|finish): |Cloud-init v\\. \\S+ running ' "
+    "/var/log/cloud-init.log"
 )
 
 # The systemd unit that runs each cloud-init stage: unit time - stage time = what the stage spends outside
@@ -52,7 +53,12 @@ def _sections(output: str) -> dict[str, list[str]]:
 
 _STARTUP = re.compile(r"Startup finished in (.+?) \(kernel\) \+ (?:(.+?) \(initrd\) \+ )?(.+?) \(userspace\)")
 _BLAME = re.compile(r"^\s*(.+?s)\s+(\S+)$")
-_EVENT = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) - handlers\.py\[DEBUG\]: (start|finish): ([^:\s]+):")
+# A stage's start is the "running '<mode>'" line (its own start event comes before logging is set up).
+_STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) - "
+_STAGE_START = re.compile(_STAMP + r"util\.py\[DEBUG\]: Cloud-init v\. \S+ running '([^']+)'")
+_MODE_STAGE = {"init-local": "init-local", "init": "init-network", "modules:config": "modules-config",
+               "modules:final": "modules-final"}
+_EVENT = re.compile(_STAMP + r"handlers\.py\[DEBUG\]: (start|finish): ([^:\s]+):")
 
 
 def event_durations(lines: list[str]) -> dict[str, float]:
@@ -61,12 +67,13 @@ def event_durations(lines: list[str]) -> dict[str, float]:
     started: dict[str, float] = {}
     durations: dict[str, float] = {}
     for line in lines:
-        m = _EVENT.match(line)
+        stage = _STAGE_START.match(line)
+        m = stage or _EVENT.match(line)
         if not m:
             continue
         stamp = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + int(m.group(2)) / 1000
-        name = m.group(4)
-        if m.group(3) == "start":
+        name = _MODE_STAGE.get(m.group(3), m.group(3)) if stage else m.group(4)
+        if stage or m.group(3) == "start":
             started.setdefault(name, stamp)
         elif name in started and name not in durations:
             durations[name] = round(stamp - started[name], 3)

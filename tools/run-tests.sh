@@ -10,7 +10,7 @@ targets=(tests/unit)
 [ "${LVSLAB_E2E:-1}" = 0 ] || targets+=(tests/e2e)
 t0=$SECONDS
 set +e
-"$py" -m pytest -q -p no:cacheprovider -o console_output_style=classic "${targets[@]}" "$@"
+"$py" -m pytest -q -p no:cacheprovider -o console_output_style=classic --durations=12 "${targets[@]}" "$@"
 rc=$?
 set -e
 log "test suite finished in $((SECONDS - t0)) s (exit $rc)"

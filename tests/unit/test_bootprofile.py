@@ -19,17 +19,17 @@ graphical.target reached after 1min 54.548s in userspace.
      21.017s cloud-init.service
       721ms nginx.service
 ### ci-events
-2026-11-23 17:29:01,000 - handlers.py[DEBUG]: start: init-local: searching for local datasources
+2026-11-23 17:29:01,000 - util.py[DEBUG]: Cloud-init v. 22.4.2 running 'init-local' at Mon, 23 Nov 2026 17:29:01 +0000. Up 21.49 seconds.
 2026-11-23 17:29:01,100 - handlers.py[DEBUG]: start: init-local/search-NoCloud: searching for local data from DataSourceNoCloud
 2026-11-23 17:29:02,588 - handlers.py[DEBUG]: finish: init-local/search-NoCloud: SUCCESS: found local data from DataSourceNoCloud
 2026-11-23 17:29:04,385 - handlers.py[DEBUG]: finish: init-local: SUCCESS: searching for local datasources
-2026-11-23 17:29:20,000 - handlers.py[DEBUG]: start: init-network: searching for network datasources
+2026-11-23 17:29:20,000 - util.py[DEBUG]: Cloud-init v. 22.4.2 running 'init' at Mon, 23 Nov 2026 17:29:20 +0000. Up 41.30 seconds.
 2026-11-23 17:29:29,141 - handlers.py[DEBUG]: finish: init-network: SUCCESS: searching for network datasources
-2026-11-23 17:30:31,526 - handlers.py[DEBUG]: start: modules-config: running modules for config
+2026-11-23 17:30:31,526 - util.py[DEBUG]: Cloud-init v. 22.4.2 running 'modules:config' at Mon, 23 Nov 2026 17:30:31 +0000. Up 60.85 seconds.
 2026-11-23 17:30:34,381 - handlers.py[DEBUG]: start: modules-config/config-apt-configure: running config-apt-configure with frequency once-per-instance
 2026-11-23 17:30:35,407 - handlers.py[DEBUG]: finish: modules-config/config-apt-configure: SUCCESS: config-apt-configure ran successfully
 2026-11-23 17:30:35,532 - handlers.py[DEBUG]: finish: modules-config: SUCCESS: running modules for config
-2026-11-23 17:30:41,000 - handlers.py[DEBUG]: start: modules-final: running modules for final
+2026-11-23 17:30:41,000 - util.py[DEBUG]: Cloud-init v. 22.4.2 running 'modules:final' at Mon, 23 Nov 2026 17:30:40 +0000. Up 68.14 seconds.
 2026-11-23 17:30:41,367 - handlers.py[DEBUG]: start: modules-final/config-package-update-upgrade-install: running config-package-update-upgrade-install with frequency once-per-instance
 2026-11-23 17:32:11,104 - handlers.py[DEBUG]: finish: modules-final/config-package-update-upgrade-install: SUCCESS: config-package-update-upgrade-install ran successfully
 2026-11-23 17:32:13,720 - handlers.py[DEBUG]: finish: modules-final: SUCCESS: running modules for final
