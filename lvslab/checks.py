@@ -222,6 +222,8 @@ def check_lvs_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     holders = _vip_holders(spec, key)
     master = spec.master
     holding = sorted(n for n, h in holders.items() if h)
+    if len(holding) > 1:
+        raise CheckFailed("split-brain", f"VIP {spec.vip} on one director only", _split_brain(spec, key, holding))
     if holding != [master.name]:
         raise CheckFailed("vip-state", f"VIP {spec.vip} on {master.name} only", f"held by {holding or 'nobody'}")
 
@@ -252,6 +254,18 @@ def check_lvs_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
         raise CheckFailed("vip-arp", f"only {master.name} ({master.mac}) answers ARP for {spec.vip}",
                           f"answered by {sorted(names.get(m, m) for m in responders) or 'nobody'}")
     return {"passed": True, "vip_holder": master.name, "arp_responders": sorted(responders)}
+
+
+def _split_brain(spec: VerifySpec, key: SshKey, holding: list[str]) -> str:
+    """Both directors hold the VIP (seed 001: keepalived killed with -9 leaves its VIP behind while the
+    BACKUP takes over): name both, the MACs that answer ARP for the VIP, and how to repair it."""
+    names = {n.mac: n.name for n in spec.nodes}
+    responders = sorted(f"{names.get(m, '?')} ({m})" for m in arp_responders(spec.bridge, spec.vip, spec.host_address))
+    by_name = {d.name: d for d in spec.directors}
+    stale = [n for n in holding if ssh(key, by_name[n].address, "pidof keepalived").returncode != 0]
+    repair = (f"on {', '.join(stale)} (keepalived not running, stale VIP): ip addr del {spec.vip}/32 dev eth0 && "
+              "systemctl restart keepalived" if stale else "restart keepalived on both directors")
+    return f"held by {holding}; ARP replies for {spec.vip} from {responders}; repair: {repair}"
 
 
 def _wait_all_in_ipvs(spec: VerifySpec, key: SshKey, timeout: float, check: str = "round-robin") -> str:

@@ -21,11 +21,12 @@ CLOUD_INIT_FAULTS: dict[str, str] = {
 @dataclass(frozen=True)
 class Fault:
     name: str
-    targets: str  # "real_servers", "one_real_server" or "directors"
+    targets: str  # "real_servers", "one_real_server", "directors" or "master"
     inject: str   # shell run as root on each target
-    repair: str
+    repair: str   # shell run as root on each target; {vip} is the lab's VIP
     step: str     # the verification step to run
     check: str    # the check name that must fail
+    settle: bool = False  # wait the VRRP failover bound after injecting (the BACKUP must react first)
 
 
 ARP_SYSCTLS = " ".join(f"net.ipv4.conf.{i}.arp_ignore=0 net.ipv4.conf.{i}.arp_announce=0"
@@ -43,5 +44,9 @@ RUNTIME_FAULTS = {
               "lvs-state", "vip-state"),
         Fault("sorry-server-down", "directors", "systemctl stop nginx", "systemctl start nginx",
               "sorry-server", "sorry-server"),
+        # Seed 001's warning: keepalived killed with -9 cannot remove its VIP; the BACKUP takes it too.
+        Fault("keepalived-kill9-master", "master", "kill -9 $(pidof keepalived)",
+              "ip addr del {vip}/32 dev eth0 2>/dev/null; systemctl restart keepalived", "lvs-state",
+              "split-brain", settle=True),
     )
 }

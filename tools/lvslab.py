@@ -468,7 +468,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
         log(f"stack {args.stack} has no sshPrivateKey output: is the lab up?")
         return 1
     targets = {"real_servers": spec.real_servers, "one_real_server": spec.real_servers[:1],
-               "directors": spec.directors}[fault.targets]
+               "directors": spec.directors, "master": (spec.master,)}[fault.targets]
     result: dict[str, Any] = {"fault": fault.name, "expected_check": fault.check}
     with SshKey(key_text) as key:
         def on_all(script: str) -> None:
@@ -477,13 +477,15 @@ def cmd_fault(args: argparse.Namespace) -> int:
                 if out.returncode != 0:
                     raise RuntimeError(f"{script!r} on {node.name}: {out.stderr.strip()}")
         on_all(fault.inject)
+        if fault.settle:
+            time.sleep(spec.failover_bound_s + 2)
         try:
             run_step(fault.step, spec, key_text)
             result["failed_check"] = None
         except CheckFailed as exc:
             result.update(failed_check=exc.check, message=str(exc))
         finally:
-            on_all(fault.repair)
+            on_all(fault.repair.format(vip=spec.vip))
         time.sleep(spec.failover_bound_s + 2)  # VRRP election / health checks settle
         try:
             result["after_repair"] = run_step(fault.step, spec, key_text)["passed"]

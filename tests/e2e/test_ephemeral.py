@@ -5,6 +5,7 @@ everything down and leaves artefacts."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -91,6 +92,7 @@ def test_two_labs_side_by_side(side_by_side: dict[str, Any]) -> None:
     ("nginx-down-all", "round-robin"),
     ("keepalived-down-all", "vip-state"),
     ("sorry-server-down", "sorry-server"),
+    ("keepalived-kill9-master", "split-brain"),
 ])
 def test_runtime_fault_fails_its_check(side_by_side: dict[str, Any], fault: str, check: str) -> None:
     if not side_by_side["a"] or side_by_side["codes"]["a"] != 0:
@@ -98,6 +100,12 @@ def test_runtime_fault_fails_its_check(side_by_side: dict[str, Any], fault: str,
     proc = run_in(side_by_side["netns"], "fault", "--stack", side_by_side["a"]["stack"], "--fault", fault)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert f'"failed_check": "{check}"' in proc.stdout and '"after_repair": true' in proc.stdout
+    if check == "split-brain":  # both holders and both ARP answers named, and the way out
+        found = re.search(r'"message": ("(?:[^"\\]|\\.)*")', proc.stdout)
+        assert found, proc.stdout[-3000:]
+        message = json.loads(found.group(1))
+        assert "['director1', 'director2']" in message and message.count("52:54:00:") == 2, message
+        assert "repair: on director1" in message, message
 
 
 def test_kept_lab_destroys_without_leaks(side_by_side: dict[str, Any], netns: str) -> None:
