@@ -86,6 +86,22 @@ def test_keepalived_config_test_passes(dev_raw: dict[str, Any], tmp_path: Path) 
 
 
 @pytest.mark.tools
+def test_every_scheduler_passes_keepalived_config_test(dev_raw: dict[str, Any], tmp_path: Path) -> None:
+    """Each scheduler lvs.lbAlgo accepts is one keepalived accepts; an unknown one is refused by the tool."""
+    from lvslab.config import SCHEDULER_MODULES
+
+    for algo in [*SCHEDULER_MODULES, "bogus"]:
+        cfg = parse_config({**dev_raw, "lvs": {**dev_raw["lvs"], "lbAlgo": algo if algo != "bogus" else "rr"}}, "dev")
+        conf = keepalived_conf(cfg, derive(cfg).directors[0], "s3cret")
+        if algo == "bogus":  # what validation keeps out, the tool refuses
+            conf = conf.replace("lb_algo rr", "lb_algo bogus")
+        path = tmp_path / f"{algo}.conf"
+        path.write_text(conf)
+        proc = subprocess.run(["keepalived", "--config-test", "-f", str(path)], capture_output=True, text=True)
+        assert (proc.returncode == 0) == (algo != "bogus"), f"{algo}: {proc.stdout}{proc.stderr}"
+
+
+@pytest.mark.tools
 def test_keepalived_config_test_catches_a_broken_config(tmp_path: Path) -> None:
     """The tool really checks: a misspelt keyword fails."""
     conf = tmp_path / "bad.conf"
