@@ -14,11 +14,12 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from lvslab.bootprofile import PROFILE_SCRIPT, parse_profile
-from lvslab.model import SORRY_PREFIX, NodeFacts, VerifySpec
-from lvslab.probe import Poller, SshKey, arp_responders, http_get, neighbour_mac, ssh, ssh_watch
+from lvslab.model import SORRY_PREFIX, STREAM_PATH, NodeFacts, VerifySpec
+from lvslab.probe import Download, Poller, SshKey, arp_responders, http_get, neighbour_mac, ssh, ssh_watch
 
 
 class CheckFailed(RuntimeError):
@@ -86,6 +87,52 @@ def parse_ipvsadm_list(text: str) -> dict[str, dict[str, Any]]:
         if m:
             out[m.group(1)] = {"forward": m.group(3), "weight": int(m.group(4))}
     return out
+
+
+@dataclass(frozen=True)
+class IpvsConnection:
+    """One line of `ipvsadm -Lnc`; a persistence template has state NONE and client port 0."""
+
+    protocol: str
+    expire_s: int
+    state: str
+    client: str
+    client_port: int
+    virtual: str
+    destination: str
+
+    @property
+    def is_template(self) -> bool:
+        return self.client_port == 0 and self.state == "NONE"
+
+
+_LNC_RE = re.compile(r"^(\w+)\s+(\d+):(\d+)\s+(\S+)\s+(\d+\.\d+\.\d+\.\d+):(\d+)\s+(\S+)\s+(\S+)\s*$")
+
+
+def parse_ipvsadm_connections(text: str) -> list[IpvsConnection]:
+    """`ipvsadm -Lnc` -> its entries (headers skipped)."""
+    out = []
+    for line in text.splitlines():
+        m = _LNC_RE.match(line.strip())
+        if m:
+            out.append(IpvsConnection(m.group(1), int(m.group(2)) * 60 + int(m.group(3)), m.group(4), m.group(5),
+                                      int(m.group(6)), m.group(7), m.group(8)))
+    return out
+
+
+_TIMEOUT_RE = re.compile(r"Timeout \(tcp tcpfin udp\):\s+(\d+)\s+(\d+)\s+(\d+)")
+_DAEMON_RE = re.compile(r"(master|backup) sync daemon \(mcast=(\S+?),")
+
+
+def parse_ipvsadm_timeouts(text: str) -> tuple[int, int, int] | None:
+    """`ipvsadm -L --timeout` -> (tcp, tcpfin, udp)."""
+    m = _TIMEOUT_RE.search(text)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def parse_sync_daemons(text: str) -> dict[str, str]:
+    """`ipvsadm -L --daemon` -> {"master"|"backup": interface} of the running sync daemons."""
+    return {m.group(1): m.group(2) for m in _DAEMON_RE.finditer(text)}
 
 
 def outage(events: list[Any], since: float) -> tuple[float, int]:
@@ -248,12 +295,34 @@ def check_lvs_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
         raise CheckFailed("real-server-config", "VIP/32 on lo and arp_ignore=1, arp_announce=2 on every real server",
                           "; ".join(rs_problems))
 
+    _check_ipvs_settings(spec, key, master)
     responders = arp_responders(spec.bridge, spec.vip, spec.host_address)
     if responders != {master.mac}:
         names = {n.mac: n.name for n in spec.nodes}
         raise CheckFailed("vip-arp", f"only {master.name} ({master.mac}) answers ARP for {spec.vip}",
                           f"answered by {sorted(names.get(m, m) for m in responders) or 'nobody'}")
     return {"passed": True, "vip_holder": master.name, "arp_responders": sorted(responders)}
+
+
+def _check_ipvs_settings(spec: VerifySpec, key: SshKey, master: NodeFacts) -> None:
+    """Both directors run IPVS with the configured connection timeouts (lvs.timeouts, the kernel's when
+    unset) and, with lvs.syncDaemon, the sync daemon of their VRRP role (master sends, backup receives)."""
+    def settings(d: NodeFacts) -> str:
+        return ssh(key, d.address, "ipvsadm -L --timeout; ipvsadm -L --daemon").stdout
+
+    problems = []
+    for d, text in zip(spec.directors, _parallel(settings, spec.directors), strict=True):
+        timeouts = parse_ipvsadm_timeouts(text)
+        if timeouts != spec.lvs_timeouts:
+            problems.append(f"{d.name}: timeouts (tcp tcpfin udp) {timeouts}, expected {spec.lvs_timeouts}")
+        daemons = parse_sync_daemons(text)
+        role = "master" if d == master else "backup"
+        expected = {role: "eth0"} if spec.sync_daemon else {}
+        if daemons != expected:
+            problems.append(f"{d.name}: sync daemons {daemons or 'none'}, expected {expected or 'none'}")
+    if problems:
+        raise CheckFailed("ipvs-settings", "the configured IPVS timeouts and sync daemons on both directors",
+                          "; ".join(problems))
 
 
 def _split_brain(spec: VerifySpec, key: SshKey, holding: list[str]) -> str:
@@ -417,6 +486,120 @@ def check_sorry_server(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     return result
 
 
+def check_persistence(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+    """persistence_timeout (seeds 000/002): fresh connections from one client all reach one real server and
+    `ipvsadm -Lnc` shows the client's template (client port 0) pointing at it; the template expires within
+    persistence_timeout + tcpfin (closed connections keep it alive) and the client is scheduled anew: with rr
+    it moves to the next server."""
+    master = spec.master
+    client = spec.host_address
+    by_addr = {rs.address: rs.name for rs in spec.real_servers}
+    requests = 2 * len(spec.real_servers) + 2
+    _wait_all_in_ipvs(spec, key, timeout=spec.health_check.delay_loop * 3 + 60, check="persistence")
+
+    def burst() -> list[str]:
+        ports = fresh_source_ports(ssh(key, master.address, "ipvsadm -Lnc").stdout, client, requests)
+        answers = [http_get(spec.vip, spec.port, timeout=3, source_port=p) for p in ports]
+        return [a.server if a.ok and a.server else f"ERROR({a.error})" for a in answers]
+
+    def templates() -> list[IpvsConnection]:
+        entries = parse_ipvsadm_connections(ssh(key, master.address, "ipvsadm -Lnc").stdout)
+        return [e for e in entries if e.is_template and e.client == client and e.virtual == f"{spec.vip}:{spec.port}"]
+
+    first = burst()
+    if len(set(first)) != 1 or first[0].startswith("ERROR"):
+        raise CheckFailed("persistence", f"{requests} fresh connections from {client} all answered by one real "
+                          f"server (persistence_timeout {spec.persistence} s)", f"answers {first}")
+    held = templates()
+    t_last = time.monotonic()
+    target = [by_addr.get(t.destination.rsplit(":", 1)[0], t.destination) for t in held]
+    if target != [first[0]]:
+        raise CheckFailed("persistence", f"one persistence template {client}:0 -> {first[0]} in ipvsadm -Lnc",
+                          f"templates to {target or 'none'}")
+    limit = spec.persistence + spec.lvs_timeouts[1] + 10
+    while templates():
+        if time.monotonic() - t_last > limit:
+            raise CheckFailed("persistence", f"the template of {client} expired within {limit} s (persistence "
+                              f"{spec.persistence} s + tcpfin {spec.lvs_timeouts[1]} s + 10 s)", "still listed")
+        time.sleep(1)
+    expired_after = round(time.monotonic() - t_last, 1)
+    second = burst()
+    if len(set(second)) != 1 or second[0].startswith("ERROR"):
+        raise CheckFailed("persistence", f"after expiry, {requests} fresh connections answered by one server",
+                          f"answers {second}")
+    moved = second[0] != first[0]
+    active = [rs for rs in spec.real_servers if rs.weight > 0]
+    if spec.lb_algo == "rr" and len(active) > 1 and not moved:
+        raise CheckFailed("persistence", f"after the template expired, rr schedules {client} to the next server",
+                          f"still {second[0]}")
+    return {"passed": True, "requests": requests, "first_server": first[0], "template_expire_s": held[0].expire_s,
+            "template_gone_after_s": expired_after, "bound_s": limit, "second_server": second[0], "moved": moved}
+
+
+def check_connection_sync(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+    """lvs_sync_daemon (seed 002's --start-daemon master/backup): a throttled download through the VIP goes on
+    while the MASTER is frozen (its connection entry reached the BACKUP) and after it resumes. Without sync the
+    new director has no entry for the connection and resets it."""
+    master, backup = spec.master, spec.backup
+    bound = spec.failover_bound_s
+    hold_s = 6.0  # bytes must keep arriving this long through the BACKUP
+    result: dict[str, Any] = {"path": STREAM_PATH}
+    listing = ssh(key, master.address, "ipvsadm -Lnc").stdout
+    port = fresh_source_ports(listing, spec.host_address, 1)[0]
+    download = Download(spec.vip, spec.port, STREAM_PATH, source_port=port).start()
+    poller: Poller | None = None
+    frozen = False
+    try:
+        t0 = time.monotonic()
+        while download.received < 256 * 1024 and download.alive and time.monotonic() - t0 < 30:
+            time.sleep(0.2)
+        time.sleep(2)  # a few sync periods: the entry is on the BACKUP now (if sync runs)
+        synced = [e for e in parse_ipvsadm_connections(ssh(key, backup.address, "ipvsadm -Lnc").stdout)
+                  if e.client == spec.host_address and e.client_port == port]
+        result.update(server=download.server, synced_to_backup=bool(synced),
+                      synced_state=synced[0].state if synced else None)
+        poller = Poller(spec.vip, spec.port, interval=0.2).start()
+        t_freeze = time.monotonic()
+        before = download.received
+        _virsh(spec, "suspend", master.domain)
+        frozen = True
+        moved = poller.wait_for(lambda ev: ev.ok and ev.mac == backup.mac, t_freeze, bound + 15)
+        if moved is None:
+            raise CheckFailed("connection-sync", f"VIP answering through {backup.name} within {bound + 15:.1f} s",
+                              f"client sees MAC {neighbour_mac(spec.vip)}")
+        t_moved = moved.t
+        deadline = t_moved + hold_s
+        while time.monotonic() < deadline and download.alive:
+            time.sleep(0.2)
+        on_backup = download.bytes_at(time.monotonic()) - download.bytes_at(t_moved)
+        _virsh(spec, "resume", master.domain)
+        frozen = False
+        t_resume = time.monotonic()
+        # The MASTER resumes still MASTER (a frozen VM never saw the election) and takes the VIP back.
+        poller.wait_for(lambda ev: ev.ok and ev.mac == master.mac, t_resume, bound + 20)
+        t_back = time.monotonic()
+        while time.monotonic() < t_back + hold_s and download.alive:
+            time.sleep(0.2)
+        after = download.bytes_at(time.monotonic()) - download.bytes_at(t_resume)
+        result.update(bytes_before_freeze=before, vip_moved_after_s=round(t_moved - t_freeze, 2),
+                      bytes_while_backup_held_vip=on_backup, bytes_after_master_resumed=after,
+                      bytes_total=download.received, length=download.length, error=download.error)
+        if download.error or (not download.alive and not download.done) or on_backup == 0 or after == 0:
+            raise CheckFailed("connection-sync", f"the download from {download.server} through the VIP going on while "
+                              f"{backup.name} held the VIP ({hold_s:g} s) and after {master.name} resumed",
+                              f"{download.error or 'stalled'}: {before} bytes before the freeze, {on_backup} while "
+                              f"{backup.name} held the VIP, {after} after; entry synced to {backup.name}: "
+                              f"{bool(synced)}")
+    finally:
+        if frozen:
+            _virsh(spec, "resume", master.domain)
+        if poller:
+            poller.stop()
+        download.stop()
+    result["passed"] = True
+    return result
+
+
 def _stop_master(spec: VerifySpec, key: SshKey, master: NodeFacts) -> None:
     if spec.failover_mode == "hard":
         _virsh(spec, "suspend", master.domain)  # frozen: no adverts, VIP still configured
@@ -516,7 +699,9 @@ STEPS: dict[str, Callable[[VerifySpec, SshKey], dict[str, Any]]] = {
     "lvs-state": check_lvs_state,
     "round-robin": check_round_robin,
     "health-check": check_health,
+    "persistence": check_persistence,
     "sorry-server": check_sorry_server,
+    "connection-sync": check_connection_sync,
     "failover": check_failover,
     "failback": check_failback,
     "restore": check_restored,
@@ -525,7 +710,9 @@ STEPS: dict[str, Callable[[VerifySpec, SshKey], dict[str, Any]]] = {
 
 # Steps that only apply when the lab has the feature.
 OPTIONAL_STEPS: dict[str, Callable[[VerifySpec], bool]] = {
+    "persistence": lambda spec: spec.persistence > 0,
     "sorry-server": lambda spec: spec.sorry_server,
+    "connection-sync": lambda spec: spec.sync_daemon,
 }
 
 

@@ -39,6 +39,8 @@ _PATH_RE = re.compile(r"/[A-Za-z0-9._~/-]*")
 # keepalived's limits: persistence_timeout at most 31 days; VRRPv2 advert_int fits one byte of seconds.
 MAX_PERSISTENCE_S = 2678400
 MAX_ADVERT_INT_V2 = 255
+# IPVS connection timeouts (ipvsadm --set tcp tcpfin udp; keepalived's lvs_timeouts): the kernel's defaults.
+KERNEL_LVS_TIMEOUTS = {"tcp": 900, "tcpFin": 120, "udp": 300}
 
 
 class ConfigError(ValueError):
@@ -81,6 +83,17 @@ class Vrrp:
     advert_int: float = 1
     version: int = 2
     preempt: bool = True
+
+
+@dataclass(frozen=True)
+class LvsTimeouts:
+    """IPVS connection-entry timeouts in seconds (seed 002's `ipvsadm --set`); the kernel's by default.
+    tcp_fin bounds how long a closed connection keeps its persistence template alive."""
+
+    tcp: int = KERNEL_LVS_TIMEOUTS["tcp"]
+    tcp_fin: int = KERNEL_LVS_TIMEOUTS["tcpFin"]
+    udp: int = KERNEL_LVS_TIMEOUTS["udp"]
+    configured: bool = False  # rendered into keepalived.conf only when the stack sets them
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,10 @@ class LabConfig:
     # keepalived's sorry_server: the directors' own nginx (127.0.0.1, IPVS local node) answers while every
     # real server is out of the table (seed 003's ldirectord fallback, done by keepalived).
     sorry_server: bool = False
+    # keepalived's lvs_sync_daemon: the MASTER's IPVS connection table is copied to the BACKUP (seed 002's
+    # `ipvsadm --start-daemon master/backup`), so established connections survive a failover.
+    sync_daemon: bool = False
+    timeouts: LvsTimeouts = field(default_factory=LvsTimeouts)
 
     @property
     def master(self) -> Director:
@@ -375,8 +392,18 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         r.fail("realServers", "at least one real server needs a weight above 0 (weight 0 takes no new "
                "connections)", [s.weight for s in servers])
 
-    lvs = r.obj(raw.get("lvs", {}), "lvs", {"lbAlgo", "lbKind", "persistenceTimeout", "sorryServer"})
+    lvs = r.obj(raw.get("lvs", {}), "lvs",
+                {"lbAlgo", "lbKind", "persistenceTimeout", "sorryServer", "syncDaemon", "timeouts"})
     sorry_server = r.boolean(lvs, "sorryServer", "lvs.sorryServer", False)
+    sync_daemon = r.boolean(lvs, "syncDaemon", "lvs.syncDaemon", False)
+    tmo = r.obj(lvs.get("timeouts", {}), "lvs.timeouts", set(KERNEL_LVS_TIMEOUTS))
+    unit = "seconds (unset: the kernel's default)"
+    timeouts = LvsTimeouts(
+        tcp=r.integer(tmo, "tcp", "lvs.timeouts.tcp", KERNEL_LVS_TIMEOUTS["tcp"], 1, 86400, unit) or 0,
+        tcp_fin=r.integer(tmo, "tcpFin", "lvs.timeouts.tcpFin", KERNEL_LVS_TIMEOUTS["tcpFin"], 1, 86400, unit) or 0,
+        udp=r.integer(tmo, "udp", "lvs.timeouts.udp", KERNEL_LVS_TIMEOUTS["udp"], 1, 86400, unit) or 0,
+        configured=bool(tmo),
+    )
     lb_algo = r.string(lvs, "lbAlgo", "lvs.lbAlgo", "rr", tuple(SCHEDULER_MODULES))
     lb_kind = r.string(lvs, "lbKind", "lvs.lbKind", "DR", ("DR",))
     persistence = r.integer(lvs, "persistenceTimeout", "lvs.persistenceTimeout", 0, 0, MAX_PERSISTENCE_S,
@@ -476,6 +503,10 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         ready_timeout=r.integer(ve, "readyTimeout", "verify.readyTimeout", 900, 30, 7200, "seconds") or 0,
         nonce=str(ve.get("nonce", "")),
     )
+    if not preempt and verify.failover_mode == "hard":
+        r.fail("verify.failoverMode", "hard cannot show nopreempt (vrrp.preempt false): a frozen MASTER resumes "
+               "as MASTER and takes the VIP back by priority; use clean (keepalived stopped and started)",
+               verify.failover_mode)
 
     faults = raw.get("faults", [])
     if not isinstance(faults, list):
@@ -493,5 +524,6 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         host_address=host_address, vip=vip, port=port, directors=tuple(directors),
         real_servers=tuple(servers), lb_algo=lb_algo, lb_kind=lb_kind, persistence_timeout=persistence,
         health_check=health, vrrp=vrrp, image=image, vm=vm, package_source=package_source,
-        verify=verify, faults=tuple(faults), sorry_server=sorry_server,
+        verify=verify, faults=tuple(faults), sorry_server=sorry_server, sync_daemon=sync_daemon,
+        timeouts=timeouts,
     )

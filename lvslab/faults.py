@@ -23,8 +23,8 @@ class Fault:
     name: str
     targets: str  # "real_servers", "one_real_server", "directors" or "master"
     inject: str   # shell run as root on each target
-    repair: str   # shell run as root on each target; {vip} is the lab's VIP
-    step: str     # the verification step to run
+    repair: str   # shell run as root on each target; {vip} {port} {algo} {persistence} are the lab's
+    steps: tuple[str, ...]  # the verification steps to run, in order
     check: str    # the check name that must fail
     settle: bool = False  # wait the VRRP failover bound after injecting (the BACKUP must react first)
 
@@ -35,18 +35,31 @@ ARP_SYSCTLS = " ".join(f"net.ipv4.conf.{i}.arp_ignore=0 net.ipv4.conf.{i}.arp_an
 RUNTIME_FAULTS = {
     f.name: f for f in (
         Fault("rs-no-arp-sysctls", "real_servers", f"sysctl -q -w {ARP_SYSCTLS}",
-              "sysctl -q -p /etc/sysctl.d/90-lvslab-arp.conf", "lvs-state", "real-server-config"),
+              "sysctl -q -p /etc/sysctl.d/90-lvslab-arp.conf", ("lvs-state",), "real-server-config"),
         Fault("rs-no-vip", "one_real_server", "systemctl stop lvslab-vip.service",
-              "systemctl start lvslab-vip.service", "lvs-state", "real-server-config"),
+              "systemctl start lvslab-vip.service", ("lvs-state",), "real-server-config"),
         Fault("nginx-down-all", "real_servers", "systemctl stop nginx", "systemctl start nginx",
-              "round-robin", "round-robin"),
+              ("round-robin",), "round-robin"),
         Fault("keepalived-down-all", "directors", "systemctl stop keepalived", "systemctl start keepalived",
-              "lvs-state", "vip-state"),
+              ("lvs-state",), "vip-state"),
         Fault("sorry-server-down", "directors", "systemctl stop nginx", "systemctl start nginx",
-              "sorry-server", "sorry-server"),
+              ("sorry-server",), "sorry-server"),
         # Seed 001's warning: keepalived killed with -9 cannot remove its VIP; the BACKUP takes it too.
         Fault("keepalived-kill9-master", "master", "kill -9 $(pidof keepalived)",
-              "ip addr del {vip}/32 dev eth0 2>/dev/null; systemctl restart keepalived", "lvs-state",
+              "ip addr del {vip}/32 dev eth0 2>/dev/null; systemctl restart keepalived", ("lvs-state",),
               "split-brain", settle=True),
+        # Persistence off on both directors (ipvsadm -E without -p): the client spreads over the servers.
+        Fault("persistence-off", "directors", "ipvsadm -E -t {vip}:{port} -s {algo}",
+              "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence}", ("persistence",), "persistence"),
+        # Sync daemons stopped: the BACKUP has no entry for the running connection when it takes over.
+        Fault("sync-daemon-off", "directors", "ipvsadm --stop-daemon master; ipvsadm --stop-daemon backup; true",
+              "if ip -4 -o addr show dev eth0 | grep -q ' {vip}/'; then role=master; else role=backup; fi; "
+              "ipvsadm --start-daemon $role --mcast-interface eth0 --syncid 0", ("connection-sync",),
+              "connection-sync"),
+        # nopreempt removed (keepalived reloaded): the returning higher priority takes the VIP back.
+        Fault("preempt-on", "directors", "sed -i.lvslab-fault '/^ *nopreempt$/d' /etc/keepalived/keepalived.conf "
+              "&& systemctl reload keepalived",
+              "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
+              "systemctl reload keepalived", ("failover", "failback"), "failback"),
     )
 }

@@ -22,6 +22,10 @@ LOG_ROOT = os.environ.get("LVSLAB_LOG_DIR") or "/var/log/lvs-lab"
 OVERLAY_SIZE_MIB = 4096
 # The X-Real-Server header of a director's sorry page: this prefix + the director's name.
 SORRY_PREFIX = "sorry-"
+# A large file every real server serves, for the long-lived (throttled) download of the connection-sync
+# step; sparse on disk, so it costs nothing.
+STREAM_PATH = "/lvslab-stream.bin"
+STREAM_MIB = 16
 
 
 def mac_for(stack: str, name: str) -> str:
@@ -170,6 +174,8 @@ class VerifySpec(_Nodes):
     lb_algo: str
     persistence: int
     sorry_server: bool
+    sync_daemon: bool
+    lvs_timeouts: tuple[int, int, int]  # tcp, tcpfin, udp seconds (ipvsadm -L --timeout)
     health_check: HealthCheckSpec
     advert_int: float
     preempt: bool
@@ -191,6 +197,7 @@ class VerifySpec(_Nodes):
         raw["directors"] = tuple(NodeFacts(**n) for n in raw["directors"])
         raw["real_servers"] = tuple(NodeFacts(**n) for n in raw["real_servers"])
         raw["health_check"] = HealthCheckSpec(**raw["health_check"])
+        raw["lvs_timeouts"] = tuple(raw["lvs_timeouts"])
         return cls(**raw)
 
 
@@ -200,6 +207,7 @@ def verify_spec(facts: LabFacts) -> VerifySpec:
     return VerifySpec(
         uri=cfg.libvirt_uri, vip=cfg.vip, port=cfg.port, bridge=cfg.bridge, host_address=cfg.host_address,
         lb_algo=cfg.lb_algo, persistence=cfg.persistence_timeout, sorry_server=cfg.sorry_server,
+        sync_daemon=cfg.sync_daemon, lvs_timeouts=(cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp),
         directors=facts.directors,
         real_servers=facts.real_servers,
         health_check=HealthCheckSpec(type=hc.type, delay_loop=hc.delay_loop, connect_timeout=hc.connect_timeout,

@@ -205,3 +205,83 @@ class Poller:
                     return ev
             time.sleep(0.05)
         return None
+
+
+@dataclass
+class Download:
+    """One long HTTP download through the VIP, read at `rate` bytes/s into a small receive buffer, so the
+    real server can only send as fast as the client reads (a long-lived, throttled connection). Records
+    (time, bytes so far) in a thread; `error` says how the connection ended if it broke."""
+
+    address: str
+    port: int
+    path: str
+    rate: int = 256 * 1024
+    source_port: int | None = None
+    received: int = 0
+    server: str | None = None
+    length: int | None = None
+    error: str | None = None
+    done: bool = False
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            # A small window: the server's sending follows our reading (and the connection stays busy).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+            if self.source_port:
+                sock.bind(("", self.source_port))
+            sock.settimeout(30)
+            sock.connect((self.address, self.port))
+            sock.sendall(f"GET {self.path} HTTP/1.1\r\nHost: {self.address}\r\nConnection: close\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise ConnectionError("closed before the response header")
+                head += chunk
+            header, _, body = head.partition(b"\r\n\r\n")
+            for line in header.decode(errors="replace").split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.lower() == "x-real-server":
+                    self.server = value.strip()
+                elif name.lower() == "content-length":
+                    self.length = int(value.strip())
+            self.received = len(body)
+            t0 = time.monotonic()
+            while not self._stop.is_set() and (self.length is None or self.received < self.length):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                self.received += len(chunk)
+                now = time.monotonic()
+                self.timeline.append((now, self.received))
+                ahead = self.received / self.rate - (now - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+            self.done = self.length is not None and self.received >= self.length
+        except (OSError, ValueError) as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            sock.close()
+
+    def start(self) -> Download:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def bytes_at(self, t: float) -> int:
+        """Bytes received by time t (monotonic)."""
+        return max((b for when, b in self.timeline if when <= t), default=0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 
 from lvslab.config import SCHEDULER_MODULES, LabConfig
-from lvslab.model import SORRY_PREFIX, LabFacts, NodeFacts
+from lvslab.model import SORRY_PREFIX, STREAM_MIB, STREAM_PATH, LabFacts, NodeFacts
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOUD_INIT_DIR = ROOT / "cloud-init"
@@ -40,6 +40,7 @@ def keepalived_conf(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:
         auth_pass=auth_pass, vip=cfg.vip, port=cfg.port, hc=cfg.health_check, lb_algo=cfg.lb_algo,
         lb_kind=cfg.lb_kind, persistence_timeout=cfg.persistence_timeout, real_servers=cfg.real_servers,
         sorry_server=cfg.sorry_server and "no-sorry-server" not in cfg.faults,
+        sync_daemon=cfg.sync_daemon, timeouts=cfg.timeouts,
     )
 
 
@@ -71,6 +72,7 @@ def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str,
 def real_server_user_data(cfg: LabConfig, server: NodeFacts, ssh_public_key: str) -> str:
     return _CLOUD_INIT.get_template("real-server.yaml.j2").render(
         **_common(cfg, server, "real-server", ssh_public_key), nginx_site=nginx_site(cfg, server),
+        stream_path=STREAM_PATH, stream_mib=STREAM_MIB,
     )
 
 

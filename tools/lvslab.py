@@ -476,19 +476,24 @@ def cmd_fault(args: argparse.Namespace) -> int:
                 out = ssh(key, node.address, script)
                 if out.returncode != 0:
                     raise RuntimeError(f"{script!r} on {node.name}: {out.stderr.strip()}")
-        on_all(fault.inject)
+        lab = {"vip": spec.vip, "port": spec.port, "algo": spec.lb_algo, "persistence": spec.persistence}
+        on_all(fault.inject.format(**lab))
         if fault.settle:
             time.sleep(spec.failover_bound_s + 2)
+
+        def run_steps() -> bool:
+            return all(run_step(step, spec, key_text)["passed"] for step in fault.steps)
+
         try:
-            run_step(fault.step, spec, key_text)
+            run_steps()
             result["failed_check"] = None
         except CheckFailed as exc:
             result.update(failed_check=exc.check, message=str(exc))
         finally:
-            on_all(fault.repair.format(vip=spec.vip))
+            on_all(fault.repair.format(**lab))
         time.sleep(spec.failover_bound_s + 2)  # VRRP election / health checks settle
         try:
-            result["after_repair"] = run_step(fault.step, spec, key_text)["passed"]
+            result["after_repair"] = run_steps()
         except CheckFailed as exc:
             result["after_repair"] = f"still failing: {exc}"
     print(json.dumps(result, indent=2))

@@ -139,3 +139,49 @@ TCP 01:00  FIN_WAIT    10.77.0.9:20003    10.77.0.100:80     10.77.0.22:80
     assert len(set(ports)) == 9998 and not {20001, 20002} & set(ports) and 20003 in ports
     with pytest.raises(ValueError):
         fresh_source_ports(listing, "10.77.0.1", 9999, low=20000, high=30000)
+
+
+def test_parse_connections_finds_the_persistence_template() -> None:
+    from lvslab.checks import parse_ipvsadm_connections
+
+    listing = """IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 00:08  NONE        10.77.0.1:0        10.77.0.100:80     10.77.0.21:80
+TCP 01:55  FIN_WAIT    10.77.0.1:20001    10.77.0.100:80     10.77.0.21:80
+"""
+    template, conn = parse_ipvsadm_connections(listing)
+    assert template.is_template and template.expire_s == 8 and template.destination == "10.77.0.21:80"
+    assert not conn.is_template and conn.client_port == 20001 and conn.expire_s == 115
+    assert parse_ipvsadm_connections("IPVS connection entries\npro expire state source virtual destination\n") == []
+
+
+def test_parse_timeouts_and_sync_daemons() -> None:
+    from lvslab.checks import parse_ipvsadm_timeouts, parse_sync_daemons
+
+    assert parse_ipvsadm_timeouts("Timeout (tcp tcpfin udp): 900 5 300\n") == (900, 5, 300)
+    assert parse_ipvsadm_timeouts("") is None
+    both = ("master sync daemon (mcast=eth0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+            "backup sync daemon (mcast=eth1, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n")
+    assert parse_sync_daemons(both) == {"master": "eth0", "backup": "eth1"}
+    assert parse_sync_daemons("") == {}
+
+
+def test_optional_steps_follow_the_features() -> None:
+    from dataclasses import replace
+
+    from lvslab.checks import steps_for
+    from lvslab.config import parse_config
+    from lvslab.model import derive, verify_spec
+
+    base = verify_spec(derive(parse_config({"network": {"subnet": "10.77.0.0/24", "hostAddress": "10.77.0.1",
+                                                         "bridge": "b0"}, "vip": "10.77.0.100",
+                                             "directors": [{"name": "d1", "address": "10.77.0.11", "priority": 150,
+                                                            "state": "MASTER"},
+                                                           {"name": "d2", "address": "10.77.0.12", "priority": 100,
+                                                            "state": "BACKUP"}],
+                                             "realServers": [{"name": "w1", "address": "10.77.0.21", "weight": 1}]},
+                                            "t")))
+    assert "persistence" not in steps_for(base) and "connection-sync" not in steps_for(base)
+    full = steps_for(replace(base, persistence=10, sync_daemon=True, sorry_server=True))
+    assert full.index("round-robin") < full.index("persistence") < full.index("connection-sync") < full.index(
+        "failover")

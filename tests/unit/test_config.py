@@ -86,7 +86,17 @@ GOLDEN = [
      "(got '10.77.0.5')"),
     (lambda r: r["lvs"].update(persistance=5),
      "lvs-lab:lvs.persistance: unknown key; did you mean 'persistenceTimeout'? expected one of lbAlgo, lbKind, "
-     "persistenceTimeout, sorryServer (got 5)"),
+     "persistenceTimeout, sorryServer, syncDaemon, timeouts (got 5)"),
+    (lambda r: r["lvs"].update(timeouts={"tcpfin": 5}),
+     "lvs-lab:lvs.timeouts.tcpfin: unknown key; did you mean 'tcpFin'? expected one of tcp, tcpFin, udp (got 5)"),
+    (lambda r: r["lvs"].update(timeouts={"tcpFin": 0}),
+     "lvs-lab:lvs.timeouts.tcpFin: must be between 1 and 86400 seconds (unset: the kernel's default) (got 0)"),
+    (lambda r: r["lvs"].update(syncDaemon="yes"),
+     "lvs-lab:lvs.syncDaemon: must be true or false (got 'yes')"),
+    # What does not combine.
+    (lambda r: (r["vrrp"].update(preempt=False), r.update(verify={"failoverMode": "hard"})),
+     "lvs-lab:verify.failoverMode: hard cannot show nopreempt (vrrp.preempt false): a frozen MASTER resumes as "
+     "MASTER and takes the VIP back by priority; use clean (keepalived stopped and started) (got 'hard')"),
     (lambda r: r.update(domainType="xen"), "lvs-lab:domainType: must be one of auto, kvm, qemu (got 'xen')"),
     # What keepalived itself refuses.
     (lambda r: r["lvs"].update(persistenceTimeout=2678401),

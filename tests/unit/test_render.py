@@ -35,7 +35,8 @@ def configs(dev_raw: dict[str, Any]) -> list[LabConfig]:
     variants = [dev_raw]
     tcp = yaml.safe_load(yaml.safe_dump(dev_raw))
     tcp["healthCheck"] = {"type": "TCP_CHECK", "connectTimeout": 3}
-    tcp["lvs"] = {"lbAlgo": "wrr", "persistenceTimeout": 30, "sorryServer": True}
+    tcp["lvs"] = {"lbAlgo": "wrr", "persistenceTimeout": 30, "sorryServer": True, "syncDaemon": True,
+                  "timeouts": {"tcp": 600, "tcpFin": 5, "udp": 60}}
     tcp["realServers"] = [{"name": f"web{i}", "address": f"10.77.0.{20 + i}", "weight": i} for i in range(1, 6)]
     tcp["vrrp"] = {"version": 3, "advertInt": 0.5, "preempt": False, "virtualRouterId": 7}
     tcp["port"] = 8080
@@ -99,6 +100,25 @@ def test_every_scheduler_passes_keepalived_config_test(dev_raw: dict[str, Any], 
         path.write_text(conf)
         proc = subprocess.run(["keepalived", "--config-test", "-f", str(path)], capture_output=True, text=True)
         assert (proc.returncode == 0) == (algo != "bogus"), f"{algo}: {proc.stdout}{proc.stderr}"
+
+
+@pytest.mark.tools
+def test_sync_daemon_and_timeouts(dev_raw: dict[str, Any], tmp_path: Path) -> None:
+    """lvs.syncDaemon follows the one VRRP instance; lvs.timeouts render as ipvsadm --set would set them,
+    only when configured; keepalived accepts them and refuses a broken timeout."""
+    dev_raw["lvs"] = {**dev_raw["lvs"], "syncDaemon": True, "timeouts": {"tcpFin": 5}}
+    cfg = parse_config(dev_raw, "dev")
+    conf = keepalived_conf(cfg, derive(cfg).directors[0], "s3cret")
+    instance = conf.split("vrrp_instance ")[1].split()[0]
+    assert f"    lvs_sync_daemon eth0 {instance}\n" in conf
+    assert "    lvs_timeouts tcp 900 tcpfin 5 udp 300\n" in conf
+    plain = keepalived_conf(parse_config({**dev_raw, "lvs": {}}, "dev"), derive(cfg).directors[0], "s3cret")
+    assert "lvs_sync_daemon" not in plain and "lvs_timeouts" not in plain
+    path = tmp_path / "k.conf"
+    for text, ok in ((conf, True), (conf.replace("tcpfin 5", "tcpfin five"), False)):
+        path.write_text(text)
+        proc = subprocess.run(["keepalived", "--config-test", "-f", str(path)], capture_output=True, text=True)
+        assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
 
 
 @pytest.mark.tools
