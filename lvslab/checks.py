@@ -10,6 +10,7 @@ import concurrent.futures
 import os
 import random
 import re
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -65,6 +66,26 @@ def evaluate_distribution(counts: dict[str, int], weights: dict[str, int], lb_al
     return None
 
 
+def evaluate_least_connection(counts: dict[str, int], loaded: str, servers: list[str], total: int) -> str | None:
+    """lc/wlc with long connections held open on `loaded`: every fresh connection goes to the others."""
+    if sum(counts.values()) != total:
+        return f"{total - sum(counts.values())} of {total} requests failed"
+    if counts.get(loaded):
+        return f"{loaded} holds the long connections but got {counts[loaded]} of {total} new ones"
+    idle = [s for s in servers if s != loaded and not counts.get(s)]
+    return f"servers never answered: {idle}" if idle else None
+
+
+def evaluate_source_hashing(per_client: dict[str, list[str]]) -> str | None:
+    """sh: each client address always reaches one server; several addresses reach more than one."""
+    split = {c: sorted(set(a)) for c, a in per_client.items() if len(set(a)) != 1 or a[0].startswith("ERROR")}
+    if split:
+        return f"clients answered by several servers (or failing): {split}"
+    if len({a[0] for a in per_client.values()}) < 2:
+        return f"all {len(per_client)} client addresses hashed to one server"
+    return None
+
+
 _STATS_RS = re.compile(r"^\s+->\s+(\d+\.\d+\.\d+\.\d+):(\d+)\s+(\d+)\s+(\d+)\s+(\d+)")
 _LIST_RS = re.compile(r"^\s+->\s+(\d+\.\d+\.\d+\.\d+):(\d+)\s+(\w+)\s+(\d+)\s+(\d+)\s+(\d+)")
 
@@ -91,7 +112,8 @@ def parse_ipvsadm_list(text: str) -> dict[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class IpvsConnection:
-    """One line of `ipvsadm -Lnc`; a persistence template has state NONE and client port 0."""
+    """One line of `ipvsadm -Lnc`; a persistence template has client port 0 (state NONE, ASSURED once a
+    connection used it)."""
 
     protocol: str
     expire_s: int
@@ -103,7 +125,7 @@ class IpvsConnection:
 
     @property
     def is_template(self) -> bool:
-        return self.client_port == 0 and self.state == "NONE"
+        return self.client_port == 0
 
 
 _LNC_RE = re.compile(r"^(\w+)\s+(\d+):(\d+)\s+(\S+)\s+(\d+\.\d+\.\d+\.\d+):(\d+)\s+(\S+)\s+(\S+)\s*$")
@@ -121,7 +143,7 @@ def parse_ipvsadm_connections(text: str) -> list[IpvsConnection]:
 
 
 _TIMEOUT_RE = re.compile(r"Timeout \(tcp tcpfin udp\):\s+(\d+)\s+(\d+)\s+(\d+)")
-_DAEMON_RE = re.compile(r"(master|backup) sync daemon \(mcast=(\S+?),")
+_DAEMON_RE = re.compile(r"(master|backup) sync daemon \(mcast=([^,]+), syncid=(\d+)")
 
 
 def parse_ipvsadm_timeouts(text: str) -> tuple[int, int, int] | None:
@@ -131,8 +153,8 @@ def parse_ipvsadm_timeouts(text: str) -> tuple[int, int, int] | None:
 
 
 def parse_sync_daemons(text: str) -> dict[str, str]:
-    """`ipvsadm -L --daemon` -> {"master"|"backup": interface} of the running sync daemons."""
-    return {m.group(1): m.group(2) for m in _DAEMON_RE.finditer(text)}
+    """`ipvsadm -L --daemon` -> {"master"|"backup": "interface syncid"} of the running sync daemons."""
+    return {m.group(1): f"{m.group(2)} {m.group(3)}" for m in _DAEMON_RE.finditer(text)}
 
 
 def outage(events: list[Any], since: float) -> tuple[float, int]:
@@ -311,15 +333,20 @@ def _check_ipvs_settings(spec: VerifySpec, key: SshKey, master: NodeFacts) -> No
         return ssh(key, d.address, "ipvsadm -L --timeout; ipvsadm -L --daemon").stdout
 
     problems = []
+    sync_ids = set()
     for d, text in zip(spec.directors, _parallel(settings, spec.directors), strict=True):
         timeouts = parse_ipvsadm_timeouts(text)
         if timeouts != spec.lvs_timeouts:
             problems.append(f"{d.name}: timeouts (tcp tcpfin udp) {timeouts}, expected {spec.lvs_timeouts}")
         daemons = parse_sync_daemons(text)
         role = "master" if d == master else "backup"
-        expected = {role: "eth0"} if spec.sync_daemon else {}
-        if daemons != expected:
-            problems.append(f"{d.name}: sync daemons {daemons or 'none'}, expected {expected or 'none'}")
+        if set(daemons) != ({role} if spec.sync_daemon else set()) or any(
+                not v.startswith("eth0 ") for v in daemons.values()):
+            problems.append(f"{d.name}: sync daemons {daemons or 'none'}, expected "
+                            f"{role + ' on eth0' if spec.sync_daemon else 'none'}")
+        sync_ids |= {v.split()[1] for v in daemons.values()}
+    if len(sync_ids) > 1:
+        problems.append(f"sync ids differ: {sorted(sync_ids)} (the backup drops the master's messages)")
     if problems:
         raise CheckFailed("ipvs-settings", "the configured IPVS timeouts and sync daemons on both directors",
                           "; ".join(problems))
@@ -385,8 +412,68 @@ def check_round_robin(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
                           f"{ipvs_counts}\n{stats_text}")
     if any(v["outpkts"] for v in stats.values()):
         raise CheckFailed("round-robin", "OutPkts 0 (DR: replies bypass the director)", stats_text)
-    return {"passed": True, "requests": total, "counts": dict(counts), "sequence": sequence,
-            "ipvs_conns": ipvs_counts, "ipvsadm_stats": stats_text}
+    result = {"passed": True, "requests": total, "counts": dict(counts), "sequence": sequence,
+              "ipvs_conns": ipvs_counts, "ipvsadm_stats": stats_text}
+    active = [rs.name for rs in spec.real_servers if rs.weight > 0]
+    if spec.lb_algo in ("lc", "wlc") and not spec.persistence and len(active) > 1:
+        result["least_connection"] = _least_connection(spec, key, total, active)
+    if spec.lb_algo == "sh" and not spec.persistence and len(active) > 1:
+        result["source_hashing"] = _source_hashing(spec, key)
+    return result
+
+
+def _least_connection(spec: VerifySpec, key: SshKey, total: int, active: list[str]) -> dict[str, Any]:
+    """lc/wlc: open 3 idle connections per server (spread by the scheduler), close all but those that landed
+    on one server, then `total` fresh connections must all go to the others."""
+    master, client = spec.master, spec.host_address
+    by_addr = {rs.address: rs.name for rs in spec.real_servers}
+    ports = fresh_source_ports(ssh(key, master.address, "ipvsadm -Lnc").stdout, client, 3 * len(active))
+    held: list[tuple[int, socket.socket]] = []
+    try:
+        for p in ports:
+            held.append((p, socket.create_connection((spec.vip, spec.port), timeout=3, source_address=("", p))))
+        time.sleep(1)
+        entries = parse_ipvsadm_connections(ssh(key, master.address, "ipvsadm -Lnc").stdout)
+        landed = {e.client_port: by_addr.get(e.destination.rsplit(":", 1)[0], e.destination)
+                  for e in entries if e.client == client and e.client_port in dict(held)}
+        loaded = landed.get(ports[0])
+        if loaded is None:
+            raise CheckFailed("round-robin", "the held connections in ipvsadm -Lnc", f"entries for ports {landed}")
+        for p, sock in held:
+            if landed.get(p) != loaded:
+                sock.close()
+        kept = sum(1 for p, _ in held if landed.get(p) == loaded)
+        counts = Counter(a.server for a in (http_get(spec.vip, spec.port, timeout=3) for _ in range(total)) if a.ok)
+        problem = evaluate_least_connection(dict(counts), loaded, active, total)
+        if problem:
+            raise CheckFailed("round-robin", f"{spec.lb_algo}: with {kept} connections held on {loaded}, {total} new "
+                              "ones go to the other servers", problem)
+        return {"loaded": loaded, "held": kept, "counts": dict(counts)}
+    finally:
+        for _, sock in held:
+            sock.close()
+
+
+def _source_hashing(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+    """sh: several client addresses (added to the bridge for this check) each ask 4 times; each address must
+    always reach one server, and together they must reach more than one."""
+    added = []
+    try:
+        for address in spec.extra_clients:
+            subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", spec.bridge], check=True, capture_output=True)
+            added.append(address)
+        per_client = {}
+        for address in added:
+            answers = [http_get(spec.vip, spec.port, timeout=3, source_address=address) for _ in range(4)]
+            per_client[address] = [a.server if a.ok and a.server else f"ERROR({a.error})" for a in answers]
+    finally:
+        for address in added:
+            subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", spec.bridge], capture_output=True)
+    problem = evaluate_source_hashing(per_client)
+    if problem:
+        raise CheckFailed("round-robin", f"sh: each of {len(added)} client addresses sticks to one server and "
+                          "they spread", problem)
+    return {"clients": {c: a[0] for c, a in per_client.items()}}
 
 
 def check_health(spec: VerifySpec, key: SshKey) -> dict[str, Any]:

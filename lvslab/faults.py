@@ -52,9 +52,13 @@ RUNTIME_FAULTS = {
         Fault("persistence-off", "directors", "ipvsadm -E -t {vip}:{port} -s {algo}",
               "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence}", ("persistence",), "persistence"),
         # Sync daemons stopped: the BACKUP has no entry for the running connection when it takes over.
+        # (keepalived restarts the daemon of a director whose VRRP state changes: the repair starts only
+        # what is missing.)
         Fault("sync-daemon-off", "directors", "ipvsadm --stop-daemon master; ipvsadm --stop-daemon backup; true",
               "if ip -4 -o addr show dev eth0 | grep -q ' {vip}/'; then role=master; else role=backup; fi; "
-              "ipvsadm --start-daemon $role --mcast-interface eth0 --syncid 0", ("connection-sync",),
+              "ipvsadm -L --daemon | grep -q \"$role sync daemon\" || "
+              "ipvsadm --start-daemon $role --mcast-interface eth0 "
+              "--syncid $(awk '/lvs_sync_daemon/ {{print $NF}}' /etc/keepalived/keepalived.conf)", ("connection-sync",),
               "connection-sync"),
         # nopreempt removed (keepalived reloaded): the returning higher priority takes the VIP back.
         Fault("preempt-on", "directors", "sed -i.lvslab-fault '/^ *nopreempt$/d' /etc/keepalived/keepalived.conf "

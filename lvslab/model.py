@@ -171,6 +171,7 @@ class VerifySpec(_Nodes):
     port: int
     bridge: str
     host_address: str
+    extra_clients: tuple[str, ...]  # more client addresses on the bridge, for sh
     lb_algo: str
     persistence: int
     sorry_server: bool
@@ -198,7 +199,16 @@ class VerifySpec(_Nodes):
         raw["real_servers"] = tuple(NodeFacts(**n) for n in raw["real_servers"])
         raw["health_check"] = HealthCheckSpec(**raw["health_check"])
         raw["lvs_timeouts"] = tuple(raw["lvs_timeouts"])
+        raw["extra_clients"] = tuple(raw["extra_clients"])
         return cls(**raw)
+
+
+def extra_clients(cfg: LabConfig, count: int = 6) -> tuple[str, ...]:
+    """Client addresses for the sh check, added to the host's side of the bridge for the check only: the
+    highest free host addresses of the subnet (none of them a node, the VIP or the host)."""
+    used = {cfg.vip, cfg.host_address, *(n.address for n in (*cfg.directors, *cfg.real_servers))}
+    free = [str(a) for a in reversed(list(cfg.subnet.hosts())) if str(a) not in used]
+    return tuple(free[:count])
 
 
 def verify_spec(facts: LabFacts) -> VerifySpec:
@@ -206,7 +216,8 @@ def verify_spec(facts: LabFacts) -> VerifySpec:
     hc = cfg.health_check
     return VerifySpec(
         uri=cfg.libvirt_uri, vip=cfg.vip, port=cfg.port, bridge=cfg.bridge, host_address=cfg.host_address,
-        lb_algo=cfg.lb_algo, persistence=cfg.persistence_timeout, sorry_server=cfg.sorry_server,
+        extra_clients=extra_clients(cfg), lb_algo=cfg.lb_algo, persistence=cfg.persistence_timeout,
+        sorry_server=cfg.sorry_server,
         sync_daemon=cfg.sync_daemon, lvs_timeouts=(cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp),
         directors=facts.directors,
         real_servers=facts.real_servers,

@@ -97,12 +97,12 @@ class HttpResult:
 
 
 def http_get(address: str, port: int, timeout: float = 2.0, path: str = "/",
-             source_port: int | None = None) -> HttpResult:
+             source_port: int | None = None, source_address: str = "") -> HttpResult:
     """One request on a fresh TCP connection; the body names the real server. A fixed source port lets
     the caller avoid ports that still have an entry in the director's IPVS connection table (a reused
     entry is not scheduled anew, so it would skew the round-robin counts)."""
     t0 = time.monotonic()
-    source = ("", source_port) if source_port else None
+    source = (source_address, source_port or 0) if source_port or source_address else None
     conn = http.client.HTTPConnection(address, port, timeout=timeout, source_address=source)
     try:
         conn.request("GET", path, headers={"Connection": "close"})

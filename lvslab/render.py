@@ -40,7 +40,7 @@ def keepalived_conf(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:
         auth_pass=auth_pass, vip=cfg.vip, port=cfg.port, hc=cfg.health_check, lb_algo=cfg.lb_algo,
         lb_kind=cfg.lb_kind, persistence_timeout=cfg.persistence_timeout, real_servers=cfg.real_servers,
         sorry_server=cfg.sorry_server and "no-sorry-server" not in cfg.faults,
-        sync_daemon=cfg.sync_daemon, timeouts=cfg.timeouts,
+        sync_daemon=cfg.sync_daemon, sync_id=cfg.vrrp.virtual_router_id, timeouts=cfg.timeouts,
     )
 
 

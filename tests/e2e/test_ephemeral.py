@@ -1,4 +1,4 @@
-"""Ephemeral labs on real VMs: two side by side (full verification, idempotency, leak check), runtime
+"""Ephemeral labs on real VMs: three side by side (full verification, idempotency, leak check), runtime
 faults that each fail their named check, and a deliberately failing verification that still tears
 everything down and leaves artefacts."""
 
@@ -20,17 +20,26 @@ STEPS = ["readiness", "lvs-state", "round-robin", "health-check", "failover", "f
 SORRY = "sorry-server"  # only in labs with lvs.sorryServer (the ci template)
 
 
+
+# The labs that boot together: name -> (template, what it adds to the base steps). All are kept up for the
+# runtime faults of their features, then destroyed leak-free.
+LABS = {
+    "a": ("ci", [SORRY]),  # rr, HTTP_GET, sorry server, clean failover
+    "b": ("weighted", ["connection-sync"]),  # wrr 3:2:1, TCP_CHECK, hard failover, sync daemon
+    "c": ("sticky", ["persistence"]),  # rr + persistence + short tcpfin, nopreempt, clean failover
+}
+
+
 @pytest.fixture(scope="module")
 def side_by_side(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Two ephemeral labs at once; the first (the ci template: rr, HTTP_GET, clean failover) is kept up for
-    the fault tests, then destroyed; the second is stacks/Pulumi.weighted.yaml (wrr 3:2:1 over three real
-    servers, TCP_CHECK, hard failover)."""
+    """Three ephemeral labs at once (stacks/Pulumi.{ci,weighted,sticky}.yaml), each kept up for the fault
+    tests of its features, then destroyed."""
     work = tmp_path_factory.mktemp("labs")
     t0 = time.monotonic()
     procs = {
-        "a": start_in(netns, "ephemeral", "--keep", "--json", str(work / "a.json"), log=work / "a.log"),
-        "b": start_in(netns, "ephemeral", "--template", "weighted", "--json", str(work / "b.json"),
-                      log=work / "b.log"),
+        k: start_in(netns, "ephemeral", "--template", template, "--keep", "--json", str(work / f"{k}.json"),
+                    log=work / f"{k}.log")
+        for k, (template, _) in LABS.items()
     }
     codes = {k: p.wait(timeout=3000) for k, p in procs.items()}
     result = {"codes": codes, "seconds": round(time.monotonic() - t0), "work": work, "netns": netns}
@@ -38,13 +47,14 @@ def side_by_side(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         print(f"--- lab {k} (exit {codes[k]}) ---\n" + (work / f"{k}.log").read_text()[-15000:])
         result[k] = read_report(work / f"{k}.json") if (work / f"{k}.json").exists() else None
     yield result
-    if result["a"]:
-        down = run_in(netns, "destroy", "--stack", result["a"]["stack"], "--rm")
-        (work / "a-destroy.exit").write_text(str(down.returncode))
+    for k in procs:
+        if result[k]:
+            down = run_in(netns, "destroy", "--stack", result[k]["stack"], "--rm")
+            (work / f"{k}-destroy.exit").write_text(str(down.returncode))
 
 
-def _assert_verified(report: dict[str, Any], counts: dict[str, int], health_check_server: str,
-                     sorry: bool = False) -> None:
+def _assert_verified(report: dict[str, Any], counts: dict[str, int], health_check_server: str, extra: list[str],
+                     preempt: bool = True) -> None:
     assert report["failed"] == [], report["failed"]  # includes: no changes in preview, nor after refresh
     # The real providers only: no dynamic provider resource in the state.
     assert {t.split(":")[0] for t in report["resource_types"]} == {"pulumi", "lvslab", "libvirt", "command"}
@@ -52,7 +62,7 @@ def _assert_verified(report: dict[str, Any], counts: dict[str, int], health_chec
     assert "command:remote:Command" in report["resource_types"]
     assert not [t for t in report["resource_types"] if "dynamic" in t]
     verification = report["verification"]
-    assert sorted(verification) == sorted(STEPS + [SORRY] * sorry)  # outputs come back key-sorted
+    assert sorted(verification) == sorted(STEPS + extra)  # outputs come back key-sorted
     nodes = verification["readiness"]["nodes"]
     # make bench's figures: when each node got ready from the start of `up`, and its boot profile
     assert set(report["ready_after_up_start_s"]) == set(nodes)
@@ -63,41 +73,56 @@ def _assert_verified(report: dict[str, Any], counts: dict[str, int], health_chec
     assert rr["counts"] == counts and rr["ipvs_conns"] == counts
     fo = verification["failover"]
     assert fo["service_gap_s"] <= fo["vrrp_bound_s"] + 1.0
-    assert verification["failback"]["preempt"] is True
+    assert verification["failback"]["preempt"] is preempt
     hc = verification["health-check"]
     assert hc["server"] == health_check_server
     assert hc["removed_after_s"] <= hc["remove_window_s"] + 10 and hc["readded_after_s"] <= hc["add_window_s"] + 10
 
 
-def test_two_labs_side_by_side(side_by_side: dict[str, Any]) -> None:
+def test_labs_side_by_side(side_by_side: dict[str, Any]) -> None:
     print(json.dumps({k: side_by_side[k] for k in ("codes", "seconds")}))
-    assert side_by_side["codes"] == {"a": 0, "b": 0}
-    a, b = side_by_side["a"], side_by_side["b"]
-    assert a["slot"] != b["slot"] and a["stack"] != b["stack"]
-    _assert_verified(a, {"web1": 4, "web2": 4}, "web2", sorry=True)
+    assert side_by_side["codes"] == {"a": 0, "b": 0, "c": 0}
+    a, b, c = side_by_side["a"], side_by_side["b"], side_by_side["c"]
+    assert len({a["slot"], b["slot"], c["slot"]}) == 3 and len({a["stack"], b["stack"], c["stack"]}) == 3
+    _assert_verified(a, {"web1": 4, "web2": 4}, "web2", LABS["a"][1])
     sorry = a["verification"][SORRY]
     assert sorry["sorry_answered_by"] == "sorry-director1" and sorry["normal_answered_by"] == "web1"
     assert sorry["sorry_after_s"] <= sorry["remove_window_s"] + 10
     assert sorry["normal_after_s"] <= sorry["add_window_s"] + 10
     # wrr 3:2:1 over 60 fresh connections: exactly 30/20/10 (IPVS's wrr is deterministic for one client);
     # the TCP_CHECK removal of the weight-1 server is decided from the IPVS table, not from client shares.
-    _assert_verified(b, {"web1": 30, "web2": 20, "web3": 10}, "web3")
-    assert a["verification"]["failover"]["mode"] == "clean" and b["verification"]["failover"]["mode"] == "hard"
-    assert "destroy" in b["phases"] and "destroy" not in a["phases"]  # a is kept for the fault tests
+    _assert_verified(b, {"web1": 30, "web2": 20, "web3": 10}, "web3", LABS["b"][1])
+    sync = b["verification"]["connection-sync"]
+    assert sync["synced_to_backup"] and sync["bytes_while_backup_held_vip"] > 0
+    assert sync["bytes_after_master_resumed"] > 0 and sync["error"] is None
+    # persistence: 8 requests of one client to one server; the template expires within its bound and rr
+    # moves the client on; nopreempt: the VIP stays on director2 when director1's keepalived returns.
+    rr = c["verification"]["round-robin"]
+    assert len(rr["counts"]) == 1 and sum(rr["counts"].values()) == 8
+    _assert_verified(c, rr["counts"], "web2", LABS["c"][1], preempt=False)
+    persistence = c["verification"]["persistence"]
+    assert persistence["moved"] and persistence["template_gone_after_s"] <= persistence["bound_s"]
+    failback = c["verification"]["failback"]
+    assert failback["vip_stayed_on"] == "director2" and failback["failed_requests"] == 0
+    assert [r["verification"]["failover"]["mode"] for r in (a, b, c)] == ["clean", "hard", "clean"]
+    assert all("destroy" not in r["phases"] for r in (a, b, c))  # kept for the fault tests
 
 
-@pytest.mark.parametrize("fault,check", [
-    ("rs-no-arp-sysctls", "real-server-config"),
-    ("rs-no-vip", "real-server-config"),
-    ("nginx-down-all", "round-robin"),
-    ("keepalived-down-all", "vip-state"),
-    ("sorry-server-down", "sorry-server"),
-    ("keepalived-kill9-master", "split-brain"),
+@pytest.mark.parametrize("lab,fault,check", [
+    ("a", "rs-no-arp-sysctls", "real-server-config"),
+    ("a", "rs-no-vip", "real-server-config"),
+    ("a", "nginx-down-all", "round-robin"),
+    ("a", "keepalived-down-all", "vip-state"),
+    ("a", "sorry-server-down", "sorry-server"),
+    ("a", "keepalived-kill9-master", "split-brain"),
+    ("b", "sync-daemon-off", "connection-sync"),
+    ("c", "persistence-off", "persistence"),
+    ("c", "preempt-on", "failback"),
 ])
-def test_runtime_fault_fails_its_check(side_by_side: dict[str, Any], fault: str, check: str) -> None:
-    if not side_by_side["a"] or side_by_side["codes"]["a"] != 0:
-        pytest.fail("lab a did not come up")
-    proc = run_in(side_by_side["netns"], "fault", "--stack", side_by_side["a"]["stack"], "--fault", fault)
+def test_runtime_fault_fails_its_check(side_by_side: dict[str, Any], lab: str, fault: str, check: str) -> None:
+    if not side_by_side[lab] or side_by_side["codes"][lab] != 0:
+        pytest.fail(f"lab {lab} did not come up")
+    proc = run_in(side_by_side["netns"], "fault", "--stack", side_by_side[lab]["stack"], "--fault", fault)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert f'"failed_check": "{check}"' in proc.stdout and '"after_repair": true' in proc.stdout
     if check == "split-brain":  # both holders and both ARP answers named, and the way out
@@ -108,13 +133,15 @@ def test_runtime_fault_fails_its_check(side_by_side: dict[str, Any], fault: str,
         assert "repair: on director1" in message, message
 
 
-def test_kept_lab_destroys_without_leaks(side_by_side: dict[str, Any], netns: str) -> None:
-    """Runs last in this module: destroy the kept lab and check nothing with its prefix is left."""
-    stack = side_by_side["a"]["stack"]
-    proc = run_in(netns, "destroy", "--stack", stack, "--rm")
+@pytest.mark.parametrize("lab", sorted(LABS))
+def test_kept_lab_destroys_without_leaks(side_by_side: dict[str, Any], netns: str, lab: str) -> None:
+    """After the fault tests: destroy each kept lab and check nothing with its prefix is left."""
+    if not side_by_side[lab]:
+        pytest.fail(f"lab {lab} did not come up")
+    proc = run_in(netns, "destroy", "--stack", side_by_side[lab]["stack"], "--rm")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "leak check: no libvirt domain" in proc.stdout
-    side_by_side["a"] = None  # already destroyed
+    side_by_side[lab] = None  # already destroyed
 
 
 def test_failing_verification_destroys_and_leaves_artefacts(netns: str, tmp_path: Path) -> None:

@@ -148,8 +148,10 @@ def test_parse_connections_finds_the_persistence_template() -> None:
 pro expire state       source             virtual            destination
 TCP 00:08  NONE        10.77.0.1:0        10.77.0.100:80     10.77.0.21:80
 TCP 01:55  FIN_WAIT    10.77.0.1:20001    10.77.0.100:80     10.77.0.21:80
+TCP 00:06  ASSURED     10.77.0.2:0        10.77.0.100:80     10.77.0.22:80
 """
-    template, conn = parse_ipvsadm_connections(listing)
+    template, conn, assured = parse_ipvsadm_connections(listing)
+    assert assured.is_template and assured.client == "10.77.0.2"
     assert template.is_template and template.expire_s == 8 and template.destination == "10.77.0.21:80"
     assert not conn.is_template and conn.client_port == 20001 and conn.expire_s == 115
     assert parse_ipvsadm_connections("IPVS connection entries\npro expire state source virtual destination\n") == []
@@ -162,7 +164,7 @@ def test_parse_timeouts_and_sync_daemons() -> None:
     assert parse_ipvsadm_timeouts("") is None
     both = ("master sync daemon (mcast=eth0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
             "backup sync daemon (mcast=eth1, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n")
-    assert parse_sync_daemons(both) == {"master": "eth0", "backup": "eth1"}
+    assert parse_sync_daemons(both) == {"master": "eth0 0", "backup": "eth1 0"}
     assert parse_sync_daemons("") == {}
 
 
@@ -185,3 +187,25 @@ def test_optional_steps_follow_the_features() -> None:
     full = steps_for(replace(base, persistence=10, sync_daemon=True, sorry_server=True))
     assert full.index("round-robin") < full.index("persistence") < full.index("connection-sync") < full.index(
         "failover")
+
+
+def test_least_connection_evaluation() -> None:
+    from lvslab.checks import evaluate_least_connection
+
+    servers = ["web1", "web2", "web3"]
+    assert evaluate_least_connection({"web2": 4, "web3": 4}, "web1", servers, 8) is None
+    assert "web1 holds the long connections but got 1" in evaluate_least_connection(
+        {"web1": 1, "web2": 4, "web3": 3}, "web1", servers, 8)
+    assert evaluate_least_connection({"web2": 8}, "web1", servers, 8) == "servers never answered: ['web3']"
+    assert evaluate_least_connection({"web2": 3, "web3": 4}, "web1", servers, 8) == "1 of 8 requests failed"
+
+
+def test_source_hashing_evaluation() -> None:
+    from lvslab.checks import evaluate_source_hashing
+
+    good = {"10.0.0.250": ["web1"] * 4, "10.0.0.249": ["web2"] * 4}
+    assert evaluate_source_hashing(good) is None
+    assert "several servers" in evaluate_source_hashing({**good, "10.0.0.248": ["web1", "web2", "web1", "web1"]})
+    assert "failing" in evaluate_source_hashing({**good, "10.0.0.248": ["ERROR(timeout)"] * 4})
+    one = evaluate_source_hashing({"a": ["web1"] * 4, "b": ["web1"] * 4})
+    assert one == "all 2 client addresses hashed to one server"

@@ -54,3 +54,13 @@ def test_verify_spec_rejects_unknown_or_missing_keys(dev_raw: dict[str, Any]) ->
         VerifySpec.from_json(text[:-1] + ', "extra": 1}')
     with pytest.raises(ValueError, match="missing \\['vip'\\]"):
         VerifySpec.from_json(text.replace('"vip"', '"vip_"'))
+
+
+def test_extra_clients_are_free_addresses_of_the_subnet(dev_raw: dict[str, Any]) -> None:
+    from lvslab.model import extra_clients
+
+    cfg = parse_config(dev_raw, "dev")
+    clients = extra_clients(cfg)
+    used = {cfg.vip, cfg.host_address, *(n.address for n in (*cfg.directors, *cfg.real_servers))}
+    assert len(clients) == 6 and not used & set(clients)
+    assert clients[0] == str(cfg.subnet.broadcast_address - 1)

@@ -110,7 +110,7 @@ def test_sync_daemon_and_timeouts(dev_raw: dict[str, Any], tmp_path: Path) -> No
     cfg = parse_config(dev_raw, "dev")
     conf = keepalived_conf(cfg, derive(cfg).directors[0], "s3cret")
     instance = conf.split("vrrp_instance ")[1].split()[0]
-    assert f"    lvs_sync_daemon eth0 {instance}\n" in conf
+    assert f"    lvs_sync_daemon eth0 {instance} id {cfg.vrrp.virtual_router_id}\n" in conf
     assert "    lvs_timeouts tcp 900 tcpfin 5 udp 300\n" in conf
     plain = keepalived_conf(parse_config({**dev_raw, "lvs": {}}, "dev"), derive(cfg).directors[0], "s3cret")
     assert "lvs_sync_daemon" not in plain and "lvs_timeouts" not in plain
