@@ -51,6 +51,10 @@ RUNTIME_FAULTS = {
         # Persistence off on both directors (ipvsadm -E without -p): the client spreads over the servers.
         Fault("persistence-off", "directors", "ipvsadm -E -t {vip}:{port} -s {algo}",
               "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence}", ("persistence",), "persistence"),
+        # The scheduler switched to rr behind keepalived's back: lc/wlc no longer avoid the loaded server, sh
+        # no longer keeps a client address on one server.
+        Fault("scheduler-rr", "directors", "ipvsadm -E -t {vip}:{port} -s rr",
+              "ipvsadm -E -t {vip}:{port} -s {algo}", ("round-robin",), "round-robin"),
         # Sync daemons stopped: the BACKUP has no entry for the running connection when it takes over.
         # (keepalived restarts the daemon of a director whose VRRP state changes: the repair starts only
         # what is missing.)
