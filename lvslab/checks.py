@@ -173,14 +173,10 @@ def outage(events: list[Any], since: float) -> tuple[float, int]:
     return (0.0, failed) if first_fail is None else (float("inf"), failed)
 
 
-_CONN_RE = re.compile(r"^\S+\s+\S+\s+\S+\s+(\d+\.\d+\.\d+\.\d+):(\d+)\s")
-
-
 def fresh_source_ports(ipvsadm_lnc: str, client: str, count: int, low: int = 20000, high: int = 30000) -> list[int]:
     """`count` distinct client ports with no entry in `ipvsadm -Lnc` for this client. The range lies below
     the kernel's ephemeral range, so no other socket of this host takes them meanwhile."""
-    taken = {int(m.group(2)) for line in ipvsadm_lnc.splitlines()
-             if (m := _CONN_RE.match(line)) and m.group(1) == client}
+    taken = {e.client_port for e in parse_ipvsadm_connections(ipvsadm_lnc) if e.client == client}
     free = [p for p in range(low, high) if p not in taken]
     return random.sample(free, count)
 

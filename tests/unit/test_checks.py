@@ -125,15 +125,22 @@ def test_summary_lists_steps_in_run_order() -> None:
     assert lines[2].split()[0] == "FAIL" and '"web1": 66.1' in lines[1] and "sequence" not in text
 
 
-def test_fresh_source_ports_avoid_ipvs_entries() -> None:
-    from lvslab.checks import fresh_source_ports
-
-    listing = """IPVS connection entries
+# `ipvsadm -Lnc`: two connections and a template of client 10.77.0.1, one connection and a template
+# (ASSURED: a connection used it) of other clients.
+CONNECTIONS = """IPVS connection entries
 pro expire state       source             virtual            destination
+TCP 00:08  NONE        10.77.0.1:0        10.77.0.100:80     10.77.0.21:80
 TCP 01:55  FIN_WAIT    10.77.0.1:20001    10.77.0.100:80     10.77.0.21:80
 TCP 00:59  TIME_WAIT   10.77.0.1:20002    10.77.0.100:80     10.77.0.22:80
 TCP 01:00  FIN_WAIT    10.77.0.9:20003    10.77.0.100:80     10.77.0.22:80
+TCP 00:06  ASSURED     10.77.0.2:0        10.77.0.100:80     10.77.0.22:80
 """
+
+
+def test_fresh_source_ports_avoid_ipvs_entries() -> None:
+    from lvslab.checks import fresh_source_ports
+
+    listing = CONNECTIONS
     # Every free port of the range: deterministic, so the test cannot pass or fail by chance.
     ports = fresh_source_ports(listing, "10.77.0.1", 9998, low=20000, high=30000)
     assert len(set(ports)) == 9998 and not {20001, 20002} & set(ports) and 20003 in ports
@@ -144,13 +151,7 @@ TCP 01:00  FIN_WAIT    10.77.0.9:20003    10.77.0.100:80     10.77.0.22:80
 def test_parse_connections_finds_the_persistence_template() -> None:
     from lvslab.checks import parse_ipvsadm_connections
 
-    listing = """IPVS connection entries
-pro expire state       source             virtual            destination
-TCP 00:08  NONE        10.77.0.1:0        10.77.0.100:80     10.77.0.21:80
-TCP 01:55  FIN_WAIT    10.77.0.1:20001    10.77.0.100:80     10.77.0.21:80
-TCP 00:06  ASSURED     10.77.0.2:0        10.77.0.100:80     10.77.0.22:80
-"""
-    template, conn, assured = parse_ipvsadm_connections(listing)
+    template, conn, _, _, assured = parse_ipvsadm_connections(CONNECTIONS)
     assert assured.is_template and assured.client == "10.77.0.2"
     assert template.is_template and template.expire_s == 8 and template.destination == "10.77.0.21:80"
     assert not conn.is_template and conn.client_port == 20001 and conn.expire_s == 115
