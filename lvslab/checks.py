@@ -264,7 +264,11 @@ def check_readiness(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
                 break
             time.sleep(2)
         while time.monotonic() < deadline:
-            out = ssh(key, node.address, "cat /var/lib/lvslab/ready && cloud-init status --long", timeout=60)
+            try:
+                out = ssh(key, node.address, "cat /var/lib/lvslab/ready && cloud-init status --long", timeout=60)
+            except subprocess.TimeoutExpired:  # a guest starved of CPU (many VMs booting at once): ask again
+                last = "SSH did not answer within 60 s"
+                continue
             if out.returncode in (0, 1) and out.stdout.strip():
                 if "status: done" in out.stdout:
                     return {"seconds": round(time.monotonic() - t0, 1), "boot_to_ready_s": uptime,
