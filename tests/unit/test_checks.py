@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -210,3 +211,28 @@ def test_source_hashing_evaluation() -> None:
     assert "failing" in evaluate_source_hashing({**good, "10.0.0.248": ["ERROR(timeout)"] * 4})
     one = evaluate_source_hashing({"a": ["web1"] * 4, "b": ["web1"] * 4})
     assert one == "all 2 client addresses hashed to one server"
+
+
+def test_readiness_retries_an_ssh_attempt_that_times_out(monkeypatch: pytest.MonkeyPatch,
+                                                         dev_raw: dict[str, Any]) -> None:
+    """Many VMs booting on two cores: one SSH attempt may hang past its timeout; readiness asks again."""
+    from dataclasses import replace
+
+    import lvslab.checks as checks
+    from lvslab.config import parse_config
+    from lvslab.model import derive, verify_spec
+
+    spec = verify_spec(derive(parse_config(dev_raw, "dev")))
+    spec = replace(spec, directors=(), real_servers=(replace(spec.real_servers[0], console_log="/nonexistent"),))
+    calls: list[str] = []
+
+    def fake_ssh(_key: object, address: str, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        calls.append(address)
+        if len(calls) == 1:
+            raise subprocess.TimeoutExpired(["ssh"], timeout)
+        return subprocess.CompletedProcess(["ssh"], 0, "1700000000\nstatus: done\n", "")
+
+    monkeypatch.setattr(checks, "ssh", fake_ssh)
+    monkeypatch.setattr(checks, "_boot_profile", lambda _key, _node: {})
+    result = checks.check_readiness(spec, SimpleNamespace(path="/dev/null"))
+    assert result["passed"] and len(calls) == 2
