@@ -479,7 +479,8 @@ def _source_hashing(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
 def check_health(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     """Stop nginx on one real server: keepalived removes it from the IPVS table; start it: it comes back.
     Both decided from the MASTER's table (right for every scheduler and weight), timed on this host by a
-    watcher that already runs on the director when nginx is stopped or started."""
+    watcher that already runs on the director, from the moment `systemctl stop|start nginx` returned (that
+    command's own SSH round trip, seconds on starved guests, is reported beside it, not counted)."""
     victim = next((rs for rs in reversed(spec.real_servers) if rs.weight > 0), spec.real_servers[-1])
     master = spec.master
     remove_window, add_window = spec.health_check.window()
@@ -495,26 +496,28 @@ def check_health(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
             if not stopped:
                 raise CheckFailed("health-check", f"nginx stopped on {victim.name}", out.stderr.strip())
 
-        removed, table = ssh_watch(key, master.address,
+        removed, stop_s, table = ssh_watch(key, master.address,
                                    table_watch_script(victim.address, spec.port, False, remove_window + slack),
                                    act_stop, remove_window + slack + 30)
         if removed is None:
             raise CheckFailed("health-check", f"{victim.name} removed from the IPVS table within "
                               f"{remove_window + slack:g} s", f"still in table: {' '.join(table.split())[-300:]}")
         result["removed_after_s"] = round(removed, 1)
+        result["stop_command_s"] = round(stop_s, 1)
 
         def act_start() -> None:
             nonlocal stopped
             ssh(key, victim.address, "systemctl start nginx")
             stopped = False
 
-        back, table = ssh_watch(key, master.address,
+        back, start_s, table = ssh_watch(key, master.address,
                                 table_watch_script(victim.address, spec.port, True, add_window + slack),
                                 act_start, add_window + slack + 30)
         if back is None:
             raise CheckFailed("health-check", f"{victim.name} back in the IPVS table within {add_window + slack:g} s",
                               f"table: {' '.join(table.split())[-300:]}")
         result["readded_after_s"] = round(back, 1)
+        result["start_command_s"] = round(start_s, 1)
         answered = any(http_get(spec.vip, spec.port, timeout=2).server == victim.name
                        for _ in range(4 * len(spec.real_servers)))
         if spec.lb_algo in ("rr", "wrr") and not spec.persistence and not answered:

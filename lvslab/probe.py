@@ -49,10 +49,12 @@ def ssh(key: SshKey, address: str, script: str, timeout: float = 60) -> subproce
 
 
 def ssh_watch(key: SshKey, address: str, script: str, action: Callable[[], None],
-              timeout: float) -> tuple[float | None, str]:
+              timeout: float) -> tuple[float | None, float, str]:
     """Run a watcher script on a node that prints 'watching' once it runs and 'done' when what it waits
-    for happened; start `action` only after 'watching', so the SSH set-up (seconds under emulation) is
-    not part of the measurement. Returns (seconds from the action's start to 'done', or None; output)."""
+    for happened; start `action` only after 'watching', and time from the moment the action returned, so
+    neither SSH set-up (seconds on starved guests, for the watcher and for the action's own SSH) is part of
+    the measurement. Returns (seconds from the action's end to 'done', or None; the action's own seconds;
+    output). A 'done' already waiting when the action returns counts as 0 s."""
     proc = subprocess.Popen(["ssh", *SSH_OPTIONS, "-i", key.path, f"root@{address}", script],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str | None] = queue.Queue()
@@ -66,7 +68,8 @@ def ssh_watch(key: SshKey, address: str, script: str, action: Callable[[], None]
     threading.Thread(target=pump, daemon=True).start()
     output: list[str] = []
     deadline = time.monotonic() + timeout
-    started: float | None = None
+    acted: float | None = None
+    action_s = 0.0
     try:
         while time.monotonic() < deadline:
             try:
@@ -76,12 +79,14 @@ def ssh_watch(key: SshKey, address: str, script: str, action: Callable[[], None]
             if line is None:
                 break
             output.append(line)
-            if line.strip() == "watching" and started is None:
-                started = time.monotonic()
+            if line.strip() == "watching" and acted is None:
+                begun = time.monotonic()
                 action()
-            elif line.strip() == "done" and started is not None:
-                return time.monotonic() - started, "".join(output)
-        return None, "".join(output)
+                acted = time.monotonic()
+                action_s = acted - begun
+            elif line.strip() == "done" and acted is not None:
+                return max(0.0, time.monotonic() - acted), action_s, "".join(output)
+        return None, action_s, "".join(output)
     finally:
         if proc.poll() is None:
             proc.kill()

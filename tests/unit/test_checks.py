@@ -236,3 +236,28 @@ def test_readiness_retries_an_ssh_attempt_that_times_out(monkeypatch: pytest.Mon
     monkeypatch.setattr(checks, "_boot_profile", lambda _key, _node: {})
     result = checks.check_readiness(spec, SimpleNamespace(path="/dev/null"))
     assert result["passed"] and len(calls) == 2
+
+
+@pytest.mark.parametrize("action_s,expect_after", [(0.3, 1.2), (2.0, 0.0)])
+def test_ssh_watch_times_from_the_end_of_the_action(monkeypatch: pytest.MonkeyPatch, action_s: float,
+                                                    expect_after: float) -> None:
+    """The slow SSH round trip of the action is reported, not counted: 'done' 1.5 s after 'watching'
+    is 1.2 s after a 0.3 s action, and 0 s after an action that outlasted it."""
+    import time
+
+    from lvslab import probe
+
+    real_popen = subprocess.Popen
+
+    def local_shell(argv: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+        return real_popen(["sh", "-c", argv[-1]], **kwargs)
+
+    monkeypatch.setattr(probe.subprocess, "Popen", local_shell)
+    key = SimpleNamespace(path="/nonexistent")
+    after, took, output = probe.ssh_watch(key, "192.0.2.1", "echo watching; sleep 1.5; echo done",  # type: ignore[arg-type]
+                                          lambda: time.sleep(action_s), timeout=10)
+    assert after is not None and abs(after - expect_after) < 0.4
+    assert abs(took - action_s) < 0.2 and output.split() == ["watching", "done"]
+    missing, _, output = probe.ssh_watch(key, "192.0.2.1", "echo watching; echo timeout",  # type: ignore[arg-type]
+                                         lambda: None, timeout=10)
+    assert missing is None and output.split() == ["watching", "timeout"]
