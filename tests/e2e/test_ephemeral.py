@@ -22,13 +22,16 @@ SORRY = "sorry-server"  # only in labs with lvs.sorryServer (the ci template)
 
 
 # The labs that boot together: name -> (template, what it adds to the base steps). All are kept up for the
-# runtime faults of their features, then destroyed leak-free. A third lab (sticky: persistence, nopreempt)
-# at the same time starves the emulated guests on two cores: health-check timings measured from this host
-# then exceed their windows (re-added after 16.5 s, window 4 + 10 s), so it runs on demand
-# (`make up STACK=sticky`, faults persistence-off and preempt-on), not here.
+# runtime faults of their features, then destroyed leak-free.
 LABS = {
     "a": ("ci", [SORRY]),  # rr, HTTP_GET, sorry server, clean failover
     "b": ("weighted", ["connection-sync"]),  # wrr 3:2:1, TCP_CHECK, hard failover, sync daemon
+}
+# Labs that boot alone, one after the other, once the pair is gone: a third lab beside the pair starves the
+# emulated guests on two cores (health-check re-added after 16.5 s, window 4 + 10 s; ready after 1503-1554 s
+# instead of 975 s), while one 4-VM lab alone is ready in about 250 s.
+ALONE = {
+    "c": ("sticky", ["persistence"]),  # rr + persistence 10 s, tcpFin 5 s, both BACKUP + nopreempt
 }
 
 
@@ -55,7 +58,7 @@ def side_by_side(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             (work / f"{k}-destroy.exit").write_text(str(down.returncode))
 
 
-def _assert_verified(report: dict[str, Any], counts: dict[str, int], health_check_server: str, extra: list[str],
+def _assert_verified(report: dict[str, Any], counts: dict[str, int] | None, health_check_server: str, extra: list[str],
                      preempt: bool = True) -> None:
     assert report["failed"] == [], report["failed"]  # includes: no changes in preview, nor after refresh
     # The real providers only: no dynamic provider resource in the state.
@@ -72,6 +75,9 @@ def _assert_verified(report: dict[str, Any], counts: dict[str, int], health_chec
                                                                "modules-final"} for n in nodes.values())
     assert all(r["passed"] for r in verification.values())
     rr = verification["round-robin"]
+    if counts is None:  # persistence: every request of the one client on one server
+        assert len(rr["counts"]) == 1 and sum(rr["counts"].values()) == rr["requests"], rr["counts"]
+        counts = rr["counts"]
     assert rr["counts"] == counts and {k: v for k, v in rr["ipvs_conns"].items() if v} == counts
     fo = verification["failover"]
     assert fo["service_gap_s"] <= fo["vrrp_bound_s"] + 1.0
@@ -134,6 +140,60 @@ def test_kept_lab_destroys_without_leaks(side_by_side: dict[str, Any], netns: st
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "leak check: no libvirt domain" in proc.stdout
     side_by_side[lab] = None  # already destroyed
+
+
+@pytest.fixture(scope="module")
+def alone(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The labs of ALONE, each booted by itself after the pair was destroyed (the tests below run after
+    the pair's), kept for their faults, then destroyed."""
+    work = tmp_path_factory.mktemp("alone")
+    result: dict[str, Any] = {"codes": {}, "seconds": {}, "netns": netns}
+    for k, (template, _) in ALONE.items():
+        t0 = time.monotonic()
+        proc = run_in(netns, "ephemeral", "--template", template, "--keep", "--json", str(work / f"{k}.json"))
+        result["codes"][k], result["seconds"][k] = proc.returncode, round(time.monotonic() - t0)
+        print(f"--- lab {k} (exit {proc.returncode}) ---\n" + proc.stdout[-15000:])
+        result[k] = read_report(work / f"{k}.json") if (work / f"{k}.json").exists() else None
+    yield result
+    for k in ALONE:
+        if result[k]:
+            run_in(netns, "destroy", "--stack", result[k]["stack"], "--rm")
+
+
+def test_sticky_lab_alone(alone: dict[str, Any]) -> None:
+    """Persistence (template in ipvsadm -Lnc, expiry, the client moves) and nopreempt (VIP stays on the
+    BACKUP that took it, 0 failed requests) on VMs."""
+    print(json.dumps({k: alone[k] for k in ("codes", "seconds")}))
+    assert alone["codes"]["c"] == 0
+    c = alone["c"]
+    _assert_verified(c, None, "web2", ALONE["c"][1], preempt=False)
+    persistence = c["verification"]["persistence"]
+    assert persistence["moved"] and persistence["second_server"] != persistence["first_server"]
+    assert persistence["template_gone_after_s"] <= persistence["bound_s"] == 10 + 5 + 10
+    failback = c["verification"]["failback"]
+    assert failback["failed_requests"] == 0 and failback["vip_stayed_on"] == "director2"
+
+
+@pytest.mark.parametrize("lab,fault,check", [
+    ("c", "persistence-off", "persistence"),
+    ("c", "preempt-on", "failback"),
+])
+def test_runtime_fault_fails_its_check_alone(alone: dict[str, Any], lab: str, fault: str, check: str) -> None:
+    if not alone[lab] or alone["codes"][lab] != 0:
+        pytest.fail(f"lab {lab} did not come up")
+    proc = run_in(alone["netns"], "fault", "--stack", alone[lab]["stack"], "--fault", fault)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert f'"failed_check": "{check}"' in proc.stdout and '"after_repair": true' in proc.stdout
+
+
+@pytest.mark.parametrize("lab", sorted(ALONE))
+def test_kept_lab_alone_destroys_without_leaks(alone: dict[str, Any], netns: str, lab: str) -> None:
+    if not alone[lab]:
+        pytest.fail(f"lab {lab} did not come up")
+    proc = run_in(netns, "destroy", "--stack", alone[lab]["stack"], "--rm")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "leak check: no libvirt domain" in proc.stdout
+    alone[lab] = None
 
 
 def test_failing_verification_destroys_and_leaves_artefacts(netns: str, tmp_path: Path) -> None:
