@@ -19,9 +19,13 @@ class LabNetwork(pulumi.ComponentResource):
         super().__init__("lvslab:index:Network", name, None, opts)
         cfg = facts.cfg
         self.network = libvirt.Network(
-            f"{name}-net", name=facts.network, mode="open", bridge=cfg.bridge, addresses=[str(cfg.subnet)],
+            f"{name}-net", name=facts.network, mode="open", bridge=cfg.bridge,
+            addresses=[str(cfg.subnet), *([str(cfg.client_subnet)] if cfg.client_subnet else [])],
             autostart=False, dhcp=libvirt.NetworkDhcpArgs(enabled=False), dns=libvirt.NetworkDnsArgs(enabled=False),
             xml=libvirt.NetworkXmlArgs(xslt=network_xslt(facts)),
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True))
-        self.register_outputs({"name": facts.network, "bridge": cfg.bridge, "bridgeMac": facts.bridge_mac,
-                               "hostAddress": cfg.host_address})
+        outputs = {"name": facts.network, "bridge": cfg.bridge, "bridgeMac": facts.bridge_mac,
+                   "hostAddress": cfg.host_address}
+        if cfg.client_subnet:  # LVS-NAT: the VIP's and the client's subnet
+            outputs |= {"clientSubnet": str(cfg.client_subnet), "clientAddress": cfg.client}
+        self.register_outputs(outputs)

@@ -66,6 +66,41 @@ def evaluate_distribution(counts: dict[str, int], weights: dict[str, int], lb_al
     return None
 
 
+def evaluate_reply_path(stats: dict[str, dict[str, int]], lb_kind: str) -> str | None:
+    """Which way the replies went, from `ipvsadm -Ln --stats` per real server: DR replies bypass the
+    director (OutPkts 0 everywhere); NAT replies cross it (OutPkts > 0 for every server that got
+    connections). None when that holds, else what was expected."""
+    if lb_kind == "DR" and any(v["outpkts"] for v in stats.values()):
+        return "OutPkts 0 (DR: replies bypass the director)"
+    if lb_kind == "NAT" and any(v["conns"] and not v["outpkts"] for v in stats.values()):
+        return "OutPkts > 0 for every real server with connections (NAT: replies cross the director)"
+    return None
+
+
+def real_server_problems(text: str, lb_kind: str, vip: str, gateway_vip: str) -> list[str]:
+    """What is wrong with one real server, from `ip -4 -o addr show dev lo`, `ip -4 route show default` and
+    lines '<iface> <arp_ignore> <arp_announce>'. DR: the VIP on lo as /32 and arp_ignore=1/arp_announce=2
+    (only the director may answer ARP for the VIP). NAT: replies go back through the director, so the
+    default route is via the gateway VIP, and the VIP is not local (the director rewrites it)."""
+    problems = []
+    has_vip = f" {vip}/32 " in text
+    if lb_kind == "DR":
+        if not has_vip:
+            problems.append(f"VIP {vip}/32 not on lo")
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] in ("all", "lo", "eth0") and (parts[1], parts[2]) != ("1", "2"):
+                problems.append(f"{parts[0]} arp_ignore={parts[1]} arp_announce={parts[2]}")
+    else:
+        defaults = [line.split() for line in text.splitlines() if line.startswith("default ")]
+        gateways = [p[p.index("via") + 1] for p in defaults if "via" in p]
+        if gateways != [gateway_vip]:
+            problems.append(f"default route via {gateways or 'nothing'}, expected via {gateway_vip}")
+        if has_vip:
+            problems.append(f"VIP {vip} on lo (NAT: the director rewrites it; the real server must not own it)")
+    return problems
+
+
 def evaluate_least_connection(counts: dict[str, int], loaded: str, servers: list[str], total: int) -> str | None:
     """lc/wlc with long connections held open on `loaded`: every fresh connection goes to the others."""
     if sum(counts.values()) != total:
@@ -198,16 +233,33 @@ def _parallel(fn: Callable[[Any], Any], items: list[Any] | tuple[Any, ...]) -> l
         return list(pool.map(fn, items))
 
 
-def _vip_holders(spec: VerifySpec, key: SshKey, only: list[str] | None = None) -> dict[str, bool]:
-    """Which directors have the VIP configured (asked over SSH; `only` skips a frozen one)."""
+def _eth0_addresses(spec: VerifySpec, key: SshKey, only: list[str] | None = None) -> dict[str, str]:
+    """`ip -4 -o addr show dev eth0` of each director (asked over SSH; `only` skips a frozen one)."""
     directors = [d for d in spec.directors if only is None or d.name in only]
 
-    def holds(d: NodeFacts) -> bool:
+    def addresses(d: NodeFacts) -> str:
         out = ssh(key, d.address, "ip -4 -o addr show dev eth0", timeout=60)
         if out.returncode != 0:
             raise CheckFailed("vip-state", f"SSH to {d.name}", out.stderr.strip())
-        return f" {spec.vip}/" in out.stdout
-    return dict(zip([d.name for d in directors], _parallel(holds, directors), strict=True))
+        return out.stdout
+    return dict(zip([d.name for d in directors], _parallel(addresses, directors), strict=True))
+
+
+def _vip_holders(spec: VerifySpec, key: SshKey, only: list[str] | None = None) -> dict[str, bool]:
+    """Which directors have the VIP configured (`only` skips a frozen one)."""
+    return {name: f" {spec.vip}/" in text for name, text in _eth0_addresses(spec, key, only).items()}
+
+
+def _gateway_with_vip(spec: VerifySpec, key: SshKey, holder: str, check: str,
+                      only: list[str] | None = None) -> None:
+    """LVS-NAT: the real servers' gateway VIP is on the VIP's holder only (one vrrp_sync_group), or their
+    replies reach a director that does not translate them back. Nothing to check with DR."""
+    if spec.lb_kind != "NAT":
+        return
+    gateways = {name: f" {spec.gateway_vip}/" in text for name, text in _eth0_addresses(spec, key, only).items()}
+    if [n for n, h in gateways.items() if h] != [holder]:
+        raise CheckFailed(check, f"gateway VIP {spec.gateway_vip} moved with the VIP: on {holder} only",
+                          f"gateway VIP held by {sorted(n for n, h in gateways.items() if h) or 'nobody'}")
 
 
 def _ipvs_list(key: SshKey, director: NodeFacts, stats: bool = False) -> str:
@@ -286,44 +338,69 @@ def check_readiness(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
 
 
 def check_lvs_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
-    """The VIP is on the MASTER only; only the MASTER answers ARP for it; every real server holds the VIP
-    on lo as /32 with arp_ignore=1/arp_announce=2."""
+    """The VIP is on the MASTER only (nopreempt: handed to it first if the other director came up first);
+    only the MASTER answers ARP for it; every real server holds the VIP on lo as /32 with arp_ignore=1/
+    arp_announce=2."""
     holders = _vip_holders(spec, key)
     master = spec.master
     holding = sorted(n for n, h in holders.items() if h)
+    handed_over = None
+    if not spec.preempt and holding == [spec.backup.name]:
+        # nopreempt (both BACKUP): whichever director's keepalived started first took the VIP and keeps it.
+        # Hand it to the higher priority, as an operator would: restart keepalived on the holder.
+        handed_over = _hand_vip_to_master(spec, key)
+        holding = [master.name]
     if len(holding) > 1:
         raise CheckFailed("split-brain", f"VIP {spec.vip} on one director only", _split_brain(spec, key, holding))
     if holding != [master.name]:
         raise CheckFailed("vip-state", f"VIP {spec.vip} on {master.name} only", f"held by {holding or 'nobody'}")
 
-    script = ("ip -4 -o addr show dev lo; for i in all lo eth0; do "
+    _gateway_with_vip(spec, key, master.name, "vip-state")
+    script = ("ip -4 -o addr show dev lo; ip -4 route show default; for i in all lo eth0; do "
               "echo $i $(sysctl -n net.ipv4.conf.$i.arp_ignore) $(sysctl -n net.ipv4.conf.$i.arp_announce); done")
 
     def rs_config(rs: NodeFacts) -> str | None:
         out = ssh(key, rs.address, script)
         if out.returncode != 0:
             return f"{rs.name}: SSH failed: {out.stderr.strip()}"
-        problems = []
-        if f" {spec.vip}/32 " not in out.stdout:
-            problems.append(f"VIP {spec.vip}/32 not on lo")
-        for line in out.stdout.splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[0] in ("all", "lo", "eth0") and (parts[1], parts[2]) != ("1", "2"):
-                problems.append(f"{parts[0]} arp_ignore={parts[1]} arp_announce={parts[2]}")
+        problems = real_server_problems(out.stdout, spec.lb_kind, spec.vip, spec.gateway_vip)
         return f"{rs.name}: " + ", ".join(problems) if problems else None
 
     rs_problems = [p for p in _parallel(rs_config, spec.real_servers) if p]
     if rs_problems:
-        raise CheckFailed("real-server-config", "VIP/32 on lo and arp_ignore=1, arp_announce=2 on every real server",
-                          "; ".join(rs_problems))
+        wanted = ("VIP/32 on lo and arp_ignore=1, arp_announce=2" if spec.lb_kind == "DR" else
+                  f"the default route via the gateway VIP {spec.gateway_vip} and no VIP on lo")
+        raise CheckFailed("real-server-config", f"{wanted} on every real server", "; ".join(rs_problems))
 
     _check_ipvs_settings(spec, key, master)
-    responders = arp_responders(spec.bridge, spec.vip, spec.host_address)
+    responders = arp_responders(spec.bridge, spec.vip, spec.client_address)
     if responders != {master.mac}:
         names = {n.mac: n.name for n in spec.nodes}
         raise CheckFailed("vip-arp", f"only {master.name} ({master.mac}) answers ARP for {spec.vip}",
                           f"answered by {sorted(names.get(m, m) for m in responders) or 'nobody'}")
-    return {"passed": True, "vip_holder": master.name, "arp_responders": sorted(responders)}
+    result = {"passed": True, "vip_holder": master.name, "arp_responders": sorted(responders)}
+    if handed_over is not None:
+        result["nopreempt_vip_handed_over_after_s"] = handed_over
+    return result
+
+
+def _hand_vip_to_master(spec: VerifySpec, key: SshKey) -> float:
+    """nopreempt: move the VIP from the lower-priority director (it came up first) to the MASTER by
+    restarting keepalived on the holder; seconds until the VIP is on the MASTER only."""
+    t0 = time.monotonic()
+    out = ssh(key, spec.backup.address, "systemctl restart keepalived")
+    if out.returncode != 0:
+        raise CheckFailed("vip-state", f"keepalived restarted on {spec.backup.name} (nopreempt hand-over)",
+                          out.stderr.strip())
+    deadline = t0 + spec.failover_bound_s + 20
+    holders: dict[str, bool] = {}
+    while time.monotonic() < deadline:
+        holders = _vip_holders(spec, key)
+        if [n for n, h in holders.items() if h] == [spec.master.name]:
+            return round(time.monotonic() - t0, 1)
+        time.sleep(0.5)
+    raise CheckFailed("vip-state", f"VIP on {spec.master.name} after keepalived restarted on {spec.backup.name} "
+                      "(nopreempt: the first director up keeps the VIP)", f"holders {holders}")
 
 
 def _check_ipvs_settings(spec: VerifySpec, key: SshKey, master: NodeFacts) -> None:
@@ -356,7 +433,8 @@ def _split_brain(spec: VerifySpec, key: SshKey, holding: list[str]) -> str:
     """Both directors hold the VIP (seed 001: keepalived killed with -9 leaves its VIP behind while the
     BACKUP takes over): name both, the MACs that answer ARP for the VIP, and how to repair it."""
     names = {n.mac: n.name for n in spec.nodes}
-    responders = sorted(f"{names.get(m, '?')} ({m})" for m in arp_responders(spec.bridge, spec.vip, spec.host_address))
+    responders = sorted(f"{names.get(m, '?')} ({m})"
+                        for m in arp_responders(spec.bridge, spec.vip, spec.client_address))
     by_name = {d.name: d for d in spec.directors}
     stale = [n for n in holding if ssh(key, by_name[n].address, "pidof keepalived").returncode != 0]
     repair = (f"on {', '.join(stale)} (keepalived not running, stale VIP): ip addr del {spec.vip}/32 dev eth0 && "
@@ -387,7 +465,7 @@ def check_round_robin(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     # requests must come from client ports without an entry, or IPVS reuses it instead of scheduling.
     listing = ssh(key, master.address, "ipvsadm -Z && ipvsadm -Lnc").stdout
     total = spec.requests_per_server * len(spec.real_servers)
-    ports = fresh_source_ports(listing, spec.host_address, total)
+    ports = fresh_source_ports(listing, spec.client_address, total)
     sequence = []
     for source_port in ports:
         res = http_get(spec.vip, spec.port, timeout=3, source_port=source_port)
@@ -410,8 +488,9 @@ def check_round_robin(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     if any(ipvs_counts.get(name, 0) != c for name, c in counts.items()) or sum(ipvs_counts.values()) != total:
         raise CheckFailed("round-robin", f"ipvsadm --stats connection counts equal to the client's {dict(counts)}",
                           f"{ipvs_counts}\n{stats_text}")
-    if any(v["outpkts"] for v in stats.values()):
-        raise CheckFailed("round-robin", "OutPkts 0 (DR: replies bypass the director)", stats_text)
+    problem = evaluate_reply_path(stats, spec.lb_kind)
+    if problem:
+        raise CheckFailed("round-robin", problem, stats_text)
     result = {"passed": True, "requests": total, "counts": dict(counts), "sequence": sequence,
               "ipvs_conns": ipvs_counts, "ipvsadm_stats": stats_text}
     active = [rs.name for rs in spec.real_servers if rs.weight > 0]
@@ -425,7 +504,7 @@ def check_round_robin(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
 def _least_connection(spec: VerifySpec, key: SshKey, total: int, active: list[str]) -> dict[str, Any]:
     """lc/wlc: open 3 idle connections per server (spread by the scheduler), close all but those that landed
     on one server, then `total` fresh connections must all go to the others."""
-    master, client = spec.master, spec.host_address
+    master, client = spec.master, spec.client_address
     by_addr = {rs.address: rs.name for rs in spec.real_servers}
     ports = fresh_source_ports(ssh(key, master.address, "ipvsadm -Lnc").stdout, client, 3 * len(active))
     held: list[tuple[int, socket.socket]] = []
@@ -582,7 +661,7 @@ def check_persistence(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     persistence_timeout + tcpfin (closed connections keep it alive) and the client is scheduled anew: with rr
     it moves to the next server."""
     master = spec.master
-    client = spec.host_address
+    client = spec.client_address
     by_addr = {rs.address: rs.name for rs in spec.real_servers}
     requests = 2 * len(spec.real_servers) + 2
     _wait_all_in_ipvs(spec, key, timeout=spec.health_check.delay_loop * 3 + 60, check="persistence")
@@ -635,7 +714,7 @@ def check_connection_sync(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     hold_s = 6.0  # bytes must keep arriving this long through the BACKUP
     result: dict[str, Any] = {"path": STREAM_PATH}
     listing = ssh(key, master.address, "ipvsadm -Lnc").stdout
-    port = fresh_source_ports(listing, spec.host_address, 1)[0]
+    port = fresh_source_ports(listing, spec.client_address, 1)[0]
     download = Download(spec.vip, spec.port, STREAM_PATH, source_port=port).start()
     poller: Poller | None = None
     frozen = False
@@ -645,7 +724,7 @@ def check_connection_sync(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
             time.sleep(0.2)
         time.sleep(2)  # a few sync periods: the entry is on the BACKUP now (if sync runs)
         synced = [e for e in parse_ipvsadm_connections(ssh(key, backup.address, "ipvsadm -Lnc").stdout)
-                  if e.client == spec.host_address and e.client_port == port]
+                  if e.client == spec.client_address and e.client_port == port]
         result.update(server=download.server, synced_to_backup=bool(synced),
                       synced_state=synced[0].state if synced else None)
         poller = Poller(spec.vip, spec.port, interval=0.2).start()
@@ -719,6 +798,9 @@ def check_failover(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
         time.sleep(1)
         gap, failed = outage(poller.events, t_stop)
         if moved is None:
+            # NAT: the VIP may have moved while the replies still go to a gateway nobody holds: say so.
+            _gateway_with_vip(spec, key, backup.name, "failover",
+                              None if spec.failover_mode == "clean" else [backup.name])
             raise CheckFailed("failover", f"VIP answering through {backup.name} within {bound + 15:.1f} s",
                               f"client sees MAC {neighbour_mac(spec.vip)}, {failed} failed requests")
         # A frozen MASTER (hard mode) cannot be asked; its VIP is still configured but it is silent.
@@ -727,6 +809,7 @@ def check_failover(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
             raise CheckFailed("failover", f"VIP on {backup.name} only", f"holders {holders}")
         if not holders.get(backup.name):
             raise CheckFailed("failover", f"VIP on {backup.name}", f"holders {holders}")
+        _gateway_with_vip(spec, key, backup.name, "failover", None if spec.failover_mode == "clean" else [backup.name])
         if gap > bound + 1.0:
             raise CheckFailed("failover", f"service gap <= VRRP bound {bound:.2f} s (+1 s)", f"{gap:.2f} s")
         # Timed from the moment the MASTER was told to stop: never negative.
@@ -735,6 +818,8 @@ def check_failover(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
                 "vrrp_bound_s": round(bound, 2), "holders": holders}
     except Exception:
         _start_master(spec, key, master)  # leave the lab whole for the next run
+        if not spec.preempt:  # nopreempt: the BACKUP keeps the VIP unless its keepalived restarts
+            ssh(key, backup.address, "systemctl restart keepalived")
         raise
     finally:
         poller.stop()
@@ -756,6 +841,7 @@ def check_failback(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
             if back is None or holders != {master.name: True, backup.name: False}:
                 raise CheckFailed("failback", f"VIP back on {master.name} only (preempt)",
                                   f"holders {holders}, client MAC {neighbour_mac(spec.vip)}")
+            _gateway_with_vip(spec, key, master.name, "failback")
             return {"passed": True, "preempt": True, "vip_returned_after_s": round(back.t - t0, 2),
                     "service_gap_s": round(gap, 2), "failed_requests": failed}
         time.sleep(3 * spec.advert_int + 2)
@@ -778,6 +864,7 @@ def check_restored(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     while time.monotonic() < deadline:
         holders = _vip_holders(spec, key)
         if [n for n, h in holders.items() if h] == [master.name]:
+            _gateway_with_vip(spec, key, master.name, "restore")
             _wait_all_in_ipvs(spec, key, timeout=spec.health_check.delay_loop * 3 + 30, check="restore")
             return {"passed": True, "vip_holder": master.name}
         time.sleep(1)

@@ -29,6 +29,8 @@ DOMAIN_TYPES = ("auto", "kvm", "qemu")
 BOOT_METHODS = ("kernel", "bootloader")
 PACKAGE_SOURCES = ("local", "mirror")
 FAILOVER_MODES = ("clean", "hard")
+# IPVS forwarding methods (keepalived's lb_kind) the lab builds and verifies.
+LB_KINDS = ("DR", "NAT")
 # Host names (RFC 1123 labels, lowercase, starting with a letter): they become hostnames and libvirt names.
 _NAME_RE = re.compile(r"[a-z](?:[a-z0-9-]{0,29}[a-z0-9])?")
 _BRIDGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
@@ -153,6 +155,27 @@ class LabConfig:
     # `ipvsadm --start-daemon master/backup`), so established connections survive a failover.
     sync_daemon: bool = False
     timeouts: LvsTimeouts = field(default_factory=LvsTimeouts)
+    # LVS-NAT: the VIP and the client live in a second subnet on the same bridge (so replies must cross the
+    # director); the real servers' default gateway is gateway_vip, a second VIP in the lab's subnet that
+    # keepalived moves together with the VIP (one vrrp_sync_group). Unset (None, "") with DR.
+    client_subnet: ipaddress.IPv4Network | None = None
+    client_address: str = ""
+    gateway_vip: str = ""
+
+    @property
+    def client(self) -> str:
+        """The address the lab's client (this host) talks to the VIP from."""
+        return self.client_address or self.host_address
+
+    @property
+    def gateway_router_id(self) -> int:
+        """NAT: the VRRP router id of the gateway VIP's instance (the next one after the VIP's)."""
+        return self.vrrp.virtual_router_id % 255 + 1
+
+    @property
+    def vip_subnet(self) -> ipaddress.IPv4Network:
+        """The subnet the VIP lives in (its prefix on the director)."""
+        return self.client_subnet or self.subnet
 
     @property
     def master(self) -> Director:
@@ -286,7 +309,8 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
                "qemu+ssh://user@host/system", libvirt_uri)
     domain_type = r.string(raw, "domainType", "domainType", "auto", DOMAIN_TYPES)
 
-    net = r.obj(raw.get("network", {}), "network", {"bridge", "subnet", "hostAddress"})
+    net = r.obj(raw.get("network", {}), "network", {"bridge", "subnet", "hostAddress", "clientSubnet",
+                                                    "clientAddress"})
     bridge = r.string(net, "bridge", "network.bridge", None)
     if bridge and not _BRIDGE_RE.fullmatch(bridge):
         r.fail("network.bridge", "must be 1-15 characters of letters, digits, '_', '.', '-' (Linux IFNAMSIZ)",
@@ -301,18 +325,50 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         r.fail("network.subnet", "must be an IPv4 network in CIDR form with no host bits, e.g. 10.77.0.0/24",
                net.get("subnet"))
 
+    # The forwarding method first: it decides which subnet the VIP belongs to.
+    lvs = r.obj(raw.get("lvs", {}), "lvs",
+                {"lbAlgo", "lbKind", "persistenceTimeout", "sorryServer", "syncDaemon", "timeouts", "gatewayVip"})
+    lb_kind = r.string(lvs, "lbKind", "lvs.lbKind", "DR", LB_KINDS)
+    nat = lb_kind == "NAT"
+    client_subnet: ipaddress.IPv4Network | None = None
+    if "clientSubnet" in net and not nat:
+        r.fail("network.clientSubnet", "is only used with lvs.lbKind NAT (the VIP's and the client's subnet); "
+               f"with {lb_kind} the VIP lives in network.subnet", net["clientSubnet"])
+    elif "clientAddress" in net and not nat:
+        r.fail("network.clientAddress", f"is only used with lvs.lbKind NAT; with {lb_kind} the client is "
+               "network.hostAddress", net["clientAddress"])
+    elif "gatewayVip" in lvs and not nat:
+        r.fail("lvs.gatewayVip", f"is only used with lvs.lbKind NAT (the real servers' gateway); with {lb_kind} "
+               "the real servers answer the client directly", lvs["gatewayVip"])
+    elif nat:
+        try:
+            client_subnet = ipaddress.IPv4Network(net.get("clientSubnet"), strict=True)
+            if client_subnet.prefixlen > 29:
+                r.fail("network.clientSubnet", "must be /29 or larger", net.get("clientSubnet"))
+                client_subnet = None
+            elif subnet is not None and client_subnet.overlaps(subnet):
+                r.fail("network.clientSubnet", f"must not overlap network.subnet {subnet} (with NAT the client "
+                       "must be in another subnet, or the real servers would answer it directly)",
+                       net.get("clientSubnet"))
+                client_subnet = None
+        except (ValueError, TypeError):
+            r.fail("network.clientSubnet", "is required with lvs.lbKind NAT: the VIP's and the client's IPv4 "
+                   "subnet on the same bridge, in CIDR form without host bits, e.g. 10.177.0.0/24",
+                   net.get("clientSubnet"))
+
     used: dict[ipaddress.IPv4Address, str] = {}
 
-    def host_in_subnet(value: Any, key: str) -> str:
+    def host_in_subnet(value: Any, key: str, within: ipaddress.IPv4Network | None = subnet,
+                       within_key: str = "network.subnet") -> str:
         """A host address inside the subnet (checked only when the subnet itself is valid: one mistake, one
         message), not its network or broadcast address, not used twice."""
         addr = r.address(value, key)
         if addr is None:
             return str(value)
-        if subnet is not None and addr not in subnet:
-            r.fail(key, f"must be inside network.subnet {subnet}", str(addr))
-        elif subnet is not None and addr in (subnet.network_address, subnet.broadcast_address):
-            r.fail(key, f"must not be the network or broadcast address of {subnet}", str(addr))
+        if within is not None and addr not in within:
+            r.fail(key, f"must be inside {within_key} {within}", str(addr))
+        elif within is not None and addr in (within.network_address, within.broadcast_address):
+            r.fail(key, f"must not be the network or broadcast address of {within}", str(addr))
         if addr in used:
             r.fail(key, f"duplicates the address of {used[addr]}", str(addr))
         else:
@@ -320,7 +376,15 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         return str(addr)
 
     host_address = host_in_subnet(net.get("hostAddress"), "network.hostAddress")
-    vip = host_in_subnet(raw.get("vip"), "vip")
+    client_address = gateway_vip = ""
+    if nat and client_subnet is not None:
+        client_address = host_in_subnet(net.get("clientAddress", str(next(client_subnet.hosts()))),
+                                        "network.clientAddress", client_subnet, "network.clientSubnet")
+        vip = host_in_subnet(raw.get("vip"), "vip", client_subnet, "network.clientSubnet (lvs.lbKind NAT)")
+    elif nat:
+        vip = str(raw.get("vip"))  # its subnet is already reported
+    else:
+        vip = host_in_subnet(raw.get("vip"), "vip")
     port = r.integer(raw, "port", "port", 80, 1, 65535)
 
     vr = r.obj(raw.get("vrrp", {}), "vrrp", {"virtualRouterId", "advertInt", "version", "preempt"})
@@ -392,8 +456,9 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         r.fail("realServers", "at least one real server needs a weight above 0 (weight 0 takes no new "
                "connections)", [s.weight for s in servers])
 
-    lvs = r.obj(raw.get("lvs", {}), "lvs",
-                {"lbAlgo", "lbKind", "persistenceTimeout", "sorryServer", "syncDaemon", "timeouts"})
+    if nat and subnet is not None:
+        # Default: the subnet's last host address (the usual gateway spot).
+        gateway_vip = host_in_subnet(lvs.get("gatewayVip", str(subnet.broadcast_address - 1)), "lvs.gatewayVip")
     sorry_server = r.boolean(lvs, "sorryServer", "lvs.sorryServer", False)
     sync_daemon = r.boolean(lvs, "syncDaemon", "lvs.syncDaemon", False)
     tmo = r.obj(lvs.get("timeouts", {}), "lvs.timeouts", set(KERNEL_LVS_TIMEOUTS))
@@ -405,7 +470,6 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         configured=bool(tmo),
     )
     lb_algo = r.string(lvs, "lbAlgo", "lvs.lbAlgo", "rr", tuple(SCHEDULER_MODULES))
-    lb_kind = r.string(lvs, "lbKind", "lvs.lbKind", "DR", ("DR",))
     persistence = r.integer(lvs, "persistenceTimeout", "lvs.persistenceTimeout", 0, 0, MAX_PERSISTENCE_S,
                             "seconds (0 = off; keepalived's maximum is 31 days)")
 
@@ -525,5 +589,5 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         real_servers=tuple(servers), lb_algo=lb_algo, lb_kind=lb_kind, persistence_timeout=persistence,
         health_check=health, vrrp=vrrp, image=image, vm=vm, package_source=package_source,
         verify=verify, faults=tuple(faults), sorry_server=sorry_server, sync_daemon=sync_daemon,
-        timeouts=timeouts,
+        timeouts=timeouts, client_subnet=client_subnet, client_address=client_address, gateway_vip=gateway_vip,
     )

@@ -21,7 +21,7 @@ CLOUD_INIT_FAULTS: dict[str, str] = {
 @dataclass(frozen=True)
 class Fault:
     name: str
-    targets: str  # "real_servers", "one_real_server", "directors" or "master"
+    targets: str  # "real_servers", "one_real_server", "directors", "master" or "backup"
     inject: str   # shell run as root on each target
     repair: str   # shell run as root on each target; {vip} {port} {algo} {persistence} are the lab's
     steps: tuple[str, ...]  # the verification steps to run, in order
@@ -69,5 +69,11 @@ RUNTIME_FAULTS = {
               "&& systemctl reload keepalived",
               "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
               "systemctl reload keepalived", ("failover", "failback"), "failback"),
+        # LVS-NAT: the BACKUP's gateway instance loses its address (keepalived reloaded): at failover the VIP
+        # moves but the real servers' gateway VIP does not, so their replies go nowhere.
+        Fault("gateway-vip-stays", "backup", "sed -i.lvslab-fault '/ label eth0:gw$/d' "
+              "/etc/keepalived/keepalived.conf && systemctl reload keepalived",
+              "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
+              "systemctl reload keepalived", ("failover", "failback"), "failover"),
     )
 }

@@ -170,8 +170,10 @@ class VerifySpec(_Nodes):
     vip: str
     port: int
     bridge: str
-    host_address: str
+    client_address: str  # this host's address that talks to the VIP (NAT: in the client subnet)
     extra_clients: tuple[str, ...]  # more client addresses on the bridge, for sh
+    lb_kind: str
+    gateway_vip: str  # NAT: the real servers' default gateway, moving with the VIP ("" otherwise)
     lb_algo: str
     persistence: int
     sorry_server: bool
@@ -205,9 +207,10 @@ class VerifySpec(_Nodes):
 
 def extra_clients(cfg: LabConfig, count: int = 6) -> tuple[str, ...]:
     """Client addresses for the sh check, added to the host's side of the bridge for the check only: the
-    highest free host addresses of the subnet (none of them a node, the VIP or the host)."""
-    used = {cfg.vip, cfg.host_address, *(n.address for n in (*cfg.directors, *cfg.real_servers))}
-    free = [str(a) for a in reversed(list(cfg.subnet.hosts())) if str(a) not in used]
+    highest free host addresses of the VIP's subnet (none of them a node, a VIP or the host)."""
+    used = {cfg.vip, cfg.gateway_vip, cfg.host_address, cfg.client,
+            *(n.address for n in (*cfg.directors, *cfg.real_servers))}
+    free = [str(a) for a in reversed(list(cfg.vip_subnet.hosts())) if str(a) not in used]
     return tuple(free[:count])
 
 
@@ -215,8 +218,9 @@ def verify_spec(facts: LabFacts) -> VerifySpec:
     cfg = facts.cfg
     hc = cfg.health_check
     return VerifySpec(
-        uri=cfg.libvirt_uri, vip=cfg.vip, port=cfg.port, bridge=cfg.bridge, host_address=cfg.host_address,
-        extra_clients=extra_clients(cfg), lb_algo=cfg.lb_algo, persistence=cfg.persistence_timeout,
+        uri=cfg.libvirt_uri, vip=cfg.vip, port=cfg.port, bridge=cfg.bridge, client_address=cfg.client,
+        extra_clients=extra_clients(cfg), lb_kind=cfg.lb_kind, gateway_vip=cfg.gateway_vip, lb_algo=cfg.lb_algo,
+        persistence=cfg.persistence_timeout,
         sorry_server=cfg.sorry_server,
         sync_daemon=cfg.sync_daemon, lvs_timeouts=(cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp),
         directors=facts.directors,

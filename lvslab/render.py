@@ -41,6 +41,8 @@ def keepalived_conf(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:
         lb_kind=cfg.lb_kind, persistence_timeout=cfg.persistence_timeout, real_servers=cfg.real_servers,
         sorry_server=cfg.sorry_server and "no-sorry-server" not in cfg.faults,
         sync_daemon=cfg.sync_daemon, sync_id=cfg.vrrp.virtual_router_id, timeouts=cfg.timeouts,
+        gateway_vip=cfg.gateway_vip, gateway_router_id=cfg.gateway_router_id, prefixlen=cfg.prefixlen,
+        vip_prefixlen=cfg.vip_subnet.prefixlen,
     )
 
 
@@ -57,7 +59,7 @@ def sorry_site(cfg: LabConfig, director: NodeFacts) -> str:
 
 def _common(cfg: LabConfig, node: NodeFacts, role: str, ssh_public_key: str) -> dict[str, object]:
     return {"stack": cfg.stack, "role": role, "node": node, "ssh_public_key": ssh_public_key.strip(),
-            "package_source": cfg.package_source, "faults": cfg.faults, "vip": cfg.vip}
+            "package_source": cfg.package_source, "faults": cfg.faults, "vip": cfg.vip, "lb_kind": cfg.lb_kind}
 
 
 def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str, auth_pass: str) -> str:
@@ -77,8 +79,11 @@ def real_server_user_data(cfg: LabConfig, server: NodeFacts, ssh_public_key: str
 
 
 def network_config(facts: LabFacts, node: NodeFacts) -> str:
+    cfg = facts.cfg
+    # LVS-NAT: real servers answer through the directors (their default gateway is the gateway VIP).
+    gateway = cfg.gateway_vip if cfg.lb_kind == "NAT" and node.role == "real-server" else None
     return _CLOUD_INIT.get_template("network-config.yaml.j2").render(
-        node=node, mac=node.mac, prefixlen=facts.cfg.prefixlen,
+        node=node, mac=node.mac, prefixlen=cfg.prefixlen, gateway=gateway,
     )
 
 
@@ -91,6 +96,7 @@ def network_xslt(facts: LabFacts) -> str:
     cfg = facts.cfg
     return _XSLT.get_template("network.xsl.j2").render(
         network=facts.network, bridge=cfg.bridge, bridge_mac=facts.bridge_mac, host_address=cfg.host_address,
+        client_address=cfg.client_address,
     )
 
 

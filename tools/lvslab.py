@@ -224,9 +224,25 @@ def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],
     def move(addr: str) -> str:
         return str(new.network_address + (int(ipaddress.IPv4Address(addr)) - int(old.network_address)))
 
-    cfg[ns + "network"] = {"bridge": f"lvsci{slot}", "subnet": str(new),
-                           "hostAddress": move(cfg[ns + "network"]["hostAddress"])}
-    cfg[ns + "vip"] = move(cfg[ns + "vip"])
+    network = cfg[ns + "network"]
+    cfg[ns + "network"] = {"bridge": f"lvsci{slot}", "subnet": str(new), "hostAddress": move(network["hostAddress"])}
+    if "clientSubnet" in network:  # LVS-NAT: the VIP and the client in a second subnet, moved alike
+        old_client = ipaddress.IPv4Network(network["clientSubnet"])
+        new_client = ipaddress.IPv4Network(f"10.201.{slot}.0/24")
+
+        def move_client(addr: str) -> str:
+            return str(new_client.network_address + (int(ipaddress.IPv4Address(addr)) -
+                                                     int(old_client.network_address)))
+
+        cfg[ns + "network"]["clientSubnet"] = str(new_client)
+        if "clientAddress" in network:
+            cfg[ns + "network"]["clientAddress"] = move_client(network["clientAddress"])
+        cfg[ns + "vip"] = move_client(cfg[ns + "vip"])
+        lvs = cfg[ns + "lvs"]
+        if "gatewayVip" in lvs:
+            lvs["gatewayVip"] = move(lvs["gatewayVip"])
+    else:
+        cfg[ns + "vip"] = move(cfg[ns + "vip"])
     for d in cfg[ns + "directors"]:
         d["address"] = move(d["address"])
     servers = cfg[ns + "realServers"]
@@ -468,7 +484,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
         log(f"stack {args.stack} has no sshPrivateKey output: is the lab up?")
         return 1
     targets = {"real_servers": spec.real_servers, "one_real_server": spec.real_servers[:1],
-               "directors": spec.directors, "master": (spec.master,)}[fault.targets]
+               "directors": spec.directors, "master": (spec.master,), "backup": (spec.backup,)}[fault.targets]
     result: dict[str, Any] = {"fault": fault.name, "expected_check": fault.check}
     with SshKey(key_text) as key:
         def on_all(script: str) -> None:

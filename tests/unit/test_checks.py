@@ -261,3 +261,49 @@ def test_ssh_watch_times_from_the_end_of_the_action(monkeypatch: pytest.MonkeyPa
     missing, _, output = probe.ssh_watch(key, "192.0.2.1", "echo watching; echo timeout",  # type: ignore[arg-type]
                                          lambda: None, timeout=10)
     assert missing is None and output.split() == ["watching", "timeout"]
+
+
+DR_RS = """1: lo    inet 127.0.0.1/8 scope host lo
+1: lo    inet 10.77.0.100/32 scope global lo:v1
+all 1 2
+lo 1 2
+eth0 1 2
+"""
+NAT_RS = """1: lo    inet 127.0.0.1/8 scope host lo
+default via 10.77.0.254 dev eth0 proto static
+all 0 0
+lo 0 0
+eth0 0 0
+"""
+
+
+@pytest.mark.parametrize("text,kind,expect", [
+    (DR_RS, "DR", []),
+    (DR_RS.replace("eth0 1 2", "eth0 0 0"), "DR", ["eth0 arp_ignore=0 arp_announce=0"]),
+    (DR_RS.replace(" 10.77.0.100/32 ", " 10.77.0.99/32 "), "DR", ["VIP 10.77.0.100/32 not on lo"]),
+    (NAT_RS, "NAT", []),
+    (NAT_RS.replace("via 10.77.0.254", "via 10.77.0.11"), "NAT",
+     ["default route via ['10.77.0.11'], expected via 10.77.0.254"]),
+    (NAT_RS.replace("default via 10.77.0.254 dev eth0 proto static\n", ""), "NAT",
+     ["default route via nothing, expected via 10.77.0.254"]),
+    (NAT_RS + "1: lo    inet 10.77.0.100/32 scope global lo:v1\n", "NAT",
+     ["VIP 10.77.0.100 on lo (NAT: the director rewrites it; the real server must not own it)"]),
+])
+def test_real_server_problems_per_forwarding_method(text: str, kind: str, expect: list[str]) -> None:
+    from lvslab.checks import real_server_problems
+
+    assert real_server_problems(text, kind, "10.77.0.100", "10.77.0.254" if kind == "NAT" else "") == expect
+
+
+def test_reply_path_from_ipvsadm_stats() -> None:
+    """DR: OutPkts 0 everywhere; NAT: OutPkts on every server that took connections (idle ones aside)."""
+    from lvslab.checks import evaluate_reply_path
+
+    dr = parse_ipvsadm_stats(STATS)
+    assert evaluate_reply_path(dr, "DR") is None
+    assert evaluate_reply_path(dr, "NAT") == ("OutPkts > 0 for every real server with connections (NAT: replies "
+                                              "cross the director)")
+    nat = {"10.77.0.21": {"conns": 4, "inpkts": 24, "outpkts": 20}, "10.77.0.22": {"conns": 0, "inpkts": 0,
+                                                                                   "outpkts": 0}}
+    assert evaluate_reply_path(nat, "NAT") is None
+    assert evaluate_reply_path(nat, "DR") == "OutPkts 0 (DR: replies bypass the director)"

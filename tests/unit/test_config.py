@@ -23,6 +23,25 @@ def test_dev_stack_is_valid(dev_raw: dict[str, Any]) -> None:
     assert cfg.failover_bound_seconds() == pytest.approx(3.609375)
 
 
+def test_nat_stack_is_valid(dev_raw: dict[str, Any]) -> None:
+    """NAT: the VIP and the client address in clientSubnet; the gateway VIP defaults to the subnet's last host."""
+    dev_raw["lvs"]["lbKind"] = "NAT"
+    dev_raw["network"]["clientSubnet"] = "10.177.0.0/24"
+    dev_raw["vip"] = "10.177.0.100"
+    cfg = parse_config(dev_raw, "dev")
+    assert (cfg.client, cfg.gateway_vip, str(cfg.vip_subnet)) == ("10.177.0.1", "10.77.0.254", "10.177.0.0/24")
+    dev_raw["network"]["clientAddress"] = "10.177.0.9"
+    dev_raw["lvs"]["gatewayVip"] = "10.77.0.1"
+    assert problems(dev_raw) == ["lvs-lab:lvs.gatewayVip: duplicates the address of network.hostAddress "
+                                 "(got '10.77.0.1')"]
+    dev_raw["lvs"]["gatewayVip"] = "10.77.0.200"
+    cfg = parse_config(dev_raw, "dev")
+    assert (cfg.client, cfg.gateway_vip) == ("10.177.0.9", "10.77.0.200")
+    assert parse_config({**dev_raw, "lvs": {"lbKind": "DR"}, "vip": "10.77.0.100",
+                         "network": {k: v for k, v in dev_raw["network"].items() if not k.startswith("client")}},
+                        "dev").client == "10.77.0.1"
+
+
 def test_vrrp3_skew_scales_with_advert_int(dev_raw: dict[str, Any]) -> None:
     dev_raw["vrrp"] = {"version": 3, "advertInt": 0.5, "virtualRouterId": 61}
     cfg = parse_config(dev_raw, "dev")
@@ -74,7 +93,28 @@ GOLDEN = [
     (lambda r: r["lvs"].update(lbAlgo="roundrobin"),
      "lvs-lab:lvs.lbAlgo: must be one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh "
      "(got 'roundrobin')"),
-    (lambda r: r["lvs"].update(lbKind="NAT"), "lvs-lab:lvs.lbKind: must be one of DR (got 'NAT')"),
+    (lambda r: r["lvs"].update(lbKind="TUNNEL"), "lvs-lab:lvs.lbKind: must be one of DR, NAT (got 'TUNNEL')"),
+    # LVS-NAT: the VIP and the client in a second subnet; the real servers' gateway VIP in the lab's.
+    (lambda r: r["lvs"].update(lbKind="NAT"),
+     "lvs-lab:network.clientSubnet: is required with lvs.lbKind NAT: the VIP's and the client's IPv4 subnet on "
+     "the same bridge, in CIDR form without host bits, e.g. 10.177.0.0/24 (got None)"),
+    (lambda r: (r["lvs"].update(lbKind="NAT"), r["network"].update(clientSubnet="10.77.0.128/25")),
+     "lvs-lab:network.clientSubnet: must not overlap network.subnet 10.77.0.0/24 (with NAT the client must be in "
+     "another subnet, or the real servers would answer it directly) (got '10.77.0.128/25')"),
+    (lambda r: (r["lvs"].update(lbKind="NAT"), r["network"].update(clientSubnet="10.177.0.0/24")),
+     "lvs-lab:vip: must be inside network.clientSubnet (lvs.lbKind NAT) 10.177.0.0/24 (got '10.77.0.100')"),
+    (lambda r: (r["lvs"].update(lbKind="NAT", gatewayVip="10.177.0.254"),
+                r["network"].update(clientSubnet="10.177.0.0/24"), r.update(vip="10.177.0.100")),
+     "lvs-lab:lvs.gatewayVip: must be inside network.subnet 10.77.0.0/24 (got '10.177.0.254')"),
+    (lambda r: (r["lvs"].update(lbKind="NAT", gatewayVip="10.77.0.21"),
+                r["network"].update(clientSubnet="10.177.0.0/24"), r.update(vip="10.177.0.100")),
+     "lvs-lab:lvs.gatewayVip: duplicates the address of realServers[0].address (got '10.77.0.21')"),
+    (lambda r: r["network"].update(clientSubnet="10.177.0.0/24"),
+     "lvs-lab:network.clientSubnet: is only used with lvs.lbKind NAT (the VIP's and the client's subnet); with DR "
+     "the VIP lives in network.subnet (got '10.177.0.0/24')"),
+    (lambda r: r["lvs"].update(gatewayVip="10.77.0.254"),
+     "lvs-lab:lvs.gatewayVip: is only used with lvs.lbKind NAT (the real servers' gateway); with DR the real "
+     "servers answer the client directly (got '10.77.0.254')"),
     (lambda r: r.update(port=0), "lvs-lab:port: must be between 1 and 65535 (got 0)"),
     (lambda r: r.update(port=70000), "lvs-lab:port: must be between 1 and 65535 (got 70000)"),
     (lambda r: r["healthCheck"].update(type="PING"),
@@ -85,8 +125,8 @@ GOLDEN = [
      "healthCheck, image, libvirtUri, lvs, network, packageSource, port, realServers, verify, vip, vm, vrrp "
      "(got '10.77.0.5')"),
     (lambda r: r["lvs"].update(persistance=5),
-     "lvs-lab:lvs.persistance: unknown key; did you mean 'persistenceTimeout'? expected one of lbAlgo, lbKind, "
-     "persistenceTimeout, sorryServer, syncDaemon, timeouts (got 5)"),
+     "lvs-lab:lvs.persistance: unknown key; did you mean 'persistenceTimeout'? expected one of gatewayVip, lbAlgo, "
+     "lbKind, persistenceTimeout, sorryServer, syncDaemon, timeouts (got 5)"),
     (lambda r: r["lvs"].update(timeouts={"tcpfin": 5}),
      "lvs-lab:lvs.timeouts.tcpfin: unknown key; did you mean 'tcpFin'? expected one of tcp, tcpFin, udp (got 5)"),
     (lambda r: r["lvs"].update(timeouts={"tcpFin": 0}),

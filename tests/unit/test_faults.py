@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
 from lvslab.checks import STEPS
 from lvslab.faults import RUNTIME_FAULTS
 
@@ -11,16 +16,16 @@ from lvslab.faults import RUNTIME_FAULTS
 CHECKS_OF_STEPS = {
     "lvs-state": {"vip-state", "split-brain", "real-server-config", "ipvs-settings", "vip-arp"},
     "round-robin": {"round-robin"}, "sorry-server": {"sorry-server"}, "persistence": {"persistence"},
-    "connection-sync": {"connection-sync"}, "failback": {"failback"},
+    "connection-sync": {"connection-sync"}, "failback": {"failback"}, "failover": {"failover"},
 }
 
 
 @pytest.mark.parametrize("name", sorted(RUNTIME_FAULTS))
 def test_runtime_fault_is_complete(name: str) -> None:
     fault = RUNTIME_FAULTS[name]
-    assert fault.targets in {"real_servers", "one_real_server", "directors", "master"}
+    assert fault.targets in {"real_servers", "one_real_server", "directors", "master", "backup"}
     assert fault.steps and all(step in STEPS for step in fault.steps)
-    assert fault.check in CHECKS_OF_STEPS[fault.steps[-1]]
+    assert fault.check in set().union(*(CHECKS_OF_STEPS[step] for step in fault.steps))
     lab = {"vip": "10.0.0.100", "port": 80, "algo": "rr", "persistence": 10}
     for script in (fault.inject, fault.repair):  # every placeholder is one cmd_fault fills in
         filled = script.format(**lab)
@@ -46,3 +51,31 @@ def test_preempt_fault_runs_failover_then_failback_and_restores_the_file() -> No
     assert fault.steps == ("failover", "failback") and fault.check == "failback"
     assert ".lvslab-fault" in fault.inject
     assert fault.repair.startswith("mv /etc/keepalived/keepalived.conf.lvslab-fault")
+
+
+@pytest.mark.tools
+def test_gateway_fault_removes_only_the_backups_gateway_address(dev_raw: dict[str, Any], tmp_path: Path) -> None:
+    """The sed of gateway-vip-stays, run on the rendered NAT keepalived.conf: exactly the gateway VIP's line
+    goes (the VIP's stays), keepalived's only complaint is the instance without an address (a warning: the
+    reloaded keepalived runs VI_GW without it), and the repair's backup is the original."""
+    from lvslab.config import parse_config
+    from lvslab.model import derive
+    from lvslab.render import keepalived_conf
+    from tests.unit.test_render import nat_raw
+
+    if not shutil.which("keepalived"):
+        pytest.fail("keepalived not installed: run tools/host.sh packages")
+    cfg = parse_config(nat_raw(dev_raw), "dev")
+    fault = RUNTIME_FAULTS["gateway-vip-stays"]
+    assert fault.targets == "backup" and fault.steps == ("failover", "failback") and fault.check == "failover"
+    conf = tmp_path / "etc/keepalived/keepalived.conf"
+    conf.parent.mkdir(parents=True)
+    original = keepalived_conf(cfg, derive(cfg).backup, "s3cret")
+    conf.write_text(original)
+    sed = fault.inject.split(" && ")[0].replace("/etc/keepalived/keepalived.conf", str(conf))
+    subprocess.run(sed, shell=True, check=True)
+    removed = [line for line in original.splitlines() if line not in conf.read_text().splitlines()]
+    assert removed == [f"        {cfg.gateway_vip}/24 dev eth0 label eth0:gw"]
+    assert Path(f"{conf}.lvslab-fault").read_text() == original
+    proc = subprocess.run(["keepalived", "--config-test", "-f", str(conf)], capture_output=True, text=True)
+    assert set(proc.stderr.splitlines()) == {"(VI_GW) No VIP specified; at least one is sensible"}, proc.stderr

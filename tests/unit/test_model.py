@@ -61,6 +61,7 @@ def test_extra_clients_are_free_addresses_of_the_subnet(dev_raw: dict[str, Any])
 
     cfg = parse_config(dev_raw, "dev")
     clients = extra_clients(cfg)
-    used = {cfg.vip, cfg.host_address, *(n.address for n in (*cfg.directors, *cfg.real_servers))}
+    used = {cfg.vip, cfg.host_address, cfg.gateway_vip, cfg.client,
+            *(n.address for n in (*cfg.directors, *cfg.real_servers))}
     assert len(clients) == 6 and not used & set(clients)
     assert clients[0] == str(cfg.subnet.broadcast_address - 1)

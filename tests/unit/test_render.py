@@ -50,7 +50,60 @@ def configs(dev_raw: dict[str, Any]) -> list[LabConfig]:
     health["directors"][0]["state"] = "BACKUP"  # keepalived's non-preemptive setup (seed 002)
     health["vrrp"]["preempt"] = False
     variants.append(health)
+    variants.append(nat_raw(dev_raw))
     return [parse_config(v, "dev") for v in variants]
+
+
+def nat_raw(dev_raw: dict[str, Any]) -> dict[str, Any]:
+    """LVS-NAT with the VIP and the client in 10.177.0.0/24, sync daemon and non-preemptive VRRP."""
+    nat = yaml.safe_load(yaml.safe_dump(dev_raw))
+    nat["network"]["clientSubnet"] = "10.177.0.0/24"
+    nat["vip"] = "10.177.0.100"
+    nat["lvs"] = {"lbAlgo": "lc", "lbKind": "NAT", "syncDaemon": True}
+    nat["directors"][0]["state"] = "BACKUP"
+    nat["vrrp"]["preempt"] = False
+    return nat
+
+
+@pytest.mark.tools
+def test_nat_keepalived_moves_the_gateway_with_the_vip(dev_raw: dict[str, Any], tmp_path: Path) -> None:
+    """NAT: VI_1 (the VIP with the client subnet's prefix, so the director has a route to the client) and
+    VI_GW (the real servers' gateway) in one vrrp_sync_group; keepalived accepts it and refuses the group
+    naming an instance that does not exist."""
+    cfg = parse_config(nat_raw(dev_raw), "dev")
+    conf = keepalived_conf(cfg, derive(cfg).directors[0], "s3cret")
+    group = conf.split("vrrp_sync_group VG_1 {")[1].split("}")[0].split()
+    assert group == ["group", "{", "VI_1", "VI_GW"]
+    assert "        10.177.0.100/24 dev eth0 label eth0:vip\n" in conf
+    assert "        10.77.0.254/24 dev eth0 label eth0:gw\n" in conf
+    assert "    virtual_router_id 61\n" in conf and "    virtual_router_id 62\n" in conf
+    assert conf.count("    nopreempt\n") == 2 and "    lb_kind NAT\n" in conf
+    path = tmp_path / "k.conf"
+    for text, ok in ((conf, True), (conf.replace("        VI_GW\n", "        VI_GATEWAY\n"), False)):
+        path.write_text(text)
+        proc = subprocess.run(["keepalived", "--config-test", "-f", str(path)], capture_output=True, text=True)
+        assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
+    dr = keepalived_conf(parse_config(dev_raw, "dev"), derive(cfg).directors[0], "s3cret")
+    assert "vrrp_sync_group" not in dr and "VI_GW" not in dr and "10.77.0.100/32 dev eth0" in dr
+
+
+def test_nat_real_servers_route_through_the_gateway_vip(dev_raw: dict[str, Any]) -> None:
+    """NAT real servers: default route via the gateway VIP, no VIP on lo, no ARP sysctls; directors
+    forward without ICMP redirects. Directors themselves get no gateway."""
+    cfg = parse_config(nat_raw(dev_raw), "dev")
+    facts = derive(cfg)
+    rs_net = yaml.safe_load(network_config(facts, facts.real_servers[0]))["ethernets"]["eth0"]
+    assert rs_net["routes"] == [{"to": "0.0.0.0/0", "via": "10.77.0.254"}]
+    assert "routes" not in yaml.safe_load(network_config(facts, facts.directors[0]))["ethernets"]["eth0"]
+    rs = yaml.safe_load(real_server_user_data(cfg, facts.real_servers[0], KEY))
+    paths = [f["path"] for f in rs["write_files"]]
+    assert "/etc/sysctl.d/90-lvslab-arp.conf" not in paths and "/etc/systemd/system/lvslab-vip.service" not in paths
+    director = yaml.safe_load(director_user_data(cfg, facts.directors[0], KEY, "s3cret"))
+    sysctl = next(f["content"] for f in director["write_files"] if f["path"] == "/etc/sysctl.d/90-lvslab-nat.conf")
+    assert "net.ipv4.ip_forward = 1" in sysctl and "net.ipv4.conf.eth0.send_redirects = 0" in sysctl
+    assert ["sysctl", "-q", "-p", "/etc/sysctl.d/90-lvslab-nat.conf"] in director["runcmd"]
+    dr = yaml.safe_load(director_user_data(parse_config(dev_raw, "dev"), facts.directors[0], KEY, "s3cret"))
+    assert all(f["path"] != "/etc/sysctl.d/90-lvslab-nat.conf" for f in dr["write_files"])
 
 
 def test_nginx_serves_the_health_check_path(dev_raw: dict[str, Any]) -> None:
@@ -337,6 +390,19 @@ def test_network_xslt(dev_raw: dict[str, Any], tmp_path: Path) -> None:
     assert ip.get("address") == "10.77.0.5" and ip.get("prefix") == "24" and ip.find("dhcp") is None
     assert [d.get("enable") for d in out.findall("dns")] == ["no"]
     assert out.find("forward").get("mode") == "open"
+
+
+@pytest.mark.tools
+def test_network_xslt_nat_puts_the_client_in_the_second_subnet(dev_raw: dict[str, Any], tmp_path: Path) -> None:
+    """NAT: the provider declares both subnets (host on .1 of each); the host keeps its address in the
+    lab's subnet and the client address goes into the second."""
+    raw = nat_raw(dev_raw)
+    raw["network"].update(hostAddress="10.77.0.5", clientAddress="10.177.0.7")
+    facts = derive(parse_config(raw, "dev"))
+    two = PROVIDER_NETWORK_XML.replace("</network>", '<ip address="10.177.0.1" family="ipv4" prefix="24"/></network>')
+    out = xsltproc(network_xslt(facts), two, tmp_path)
+    assert [(ip.get("address"), ip.get("prefix")) for ip in out.findall("ip")] == [("10.77.0.5", "24"),
+                                                                                  ("10.177.0.7", "24")]
 
 
 @pytest.mark.parametrize("name", ["keepalived-director1.conf", "keepalived-director2.conf",

@@ -1,0 +1,41 @@
+"""The ephemeral runner's config rewrite (tools/lvslab.py): every stack template moves to its own slot and
+stays valid, NAT's second subnet included."""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+from lvslab.config import parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def runner() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("lvslab_runner", ROOT / "tools" / "lvslab.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("template", sorted(p.name.split(".")[1] for p in (ROOT / "stacks").glob("Pulumi.*.yaml")
+                                            if p.name.count(".") == 2))
+def test_every_template_moves_to_its_slot_and_stays_valid(template: str) -> None:
+    raw = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{template}.yaml").read_text())["config"]
+    moved = runner().ephemeral_config(raw, 7, [], None)
+    cfg = parse_config({k.split(":", 1)[1]: v for k, v in moved.items()}, "ci7")
+    assert cfg.bridge == "lvsci7" and cfg.subnet == ipaddress.IPv4Network("10.200.7.0/24")
+    nodes = [*cfg.directors, *cfg.real_servers]
+    assert all(ipaddress.IPv4Address(n.address) in cfg.subnet for n in nodes)
+    if cfg.lb_kind == "NAT":
+        assert cfg.client_subnet == ipaddress.IPv4Network("10.201.7.0/24")
+        assert ipaddress.IPv4Address(cfg.vip) in cfg.client_subnet and cfg.client == "10.201.7.1"
+        assert ipaddress.IPv4Address(cfg.gateway_vip) in cfg.subnet and cfg.gateway_vip.endswith(".254")
+    else:
+        assert ipaddress.IPv4Address(cfg.vip) in cfg.subnet and cfg.client == cfg.host_address
