@@ -32,6 +32,7 @@ LABS = {
 # instead of 975 s), while one 4-VM lab alone is ready in about 250 s.
 ALONE = {
     "c": ("sticky", ["persistence"]),  # rr + persistence 10 s, tcpFin 5 s, both BACKUP + nopreempt
+    "d": ("nat", []),  # LVS-NAT (VIP + client in a second subnet, gateway VIP in a sync group), lc
 }
 
 
@@ -174,9 +175,26 @@ def test_sticky_lab_alone(alone: dict[str, Any]) -> None:
     assert failback["failed_requests"] == 0 and failback["vip_stayed_on"] == "director2"
 
 
+def test_nat_lab_alone(alone: dict[str, Any]) -> None:
+    """LVS-NAT: replies cross the director (OutPkts > 0, unlike DR), the real servers route through the
+    gateway VIP, which moves with the VIP at failover and back; lc avoids the server holding connections."""
+    print(json.dumps({k: alone[k] for k in ("codes", "seconds")}))
+    assert alone["codes"]["d"] == 0
+    d = alone["d"]
+    _assert_verified(d, {"web1": 4, "web2": 4}, "web2", ALONE["d"][1])
+    rr = d["verification"]["round-robin"]
+    outpkts = [int(line.split()[4]) for line in rr["ipvsadm_stats"].splitlines() if line.strip().startswith("->")
+               and line.split()[1][0].isdigit()]
+    assert len(outpkts) == 2 and all(n > 0 for n in outpkts), rr["ipvsadm_stats"]
+    lc = rr["least_connection"]
+    assert lc["counts"] == {"web1" if lc["loaded"] == "web2" else "web2": rr["requests"]}, lc
+
+
 @pytest.mark.parametrize("lab,fault,check", [
     ("c", "persistence-off", "persistence"),
     ("c", "preempt-on", "failback"),
+    ("d", "gateway-vip-stays", "failover"),
+    ("d", "scheduler-rr", "round-robin"),
 ])
 def test_runtime_fault_fails_its_check_alone(alone: dict[str, Any], lab: str, fault: str, check: str) -> None:
     if not alone[lab] or alone["codes"][lab] != 0:

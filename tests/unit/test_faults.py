@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from lvslab.checks import STEPS
 from lvslab.faults import RUNTIME_FAULTS
