@@ -93,8 +93,8 @@ def test_nat_real_servers_route_through_the_gateway_vip(dev_raw: dict[str, Any])
     cfg = parse_config(nat_raw(dev_raw), "dev")
     facts = derive(cfg)
     rs_net = yaml.safe_load(network_config(facts, facts.real_servers[0]))["ethernets"]["eth0"]
-    assert rs_net["routes"] == [{"to": "0.0.0.0/0", "via": "10.77.0.254"}]
-    assert "routes" not in yaml.safe_load(network_config(facts, facts.directors[0]))["ethernets"]["eth0"]
+    assert rs_net["gateway4"] == "10.77.0.254" and "routes" not in rs_net
+    assert "gateway4" not in yaml.safe_load(network_config(facts, facts.directors[0]))["ethernets"]["eth0"]
     rs = yaml.safe_load(real_server_user_data(cfg, facts.real_servers[0], KEY))
     paths = [f["path"] for f in rs["write_files"]]
     assert "/etc/sysctl.d/90-lvslab-arp.conf" not in paths and "/etc/systemd/system/lvslab-vip.service" not in paths
@@ -421,3 +421,19 @@ def test_golden_files(dev_raw: dict[str, Any], name: str) -> None:
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(rendered)
     assert rendered == golden.read_text()
+
+
+@pytest.mark.tools
+def test_nat_gateway_survives_cloud_inits_eni_renderer(dev_raw: dict[str, Any], tmp_path: Path) -> None:
+    """The guest renders network-config to ifupdown (ENI). cloud-init's own converter must turn the NAT
+    real server's gateway into ifupdown's `gateway` line: `routes:` would become `post-up route add ...
+    || true`, which fails silently without net-tools (seen on VMs: no default route)."""
+    if not shutil.which("cloud-init"):
+        pytest.fail("cloud-init not installed: run tools/host.sh packages")
+    facts = derive(parse_config(nat_raw(dev_raw), "dev"))
+    (tmp_path / "nc.yaml").write_text(network_config(facts, facts.real_servers[0]))
+    proc = subprocess.run(["cloud-init", "devel", "net-convert", "-p", str(tmp_path / "nc.yaml"), "-k", "yaml",
+                           "-D", "debian", "-d", str(tmp_path / "out"), "-O", "eni"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    eni = (tmp_path / "out/etc/network/interfaces.d/50-cloud-init").read_text()
+    assert "    address 10.77.0.21/24\n    gateway 10.77.0.254\n" in eni and "route add" not in eni, eni
