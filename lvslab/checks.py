@@ -7,6 +7,7 @@ and what was observed. No pulumi import: `python -m lvslab.verify STEP` runs a s
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import random
 import re
@@ -20,7 +21,18 @@ from typing import Any
 
 from lvslab.bootprofile import PROFILE_SCRIPT, parse_profile
 from lvslab.model import SORRY_PREFIX, STREAM_PATH, NodeFacts, VerifySpec
-from lvslab.probe import Download, Poller, SshKey, arp_responders, http_get, neighbour_mac, ssh, ssh_watch
+from lvslab.probe import (
+    VRRP_GROUP,
+    Download,
+    Poller,
+    SshKey,
+    arp_responders,
+    http_get,
+    multicast_vrrp_dropped,
+    neighbour_mac,
+    ssh,
+    ssh_watch,
+)
 
 
 class CheckFailed(RuntimeError):
@@ -785,8 +797,68 @@ def _start_master(spec: VerifySpec, key: SshKey, master: NodeFacts) -> None:
         ssh(key, master.address, "systemctl start keepalived")
 
 
+# Three packets of IP protocol 112 (VRRP) to VRRP's group, sent from a director: they must be counted as
+# dropped on the bridge. Not valid adverts: a keepalived that got one would log and ignore it.
+VRRP_PROBE = ("python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112); "
+              "s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton('{source}')); "
+              "[s.sendto(b'lvslab-probe', ('{group}', 0)) for _ in range(3)]\"")
+
+
+@contextlib.contextmanager
+def _vrrp_transport(spec: VerifySpec, result: dict[str, Any]) -> Any:
+    """vrrp.unicastPeers: the body runs with the directors' multicast VRRP dropped on the bridge (the
+    network unicast peers are for); the counters go into `result`. Other labs: nothing changes."""
+    if not spec.unicast_peers:
+        yield
+        return
+    with multicast_vrrp_dropped(spec.bridge, [d.mac for d in spec.directors]) as counters:
+        try:
+            yield
+        finally:
+            seen = counters()
+            result["multicast_vrrp_dropped"] = seen.get("multicast-vrrp", 0)
+            result["unicast_vrrp_seen"] = seen.get("unicast-vrrp", 0)
+
+
+def check_vrrp_unicast(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+    """vrrp.unicastPeers: with the directors' multicast VRRP dropped on the bridge (proved: 3 probe packets
+    to 224.0.0.18 counted as dropped), the BACKUP still hears the MASTER, by unicast: after 3 x advert_int
+    + 2 s the VIP is on the MASTER only and unicast adverts crossed the bridge."""
+    master, backup = spec.master, spec.backup
+    window = 3 * spec.advert_int + 2
+    result: dict[str, Any] = {"window_s": window}
+    with _vrrp_transport(spec, result):
+        out = ssh(key, master.address, VRRP_PROBE.format(source=master.address, group=VRRP_GROUP))
+        if out.returncode != 0:
+            raise CheckFailed("vrrp-unicast", f"3 probe packets to {VRRP_GROUP} sent from {master.name}",
+                              out.stderr.strip()[-300:])
+        time.sleep(window)
+        holders = _vip_holders(spec, key)
+    if result["multicast_vrrp_dropped"] < 3:
+        raise CheckFailed("vrrp-unicast", f"multicast VRRP dropped on the bridge (3 probe packets to {VRRP_GROUP})",
+                          f"{result['multicast_vrrp_dropped']} counted")
+    if holders != {master.name: True, backup.name: False}:
+        raise CheckFailed("vrrp-unicast", f"VIP on {master.name} only while multicast VRRP was dropped for "
+                          f"{window:g} s ({backup.name} hears {master.name} by unicast)",
+                          f"holders {holders} ({result['multicast_vrrp_dropped']} multicast VRRP packets dropped: "
+                          "the directors advertise by multicast)")
+    if result["unicast_vrrp_seen"] < 3:
+        raise CheckFailed("vrrp-unicast", "unicast VRRP adverts crossing the bridge",
+                          f"{result['unicast_vrrp_seen']} counted in {window:g} s")
+    result["passed"] = True
+    return result
+
+
 def check_failover(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
-    """Take the MASTER away; the BACKUP must take the VIP within the VRRP bound; never both hold it."""
+    """Take the MASTER away; the BACKUP must take the VIP within the VRRP bound; never both hold it.
+    Unicast labs: with multicast VRRP dropped on the bridge."""
+    result: dict[str, Any] = {}
+    with _vrrp_transport(spec, result):
+        result |= _failover(spec, key)
+    return result
+
+
+def _failover(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     master, backup = spec.master, spec.backup
     bound = spec.failover_bound_s
     poller = Poller(spec.vip, spec.port).start()
@@ -826,7 +898,15 @@ def check_failover(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
 
 
 def check_failback(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
-    """Bring the MASTER back: with preemption the VIP returns to it; with nopreempt it stays."""
+    """Bring the MASTER back: with preemption the VIP returns to it; with nopreempt it stays. Unicast
+    labs: with multicast VRRP dropped on the bridge."""
+    result: dict[str, Any] = {}
+    with _vrrp_transport(spec, result):
+        result |= _failback(spec, key)
+    return result
+
+
+def _failback(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     master, backup = spec.master, spec.backup
     poller = Poller(spec.vip, spec.port).start()
     try:
@@ -879,6 +959,7 @@ STEPS: dict[str, Callable[[VerifySpec, SshKey], dict[str, Any]]] = {
     "persistence": check_persistence,
     "sorry-server": check_sorry_server,
     "connection-sync": check_connection_sync,
+    "vrrp-unicast": check_vrrp_unicast,
     "failover": check_failover,
     "failback": check_failback,
     "restore": check_restored,
@@ -890,6 +971,7 @@ OPTIONAL_STEPS: dict[str, Callable[[VerifySpec], bool]] = {
     "persistence": lambda spec: spec.persistence > 0,
     "sorry-server": lambda spec: spec.sorry_server,
     "connection-sync": lambda spec: spec.sync_daemon,
+    "vrrp-unicast": lambda spec: spec.unicast_peers,
 }
 
 

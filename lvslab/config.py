@@ -85,6 +85,9 @@ class Vrrp:
     advert_int: float = 1
     version: int = 2
     preempt: bool = True
+    # keepalived's unicast_src_ip/unicast_peer: adverts go to the other director's address, for networks
+    # that block multicast (clouds, many labs).
+    unicast_peers: bool = False
 
 
 @dataclass(frozen=True)
@@ -387,7 +390,7 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         vip = host_in_subnet(raw.get("vip"), "vip")
     port = r.integer(raw, "port", "port", 80, 1, 65535)
 
-    vr = r.obj(raw.get("vrrp", {}), "vrrp", {"virtualRouterId", "advertInt", "version", "preempt"})
+    vr = r.obj(raw.get("vrrp", {}), "vrrp", {"virtualRouterId", "advertInt", "version", "preempt", "unicastPeers"})
     preempt = r.boolean(vr, "preempt", "vrrp.preempt", True)
 
     directors: list[Director] = []
@@ -496,6 +499,7 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         advert_int=advert_int if advert_int is not None else 1,
         version=version or 2,
         preempt=preempt,
+        unicast_peers=r.boolean(vr, "unicastPeers", "vrrp.unicastPeers", False),
     )
     if advert_int is None or version is None:
         pass

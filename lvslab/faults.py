@@ -69,6 +69,12 @@ RUNTIME_FAULTS = {
               "&& systemctl reload keepalived",
               "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
               "systemctl reload keepalived", ("failover", "failback"), "failback"),
+        # vrrp.unicastPeers removed (keepalived reloaded): the directors advertise by multicast again, which
+        # the vrrp-unicast step drops on the bridge: the BACKUP stops hearing the MASTER and takes the VIP.
+        Fault("unicast-off", "directors", "sed -i.lvslab-fault '/unicast_src_ip/d; /unicast_peer/,/^ *}}$/d' "
+              "/etc/keepalived/keepalived.conf && systemctl reload keepalived",
+              "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
+              "systemctl reload keepalived", ("vrrp-unicast",), "vrrp-unicast"),
         # LVS-NAT: the BACKUP's gateway instance loses its address (keepalived reloaded): at failover the VIP
         # moves but the real servers' gateway VIP does not, so their replies go nowhere.
         Fault("gateway-vip-stays", "backup", "sed -i.lvslab-fault '/ label eth0:gw$/d' "

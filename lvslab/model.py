@@ -182,6 +182,7 @@ class VerifySpec(_Nodes):
     health_check: HealthCheckSpec
     advert_int: float
     preempt: bool
+    unicast_peers: bool
     failover_bound_s: float
     failover_mode: str
     requests_per_server: int
@@ -227,7 +228,8 @@ def verify_spec(facts: LabFacts) -> VerifySpec:
         real_servers=facts.real_servers,
         health_check=HealthCheckSpec(type=hc.type, delay_loop=hc.delay_loop, connect_timeout=hc.connect_timeout,
                                      retry=hc.retry, delay_before_retry=hc.delay_before_retry),
-        advert_int=cfg.vrrp.advert_int, preempt=cfg.vrrp.preempt, failover_bound_s=cfg.failover_bound_seconds(),
+        advert_int=cfg.vrrp.advert_int, preempt=cfg.vrrp.preempt,
+        unicast_peers=cfg.vrrp.unicast_peers, failover_bound_s=cfg.failover_bound_seconds(),
         failover_mode=cfg.verify.failover_mode, requests_per_server=cfg.verify.requests_per_server,
         ready_timeout=cfg.verify.ready_timeout,
     )

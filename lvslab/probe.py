@@ -5,16 +5,19 @@ who-has on the lab bridge, and a background poller for failover timing. They run
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import json
 import os
 import queue
+import re
 import socket
 import struct
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 SSH_OPTIONS = [
@@ -152,6 +155,61 @@ def arp_responders(iface: str, target_ip: str, source_ip: str, wait: float = 1.5
     finally:
         sock.close()
     return found
+
+
+VRRP_GROUP = "224.0.0.18"  # VRRP's multicast group (IP protocol 112)
+
+
+def nft_table_name(bridge: str) -> str:
+    """The nftables table lvs-lab uses on one bridge (nft identifiers: letters, digits, '_')."""
+    return "lvslab_" + re.sub(r"[^A-Za-z0-9_]", "_", bridge)
+
+
+def multicast_vrrp_ruleset(bridge: str, director_macs: list[str]) -> str:
+    """A bridge-family table that drops the directors' multicast VRRP as it crosses the bridge (as a cloud
+    network does) and counts their unicast VRRP. Matched by the directors' MACs, so other labs in the same
+    namespace are untouched (this kernel's bridge family has no `meta ibrname`)."""
+    macs = "{ " + ", ".join(director_macs) + " }"
+    return (f"table bridge {nft_table_name(bridge)} {{\n"
+            "    chain forward {\n"
+            "        type filter hook forward priority 0; policy accept;\n"
+            f"        ether saddr {macs} ip daddr {VRRP_GROUP} ip protocol vrrp counter drop "
+            'comment "multicast-vrrp"\n'
+            f'        ether saddr {macs} ip protocol vrrp counter comment "unicast-vrrp"\n'
+            "    }\n"
+            "}\n")
+
+
+def parse_nft_counters(listing: str) -> dict[str, int]:
+    """`nft -j list table ...` -> {rule comment: packets counted}."""
+    counters = {}
+    for item in json.loads(listing).get("nftables", []):
+        rule = item.get("rule")
+        if not rule or "comment" not in rule:
+            continue
+        for expr in rule.get("expr", []):
+            if "counter" in expr:
+                counters[rule["comment"]] = int(expr["counter"]["packets"])
+    return counters
+
+
+@contextlib.contextmanager
+def multicast_vrrp_dropped(bridge: str, director_macs: list[str]) -> Iterator[Callable[[], dict[str, int]]]:
+    """While inside: multicast VRRP does not cross the bridge. Yields a reader of the rule counters; the
+    table is removed on the way out (also when the body fails)."""
+    table = nft_table_name(bridge)
+    subprocess.run(["nft", "delete", "table", "bridge", table], capture_output=True)  # a stale one
+    subprocess.run(["nft", "-f", "-"], input=multicast_vrrp_ruleset(bridge, director_macs), text=True, check=True,
+                   capture_output=True)
+
+    def counters() -> dict[str, int]:
+        out = subprocess.run(["nft", "-j", "list", "table", "bridge", table], capture_output=True, text=True,
+                             check=True).stdout
+        return parse_nft_counters(out)
+    try:
+        yield counters
+    finally:
+        subprocess.run(["nft", "delete", "table", "bridge", table], capture_output=True)
 
 
 def neighbour_mac(address: str) -> str | None:

@@ -36,7 +36,8 @@ def keepalived_conf(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:
     return _CLOUD_INIT.get_template("keepalived.conf.j2").render(
         stack=cfg.stack, director=director, virtual_router_id=vrid,
         vrrp={"advert_int": int(advert) if advert == int(advert) else advert,
-              "version": cfg.vrrp.version, "preempt": cfg.vrrp.preempt},
+              "version": cfg.vrrp.version, "preempt": cfg.vrrp.preempt, "unicast_peers": cfg.vrrp.unicast_peers},
+        peer=next(d for d in cfg.directors if d.name != director.name),
         auth_pass=auth_pass, vip=cfg.vip, port=cfg.port, hc=cfg.health_check, lb_algo=cfg.lb_algo,
         lb_kind=cfg.lb_kind, persistence_timeout=cfg.persistence_timeout, real_servers=cfg.real_servers,
         sorry_server=cfg.sorry_server and "no-sorry-server" not in cfg.faults,

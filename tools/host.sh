@@ -16,6 +16,7 @@ source "$(dirname "$0")/lib.sh"
 
 PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
           genisoimage xsltproc mmdebstrap dpkg-dev iproute2 openssh-client
+          nftables   # drops multicast VRRP on a unicast lab's bridge (vrrp-unicast step)
           keepalived nginx-light cloud-init)   # the last three only for config checks in unit tests
 RUN=/run/lvs-lab
 URI=qemu:///system

@@ -32,7 +32,8 @@ LABS = {
 # instead of 975 s), while one 4-VM lab alone is ready in about 250 s.
 ALONE = {
     "c": ("sticky", ["persistence"]),  # rr + persistence 10 s, tcpFin 5 s, both BACKUP + nopreempt
-    "d": ("nat", []),  # LVS-NAT (VIP + client in a second subnet, gateway VIP in a sync group), lc
+    "d": ("nat", ["vrrp-unicast"]),  # LVS-NAT (VIP + client in a second subnet, gateway VIP in a sync group), lc,
+    # unicast VRRP with multicast VRRP dropped on the bridge
 }
 
 
@@ -188,6 +189,12 @@ def test_nat_lab_alone(alone: dict[str, Any]) -> None:
     assert len(outpkts) == 2 and all(n > 0 for n in outpkts), rr["ipvsadm_stats"]
     lc = rr["least_connection"]
     assert lc["counts"] == {"web1" if lc["loaded"] == "web2" else "web2": rr["requests"]}, lc
+    # unicast VRRP: the probes to 224.0.0.18 were dropped, unicast adverts crossed, and failover and failback
+    # ran with multicast VRRP dropped
+    unicast = d["verification"]["vrrp-unicast"]
+    assert unicast["multicast_vrrp_dropped"] >= 3 and unicast["unicast_vrrp_seen"] >= 3
+    for step in ("failover", "failback"):
+        assert d["verification"][step]["unicast_vrrp_seen"] > 0, d["verification"][step]
 
 
 @pytest.mark.parametrize("lab,fault,check", [
@@ -195,6 +202,7 @@ def test_nat_lab_alone(alone: dict[str, Any]) -> None:
     ("c", "preempt-on", "failback"),
     ("d", "gateway-vip-stays", "failover"),
     ("d", "scheduler-rr", "round-robin"),
+    ("d", "unicast-off", "vrrp-unicast"),
 ])
 def test_runtime_fault_fails_its_check_alone(alone: dict[str, Any], lab: str, fault: str, check: str) -> None:
     if not alone[lab] or alone["codes"][lab] != 0:

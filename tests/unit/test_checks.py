@@ -307,3 +307,31 @@ def test_reply_path_from_ipvsadm_stats() -> None:
                                                                                    "outpkts": 0}}
     assert evaluate_reply_path(nat, "NAT") is None
     assert evaluate_reply_path(nat, "DR") == "OutPkts 0 (DR: replies bypass the director)"
+
+
+def test_multicast_vrrp_ruleset_passes_nft_check() -> None:
+    """The bridge table the unicast steps install: accepted by nft's own check (-c: nothing committed),
+    and a typo in it is refused, so the check has teeth."""
+    import shutil
+
+    from lvslab.probe import multicast_vrrp_ruleset, nft_table_name
+
+    if not shutil.which("nft"):
+        pytest.fail("nft not installed: run tools/host.sh packages")
+    macs = ["52:54:00:aa:bb:01", "52:54:00:aa:bb:02"]
+    ruleset = multicast_vrrp_ruleset("lvs-ci.1", macs)
+    assert nft_table_name("lvs-ci.1") == "lvslab_lvs_ci_1" and "ip daddr 224.0.0.18 ip protocol vrrp" in ruleset
+    broken = ruleset.replace("ip protocol vrrp counter drop", "ip protocol vrp drop")
+    for text, ok in ((ruleset, True), (broken, False)):
+        proc = subprocess.run(["nft", "-c", "-f", "-"], input=text, capture_output=True, text=True)
+        assert (proc.returncode == 0) == ok, proc.stderr
+
+
+def test_nft_counters_by_rule_comment() -> None:
+    from lvslab.probe import parse_nft_counters
+
+    listing = ('{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "bridge", "name": "t"}}, '
+               '{"rule": {"comment": "multicast-vrrp", "expr": [{"match": {}}, {"counter": {"packets": 3, '
+               '"bytes": 96}}, {"drop": null}]}}, {"rule": {"comment": "unicast-vrrp", "expr": [{"counter": '
+               '{"packets": 12, "bytes": 480}}]}}, {"rule": {"expr": [{"counter": {"packets": 1, "bytes": 1}}]}}]}')
+    assert parse_nft_counters(listing) == {"multicast-vrrp": 3, "unicast-vrrp": 12}

@@ -133,6 +133,11 @@ GOLDEN = [
      "lvs-lab:lvs.timeouts.tcpFin: must be between 1 and 86400 seconds (unset: the kernel's default) (got 0)"),
     (lambda r: r["lvs"].update(syncDaemon="yes"),
      "lvs-lab:lvs.syncDaemon: must be true or false (got 'yes')"),
+    (lambda r: r["vrrp"].update(unicastPeers="both"),
+     "lvs-lab:vrrp.unicastPeers: must be true or false (got 'both')"),
+    (lambda r: r["vrrp"].update(unicast=True),
+     "lvs-lab:vrrp.unicast: unknown key; did you mean 'unicastPeers'? expected one of advertInt, preempt, "
+     "unicastPeers, version, virtualRouterId (got True)"),
     # What does not combine.
     (lambda r: (r["vrrp"].update(preempt=False), r.update(verify={"failoverMode": "hard"})),
      "lvs-lab:verify.failoverMode: hard cannot show nopreempt (vrrp.preempt false): a frozen MASTER resumes as "

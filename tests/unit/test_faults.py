@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +18,7 @@ CHECKS_OF_STEPS = {
     "lvs-state": {"vip-state", "split-brain", "real-server-config", "ipvs-settings", "vip-arp"},
     "round-robin": {"round-robin"}, "sorry-server": {"sorry-server"}, "persistence": {"persistence"},
     "connection-sync": {"connection-sync"}, "failback": {"failback"}, "failover": {"failover"},
+    "vrrp-unicast": {"vrrp-unicast"},
 }
 
 
@@ -79,3 +81,30 @@ def test_gateway_fault_removes_only_the_backups_gateway_address(dev_raw: dict[st
     assert Path(f"{conf}.lvslab-fault").read_text() == original
     proc = subprocess.run(["keepalived", "--config-test", "-f", str(conf)], capture_output=True, text=True)
     assert set(proc.stderr.splitlines()) == {"(VI_GW) No VIP specified; at least one is sensible"}, proc.stderr
+
+
+@pytest.mark.tools
+def test_unicast_fault_leaves_plain_multicast_vrrp(dev_raw: dict[str, Any], tmp_path: Path) -> None:
+    """unicast-off's sed on a rendered unicast keepalived.conf: every unicast line goes and nothing else, and
+    keepalived accepts the result without a complaint (plain multicast VRRP)."""
+    from lvslab.config import parse_config
+    from lvslab.model import derive
+    from lvslab.render import keepalived_conf
+
+    if not shutil.which("keepalived"):
+        pytest.fail("keepalived not installed: run tools/host.sh packages")
+    dev_raw["vrrp"]["unicastPeers"] = True
+    cfg = parse_config(dev_raw, "dev")
+    fault = RUNTIME_FAULTS["unicast-off"]
+    assert fault.targets == "directors" and fault.steps == ("vrrp-unicast",) and fault.check == "vrrp-unicast"
+    conf = tmp_path / "keepalived.conf"
+    original = keepalived_conf(cfg, derive(cfg).directors[0], "s3cret")
+    conf.write_text(original)
+    sed = fault.inject.format().split(" && ")[0].replace("/etc/keepalived/keepalived.conf", str(conf))
+    subprocess.run(sed, shell=True, check=True)
+    diff = difflib.ndiff(original.splitlines(), conf.read_text().splitlines())
+    assert [line for line in diff if line[0] in "+-"] == [
+        "-     unicast_src_ip 10.77.0.11", "-     unicast_peer {", "-         10.77.0.12", "-     }"]
+    assert "unicast" not in conf.read_text().replace("# Unicast VRRP", "")
+    proc = subprocess.run(["keepalived", "--config-test", "-f", str(conf)], capture_output=True, text=True)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr

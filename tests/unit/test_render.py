@@ -62,6 +62,7 @@ def nat_raw(dev_raw: dict[str, Any]) -> dict[str, Any]:
     nat["lvs"] = {"lbAlgo": "lc", "lbKind": "NAT", "syncDaemon": True}
     nat["directors"][0]["state"] = "BACKUP"
     nat["vrrp"]["preempt"] = False
+    nat["vrrp"]["unicastPeers"] = True
     return nat
 
 
@@ -78,6 +79,8 @@ def test_nat_keepalived_moves_the_gateway_with_the_vip(dev_raw: dict[str, Any], 
     assert "        10.77.0.254/24 dev eth0 label eth0:gw\n" in conf
     assert "    virtual_router_id 61\n" in conf and "    virtual_router_id 62\n" in conf
     assert conf.count("    nopreempt\n") == 2 and "    lb_kind NAT\n" in conf
+    # unicast peers in both instances: from this director to the other one
+    assert conf.count("    unicast_src_ip 10.77.0.11\n    unicast_peer {\n        10.77.0.12\n    }\n") == 2
     path = tmp_path / "k.conf"
     for text, ok in ((conf, True), (conf.replace("        VI_GW\n", "        VI_GATEWAY\n"), False)):
         path.write_text(text)
