@@ -84,32 +84,51 @@ def evaluate_reply_path(stats: dict[str, dict[str, int]], lb_kind: str) -> str |
     connections). None when that holds, else what was expected."""
     if lb_kind == "DR" and any(v["outpkts"] for v in stats.values()):
         return "OutPkts 0 (DR: replies bypass the director)"
+    if lb_kind == "TUN" and any(v["outpkts"] for v in stats.values()):
+        return "OutPkts 0 (TUN: replies bypass the director)"
     if lb_kind == "NAT" and any(v["conns"] and not v["outpkts"] for v in stats.values()):
         return "OutPkts > 0 for every real server with connections (NAT: replies cross the director)"
     return None
 
 
+RS_CONFIG_SCRIPT = (
+    "ip -4 -o addr show; ip -4 route show default; "
+    "for i in all lo eth0; do echo arp $i $(sysctl -n net.ipv4.conf.$i.arp_ignore) "
+    "$(sysctl -n net.ipv4.conf.$i.arp_announce); done; "
+    "for i in all tunl0; do echo rp $i $(sysctl -n net.ipv4.conf.$i.rp_filter 2>/dev/null || echo -); done")
+
+
 def real_server_problems(text: str, lb_kind: str, vip: str, gateway_vip: str) -> list[str]:
-    """What is wrong with one real server, from `ip -4 -o addr show dev lo`, `ip -4 route show default` and
-    lines '<iface> <arp_ignore> <arp_announce>'. DR: the VIP on lo as /32 and arp_ignore=1/arp_announce=2
-    (only the director may answer ARP for the VIP). NAT: replies go back through the director, so the
-    default route is via the gateway VIP, and the VIP is not local (the director rewrites it)."""
+    """What is wrong with one real server, from the output of RS_CONFIG_SCRIPT. DR: the VIP on lo as /32 and
+    arp_ignore=1/arp_announce=2 (only the director may answer ARP for the VIP). TUN: the same with the VIP
+    on tunl0, and reverse-path filtering not strict (the unwrapped packets arrive on tunl0 from a client
+    routed via eth0). NAT: replies go back through the director, so the default route is via the gateway
+    VIP, and the VIP is not local (the director rewrites it)."""
+    rows = [line.split() for line in text.splitlines()]
+    vip_on = sorted({r[1] for r in rows if len(r) > 3 and r[2] == "inet" and r[3] == f"{vip}/32"})
     problems = []
-    has_vip = f" {vip}/32 " in text
-    if lb_kind == "DR":
-        if not has_vip:
-            problems.append(f"VIP {vip}/32 not on lo")
-        for line in text.splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[0] in ("all", "lo", "eth0") and (parts[1], parts[2]) != ("1", "2"):
-                problems.append(f"{parts[0]} arp_ignore={parts[1]} arp_announce={parts[2]}")
-    else:
-        defaults = [line.split() for line in text.splitlines() if line.startswith("default ")]
-        gateways = [p[p.index("via") + 1] for p in defaults if "via" in p]
+    if lb_kind in ("DR", "TUN"):
+        device = "lo" if lb_kind == "DR" else "tunl0"
+        if device not in vip_on:
+            problems.append(f"VIP {vip}/32 not on {device}")
+        for r in rows:
+            if len(r) == 4 and r[0] == "arp" and (r[2], r[3]) != ("1", "2"):
+                problems.append(f"{r[1]} arp_ignore={r[2]} arp_announce={r[3]}")
+    if lb_kind == "TUN":
+        rp = {r[1]: r[2] for r in rows if len(r) == 3 and r[0] == "rp"}
+        values = [int(v) for v in (rp.get("all", "-"), rp.get("tunl0", "-")) if v.isdigit()]
+        if len(values) < 2:
+            problems.append("no tunl0 (module ipip not loaded)")
+        elif max(values) == 1:
+            problems.append(f"rp_filter strict (all={rp['all']}, tunl0={rp['tunl0']}): packets unwrapped on tunl0 "
+                            "are dropped")
+    if lb_kind == "NAT":
+        gateways = [r[r.index("via") + 1] for r in rows if r and r[0] == "default" and "via" in r]
         if gateways != [gateway_vip]:
             problems.append(f"default route via {gateways or 'nothing'}, expected via {gateway_vip}")
-        if has_vip:
-            problems.append(f"VIP {vip} on lo (NAT: the director rewrites it; the real server must not own it)")
+        if vip_on:
+            problems.append(f"VIP {vip} on {', '.join(vip_on)} (NAT: the director rewrites it; the real server "
+                            "must not own it)")
     return problems
 
 
@@ -368,11 +387,8 @@ def check_lvs_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
         raise CheckFailed("vip-state", f"VIP {spec.vip} on {master.name} only", f"held by {holding or 'nobody'}")
 
     _gateway_with_vip(spec, key, master.name, "vip-state")
-    script = ("ip -4 -o addr show dev lo; ip -4 route show default; for i in all lo eth0; do "
-              "echo $i $(sysctl -n net.ipv4.conf.$i.arp_ignore) $(sysctl -n net.ipv4.conf.$i.arp_announce); done")
-
     def rs_config(rs: NodeFacts) -> str | None:
-        out = ssh(key, rs.address, script)
+        out = ssh(key, rs.address, RS_CONFIG_SCRIPT)
         if out.returncode != 0:
             return f"{rs.name}: SSH failed: {out.stderr.strip()}"
         problems = real_server_problems(out.stdout, spec.lb_kind, spec.vip, spec.gateway_vip)
@@ -380,8 +396,9 @@ def check_lvs_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
 
     rs_problems = [p for p in _parallel(rs_config, spec.real_servers) if p]
     if rs_problems:
-        wanted = ("VIP/32 on lo and arp_ignore=1, arp_announce=2" if spec.lb_kind == "DR" else
-                  f"the default route via the gateway VIP {spec.gateway_vip} and no VIP on lo")
+        wanted = {"DR": "VIP/32 on lo and arp_ignore=1, arp_announce=2",
+                  "TUN": "VIP/32 on tunl0, arp_ignore=1, arp_announce=2 and rp_filter not strict",
+                  "NAT": f"the default route via the gateway VIP {spec.gateway_vip} and no VIP"}[spec.lb_kind]
         raise CheckFailed("real-server-config", f"{wanted} on every real server", "; ".join(rs_problems))
 
     _check_ipvs_settings(spec, key, master)
@@ -510,6 +527,28 @@ def check_round_robin(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
         result["least_connection"] = _least_connection(spec, key, total, active)
     if spec.lb_algo == "sh" and not spec.persistence and len(active) > 1:
         result["source_hashing"] = _source_hashing(spec, key)
+    if spec.lb_kind == "TUN":
+        result["tunnel_mtu"] = _tunnel_mtu(spec)
+    return result
+
+
+def _tunnel_mtu(spec: VerifySpec) -> dict[str, Any]:
+    """TUN: the director adds 20 bytes to every client packet. A request with a 6000-byte header (the
+    client sends full-size segments) must be answered, a 1 MiB response must arrive whole, and this host
+    must not have had to learn a smaller path MTU for the VIP (the real servers' advertised MSS leaves room
+    for the IPIP header; without it the director drops full-size segments and asks for PMTU discovery)."""
+    subprocess.run(["ip", "-4", "route", "flush", "cache"], capture_output=True)
+    big_request = http_get(spec.vip, spec.port, timeout=10, headers={"X-Lvslab-Pad": "a" * 6000})
+    mib = 1 << 20
+    big_response = http_get(spec.vip, spec.port, timeout=30, path=STREAM_PATH,
+                            headers={"Range": f"bytes=0-{mib - 1}"})
+    route = subprocess.run(["ip", "-4", "route", "get", spec.vip], capture_output=True, text=True).stdout
+    learned = re.search(r"\bmtu (\d+)", route)
+    result = {"large_request_ok": big_request.ok, "large_request_s": round(big_request.seconds, 2),
+              "response_bytes": big_response.length, "pmtu_learned": int(learned.group(1)) if learned else None}
+    if not big_request.ok or big_response.length != mib or learned:
+        raise CheckFailed("round-robin", "TUN: a 6000-byte request header answered, a 1 MiB response whole, no "
+                          "path MTU learned for the VIP (MSS leaves room for the IPIP header)", str(result))
     return result
 
 

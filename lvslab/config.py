@@ -30,7 +30,7 @@ BOOT_METHODS = ("kernel", "bootloader")
 PACKAGE_SOURCES = ("local", "mirror")
 FAILOVER_MODES = ("clean", "hard")
 # IPVS forwarding methods (keepalived's lb_kind) the lab builds and verifies.
-LB_KINDS = ("DR", "NAT")
+LB_KINDS = ("DR", "NAT", "TUN")
 # Host names (RFC 1123 labels, lowercase, starting with a letter): they become hostnames and libvirt names.
 _NAME_RE = re.compile(r"[a-z](?:[a-z0-9-]{0,29}[a-z0-9])?")
 _BRIDGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")

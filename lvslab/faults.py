@@ -75,6 +75,11 @@ RUNTIME_FAULTS = {
               "/etc/keepalived/keepalived.conf && systemctl reload keepalived",
               "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
               "systemctl reload keepalived", ("vrrp-unicast",), "vrrp-unicast"),
+        # LVS-TUN: strict reverse-path filtering on the real servers drops the packets tunl0 unwraps (they
+        # come from the client, whose route is via eth0): nothing is answered.
+        Fault("rp-filter-strict", "real_servers", "sysctl -q -w net.ipv4.conf.all.rp_filter=1 "
+              "net.ipv4.conf.tunl0.rp_filter=1", "sysctl -q -p /etc/sysctl.d/90-lvslab-tun.conf",
+              ("round-robin",), "round-robin"),
         # LVS-NAT: the BACKUP's gateway instance loses its address (keepalived reloaded): at failover the VIP
         # moves but the real servers' gateway VIP does not, so their replies go nowhere.
         Fault("gateway-vip-stays", "backup", "sed -i.lvslab-fault '/ label eth0:gw$/d' "

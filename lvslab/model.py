@@ -26,6 +26,9 @@ SORRY_PREFIX = "sorry-"
 # step; sparse on disk, so it costs nothing.
 STREAM_PATH = "/lvslab-stream.bin"
 STREAM_MIB = 16
+# LVS-TUN: the director wraps each client packet in a 20-byte IPIP header; real servers advertise this
+# MSS to clients (1500 - 20 - 40) so full-size client segments still fit the bridge's MTU once wrapped.
+TUN_ADVMSS = 1440
 
 
 def mac_for(stack: str, name: str) -> str:

@@ -102,10 +102,12 @@ class HttpResult:
     server: str | None
     error: str | None
     seconds: float
+    length: int = 0  # body bytes received
 
 
 def http_get(address: str, port: int, timeout: float = 2.0, path: str = "/",
-             source_port: int | None = None, source_address: str = "") -> HttpResult:
+             source_port: int | None = None, source_address: str = "",
+             headers: dict[str, str] | None = None) -> HttpResult:
     """One request on a fresh TCP connection; the body names the real server. A fixed source port lets
     the caller avoid ports that still have an entry in the director's IPVS connection table (a reused
     entry is not scheduled anew, so it would skew the round-robin counts)."""
@@ -113,12 +115,13 @@ def http_get(address: str, port: int, timeout: float = 2.0, path: str = "/",
     source = (source_address, source_port or 0) if source_port or source_address else None
     conn = http.client.HTTPConnection(address, port, timeout=timeout, source_address=source)
     try:
-        conn.request("GET", path, headers={"Connection": "close"})
+        conn.request("GET", path, headers={"Connection": "close", **(headers or {})})
         resp = conn.getresponse()
-        body = resp.read().decode(errors="replace").strip()
-        if resp.status != 200:
-            return HttpResult(False, None, f"HTTP {resp.status}", time.monotonic() - t0)
-        return HttpResult(True, resp.getheader("X-Real-Server") or body, None, time.monotonic() - t0)
+        raw = resp.read()
+        if resp.status not in (200, 206):  # 206: a Range request
+            return HttpResult(False, None, f"HTTP {resp.status}", time.monotonic() - t0, len(raw))
+        server = resp.getheader("X-Real-Server") or raw[:200].decode(errors="replace").strip()
+        return HttpResult(True, server, None, time.monotonic() - t0, len(raw))
     except (OSError, http.client.HTTPException) as exc:
         return HttpResult(False, None, f"{type(exc).__name__}: {exc}", time.monotonic() - t0)
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 
 from lvslab.config import SCHEDULER_MODULES, LabConfig
-from lvslab.model import SORRY_PREFIX, STREAM_MIB, STREAM_PATH, LabFacts, NodeFacts
+from lvslab.model import SORRY_PREFIX, STREAM_MIB, STREAM_PATH, TUN_ADVMSS, LabFacts, NodeFacts
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOUD_INIT_DIR = ROOT / "cloud-init"
@@ -75,7 +75,7 @@ def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str,
 def real_server_user_data(cfg: LabConfig, server: NodeFacts, ssh_public_key: str) -> str:
     return _CLOUD_INIT.get_template("real-server.yaml.j2").render(
         **_common(cfg, server, "real-server", ssh_public_key), nginx_site=nginx_site(cfg, server),
-        stream_path=STREAM_PATH, stream_mib=STREAM_MIB,
+        stream_path=STREAM_PATH, stream_mib=STREAM_MIB, subnet=str(cfg.subnet), advmss=TUN_ADVMSS,
     )
 
 

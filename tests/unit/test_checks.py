@@ -265,22 +265,44 @@ def test_ssh_watch_times_from_the_end_of_the_action(monkeypatch: pytest.MonkeyPa
 
 DR_RS = """1: lo    inet 127.0.0.1/8 scope host lo
 1: lo    inet 10.77.0.100/32 scope global lo:v1
-all 1 2
-lo 1 2
-eth0 1 2
+2: eth0    inet 10.77.0.21/24 brd 10.77.0.255 scope global eth0
+arp all 1 2
+arp lo 1 2
+arp eth0 1 2
+rp all 2
+rp tunl0 -
 """
 NAT_RS = """1: lo    inet 127.0.0.1/8 scope host lo
+2: eth0    inet 10.77.0.21/24 brd 10.77.0.255 scope global eth0
 default via 10.77.0.254 dev eth0 proto static
-all 0 0
-lo 0 0
-eth0 0 0
+arp all 0 0
+arp lo 0 0
+arp eth0 0 0
+rp all 2
+rp tunl0 -
+"""
+TUN_RS = """1: lo    inet 127.0.0.1/8 scope host lo
+2: eth0    inet 10.77.0.21/24 brd 10.77.0.255 scope global eth0
+3: tunl0    inet 10.77.0.100/32 scope global tunl0
+arp all 1 2
+arp lo 1 2
+arp eth0 1 2
+rp all 0
+rp tunl0 0
 """
 
 
 @pytest.mark.parametrize("text,kind,expect", [
     (DR_RS, "DR", []),
-    (DR_RS.replace("eth0 1 2", "eth0 0 0"), "DR", ["eth0 arp_ignore=0 arp_announce=0"]),
+    (DR_RS.replace("arp eth0 1 2", "arp eth0 0 0"), "DR", ["eth0 arp_ignore=0 arp_announce=0"]),
     (DR_RS.replace(" 10.77.0.100/32 ", " 10.77.0.99/32 "), "DR", ["VIP 10.77.0.100/32 not on lo"]),
+    (TUN_RS, "TUN", []),
+    (TUN_RS.replace("rp all 0", "rp all 2"), "TUN", []),  # loose is fine: the client is reachable
+    (TUN_RS.replace("rp all 0", "rp all 1"), "TUN",
+     ["rp_filter strict (all=1, tunl0=0): packets unwrapped on tunl0 are dropped"]),
+    (TUN_RS.replace("rp tunl0 0", "rp tunl0 -").replace("3: tunl0    inet 10.77.0.100/32 scope global tunl0\n", ""),
+     "TUN", ["VIP 10.77.0.100/32 not on tunl0", "no tunl0 (module ipip not loaded)"]),
+    (DR_RS, "TUN", ["VIP 10.77.0.100/32 not on tunl0", "no tunl0 (module ipip not loaded)"]),
     (NAT_RS, "NAT", []),
     (NAT_RS.replace("via 10.77.0.254", "via 10.77.0.11"), "NAT",
      ["default route via ['10.77.0.11'], expected via 10.77.0.254"]),
@@ -335,3 +357,16 @@ def test_nft_counters_by_rule_comment() -> None:
                '"bytes": 96}}, {"drop": null}]}}, {"rule": {"comment": "unicast-vrrp", "expr": [{"counter": '
                '{"packets": 12, "bytes": 480}}]}}, {"rule": {"expr": [{"counter": {"packets": 1, "bytes": 1}}]}}]}')
     assert parse_nft_counters(listing) == {"multicast-vrrp": 3, "unicast-vrrp": 12}
+
+
+def test_rs_config_script_runs_and_parses_here() -> None:
+    """The real servers' config script really runs (sh, ip, sysctl on this host) and yields the rows the
+    evaluation reads: the ARP sysctls of all/lo/eth0 and the rp_filter of all/tunl0 ('-' when absent)."""
+    from lvslab.checks import RS_CONFIG_SCRIPT
+
+    out = subprocess.run(["sh", "-c", RS_CONFIG_SCRIPT], capture_output=True, text=True, timeout=20).stdout
+    rows = [line.split() for line in out.splitlines()]
+    assert [r[1] for r in rows if r[0] == "arp"] == ["all", "lo", "eth0"]
+    rp = {r[1]: r[2] for r in rows if r[0] == "rp"}
+    assert set(rp) == {"all", "tunl0"} and rp["all"].isdigit()
+    assert any(len(r) > 3 and r[1] == "lo" and r[2] == "inet" for r in rows)

@@ -93,7 +93,7 @@ GOLDEN = [
     (lambda r: r["lvs"].update(lbAlgo="roundrobin"),
      "lvs-lab:lvs.lbAlgo: must be one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh "
      "(got 'roundrobin')"),
-    (lambda r: r["lvs"].update(lbKind="TUNNEL"), "lvs-lab:lvs.lbKind: must be one of DR, NAT (got 'TUNNEL')"),
+    (lambda r: r["lvs"].update(lbKind="TUNNEL"), "lvs-lab:lvs.lbKind: must be one of DR, NAT, TUN (got 'TUNNEL')"),
     # LVS-NAT: the VIP and the client in a second subnet; the real servers' gateway VIP in the lab's.
     (lambda r: r["lvs"].update(lbKind="NAT"),
      "lvs-lab:network.clientSubnet: is required with lvs.lbKind NAT: the VIP's and the client's IPv4 subnet on "

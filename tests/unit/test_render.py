@@ -51,7 +51,36 @@ def configs(dev_raw: dict[str, Any]) -> list[LabConfig]:
     health["vrrp"]["preempt"] = False
     variants.append(health)
     variants.append(nat_raw(dev_raw))
+    variants.append(tun_raw(dev_raw))
     return [parse_config(v, "dev") for v in variants]
+
+
+def tun_raw(dev_raw: dict[str, Any]) -> dict[str, Any]:
+    tun = yaml.safe_load(yaml.safe_dump(dev_raw))
+    tun["lvs"] = {"lbAlgo": "rr", "lbKind": "TUN"}
+    return tun
+
+
+def test_tun_real_server_unwraps_ipip_with_room_for_the_header(dev_raw: dict[str, Any]) -> None:
+    """TUN real servers: ipip loaded, the VIP on tunl0, the DR ARP sysctls, rp_filter 0 and MSS 1440
+    advertised on the lab subnet; the directors' keepalived says lb_kind TUN."""
+    cfg = parse_config(tun_raw(dev_raw), "dev")
+    facts = derive(cfg)
+    rs = yaml.safe_load(real_server_user_data(cfg, facts.real_servers[0], KEY))
+    files = {f["path"]: f["content"] for f in rs["write_files"]}
+    assert files["/etc/modules-load.d/lvslab-ipip.conf"].split() == ["ipip"]
+    assert "net.ipv4.conf.tunl0.rp_filter = 0" in files["/etc/sysctl.d/90-lvslab-tun.conf"]
+    assert "net.ipv4.conf.all.rp_filter = 0" in files["/etc/sysctl.d/90-lvslab-tun.conf"]
+    assert "net.ipv4.conf.lo.arp_ignore = 1" in files["/etc/sysctl.d/90-lvslab-arp.conf"]
+    unit = files["/etc/systemd/system/lvslab-vip.service"]
+    assert "ExecStart=/sbin/ip addr replace 10.77.0.100/32 dev tunl0\n" in unit
+    assert ("ExecStart=/sbin/ip route replace 10.77.0.0/24 dev eth0 proto kernel scope link src 10.77.0.21 "
+            "advmss 1440\n") in unit
+    assert rs["runcmd"].index(["modprobe", "ipip"]) < rs["runcmd"].index(["sysctl", "-q", "-p",
+                                                                            "/etc/sysctl.d/90-lvslab-tun.conf"])
+    assert "    lb_kind TUN\n" in keepalived_conf(cfg, facts.directors[0], "s3cret")
+    dr = yaml.safe_load(real_server_user_data(parse_config(dev_raw, "dev"), facts.real_servers[0], KEY))
+    assert all("tun" not in f["path"] and "ipip" not in f["path"] for f in dr["write_files"])
 
 
 def nat_raw(dev_raw: dict[str, Any]) -> dict[str, Any]:
