@@ -31,7 +31,7 @@ LABS = {
 # emulated guests on two cores (health-check re-added after 16.5 s, window 4 + 10 s; ready after 1503-1554 s
 # instead of 975 s), while one 4-VM lab alone is ready in about 250 s.
 ALONE = {
-    "c": ("sticky", ["persistence"]),  # rr + persistence 10 s, tcpFin 5 s, both BACKUP + nopreempt
+    "c": ("sticky", ["persistence"]),  # LVS-TUN, rr + persistence 10 s, tcpFin 5 s, both BACKUP + nopreempt
     "d": ("nat", ["vrrp-unicast"]),  # LVS-NAT (VIP + client in a second subnet, gateway VIP in a sync group), lc,
     # unicast VRRP with multicast VRRP dropped on the bridge
 }
@@ -164,7 +164,8 @@ def alone(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
 
 def test_sticky_lab_alone(alone: dict[str, Any]) -> None:
     """Persistence (template in ipvsadm -Lnc, expiry, the client moves) and nopreempt (VIP stays on the
-    BACKUP that took it, 0 failed requests) on VMs."""
+    BACKUP that took it, 0 failed requests) on VMs, forwarded by LVS-TUN (replies bypass the director, a
+    large request and response get through the tunnel)."""
     print(json.dumps({k: alone[k] for k in ("codes", "seconds")}))
     assert alone["codes"]["c"] == 0
     c = alone["c"]
@@ -174,6 +175,8 @@ def test_sticky_lab_alone(alone: dict[str, Any]) -> None:
     assert persistence["template_gone_after_s"] <= persistence["bound_s"] == 10 + 5 + 10
     failback = c["verification"]["failback"]
     assert failback["failed_requests"] == 0 and failback["vip_stayed_on"] == "director2"
+    tunnel = c["verification"]["round-robin"]["tunnel_mtu"]
+    assert tunnel["large_request_ok"] and tunnel["response_bytes"] == 1 << 20 and tunnel["pmtu_learned"] is None
 
 
 def test_nat_lab_alone(alone: dict[str, Any]) -> None:
@@ -200,6 +203,7 @@ def test_nat_lab_alone(alone: dict[str, Any]) -> None:
 @pytest.mark.parametrize("lab,fault,check", [
     ("c", "persistence-off", "persistence"),
     ("c", "preempt-on", "failback"),
+    ("c", "rp-filter-strict", "round-robin"),
     ("d", "gateway-vip-stays", "failover"),
     ("d", "scheduler-rr", "round-robin"),
     ("d", "unicast-off", "vrrp-unicast"),
