@@ -120,11 +120,7 @@ def test_labs_side_by_side(side_by_side: dict[str, Any]) -> None:
     ("b", "sync-daemon-off", "connection-sync"),
 ])
 def test_runtime_fault_fails_its_check(side_by_side: dict[str, Any], lab: str, fault: str, check: str) -> None:
-    if not side_by_side[lab] or side_by_side["codes"][lab] != 0:
-        pytest.fail(f"lab {lab} did not come up")
-    proc = run_in(side_by_side["netns"], "fault", "--stack", side_by_side[lab]["stack"], "--fault", fault)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert f'"failed_check": "{check}"' in proc.stdout and '"after_repair": true' in proc.stdout
+    proc = _fault_fails_its_check(side_by_side, lab, fault, check)
     if check == "split-brain":  # both holders and both ARP answers named, and the way out
         found = re.search(r'"message": ("(?:[^"\\]|\\.)*")', proc.stdout)
         assert found, proc.stdout[-3000:]
@@ -134,14 +130,28 @@ def test_runtime_fault_fails_its_check(side_by_side: dict[str, Any], lab: str, f
 
 
 @pytest.mark.parametrize("lab", sorted(LABS))
-def test_kept_lab_destroys_without_leaks(side_by_side: dict[str, Any], netns: str, lab: str) -> None:
+def test_kept_lab_destroys_without_leaks(side_by_side: dict[str, Any], lab: str) -> None:
     """After the fault tests: destroy each kept lab and check nothing with its prefix is left."""
-    if not side_by_side[lab]:
+    _destroy_kept(side_by_side, lab)
+
+
+def _fault_fails_its_check(labs: dict[str, Any], lab: str, fault: str, check: str) -> subprocess.CompletedProcess[str]:
+    """`tools/lvslab.py fault` on a kept lab: the named check fails, and passes again after the repair."""
+    if not labs[lab] or labs["codes"][lab] != 0:
         pytest.fail(f"lab {lab} did not come up")
-    proc = run_in(netns, "destroy", "--stack", side_by_side[lab]["stack"], "--rm")
+    proc = run_in(labs["netns"], "fault", "--stack", labs[lab]["stack"], "--fault", fault)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert f'"failed_check": "{check}"' in proc.stdout and '"after_repair": true' in proc.stdout
+    return proc
+
+
+def _destroy_kept(labs: dict[str, Any], lab: str) -> None:
+    if not labs[lab]:
+        pytest.fail(f"lab {lab} did not come up")
+    proc = run_in(labs["netns"], "destroy", "--stack", labs[lab]["stack"], "--rm")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "leak check: no libvirt domain" in proc.stdout
-    side_by_side[lab] = None  # already destroyed
+    labs[lab] = None  # already destroyed
 
 
 @pytest.fixture(scope="module")
@@ -209,21 +219,12 @@ def test_nat_lab_alone(alone: dict[str, Any]) -> None:
     ("d", "unicast-off", "vrrp-unicast"),
 ])
 def test_runtime_fault_fails_its_check_alone(alone: dict[str, Any], lab: str, fault: str, check: str) -> None:
-    if not alone[lab] or alone["codes"][lab] != 0:
-        pytest.fail(f"lab {lab} did not come up")
-    proc = run_in(alone["netns"], "fault", "--stack", alone[lab]["stack"], "--fault", fault)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert f'"failed_check": "{check}"' in proc.stdout and '"after_repair": true' in proc.stdout
+    _fault_fails_its_check(alone, lab, fault, check)
 
 
 @pytest.mark.parametrize("lab", sorted(ALONE))
-def test_kept_lab_alone_destroys_without_leaks(alone: dict[str, Any], netns: str, lab: str) -> None:
-    if not alone[lab]:
-        pytest.fail(f"lab {lab} did not come up")
-    proc = run_in(netns, "destroy", "--stack", alone[lab]["stack"], "--rm")
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "leak check: no libvirt domain" in proc.stdout
-    alone[lab] = None
+def test_kept_lab_alone_destroys_without_leaks(alone: dict[str, Any], lab: str) -> None:
+    _destroy_kept(alone, lab)
 
 
 def test_failing_verification_destroys_and_leaves_artefacts(netns: str, tmp_path: Path) -> None:
