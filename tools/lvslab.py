@@ -489,7 +489,15 @@ def cmd_fault(args: argparse.Namespace) -> int:
     with SshKey(key_text) as key:
         def on_all(script: str) -> None:
             for node in targets:
-                out = ssh(key, node.address, script)
+                try:
+                    out = ssh(key, node.address, script)
+                except subprocess.TimeoutExpired:
+                    # Seen once in CI: `systemctl restart keepalived` after kill -9 did not return within
+                    # 60 s. Say what the node shows, then try once more with more time.
+                    status = ssh(key, node.address, "systemctl status keepalived --no-pager -n 5; uptime",
+                                 timeout=60).stdout
+                    log(f"{script!r} on {node.name}: no answer within 60 s; retrying. Node says:\n{status}")
+                    out = ssh(key, node.address, script, timeout=180)
                 if out.returncode != 0:
                     raise RuntimeError(f"{script!r} on {node.name}: {out.stderr.strip()}")
         lab = {"vip": spec.vip, "port": spec.port, "algo": spec.lb_algo, "persistence": spec.persistence}
