@@ -44,8 +44,12 @@ RUNTIME_FAULTS = {
               ("lvs-state",), "vip-state"),
         Fault("sorry-server-down", "directors", "systemctl stop nginx", "systemctl start nginx",
               ("sorry-server",), "sorry-server"),
-        # Seed 001's warning: keepalived killed with -9 cannot remove its VIP; the BACKUP takes it too.
-        Fault("keepalived-kill9-master", "master", "kill -9 $(pidof keepalived)",
+        # Seed 001's warning: keepalived killed with -9 cannot remove its VIP; the BACKUP takes it too. All its
+        # processes are stopped first, then killed: killed one by one, the parent respawns a child it just
+        # lost before it dies itself (seen: an orphan that kept the unit 'deactivating' for systemd's 90 s
+        # stop timeout), and a parent killed first makes the VRRP child remove the VIP on its way out
+        # (keepalived's children get SIGTERM when the parent dies), which is not the failure shown here.
+        Fault("keepalived-kill9-master", "master", "pids=$(pidof keepalived); kill -STOP $pids; kill -9 $pids",
               "ip addr del {vip}/32 dev eth0 2>/dev/null; systemctl restart keepalived", ("lvs-state",),
               "split-brain", settle=True),
         # Persistence off on both directors (ipvsadm -E without -p): the client spreads over the servers.

@@ -182,7 +182,7 @@ def test_sticky_lab_alone(alone: dict[str, Any]) -> None:
     _assert_verified(c, None, "web2", ALONE["c"][1], preempt=False)
     persistence = c["verification"]["persistence"]
     assert persistence["moved"] and persistence["second_server"] != persistence["first_server"]
-    assert persistence["template_gone_after_s"] <= persistence["bound_s"] == 10 + 5 + 10
+    assert persistence["template_gone_after_s"] <= persistence["bound_s"] == 10 + 5 + 60 + 10
     failback = c["verification"]["failback"]
     assert failback["failed_requests"] == 0 and failback["vip_stayed_on"] == "director2"
     tunnel = c["verification"]["round-robin"]["tunnel_mtu"]

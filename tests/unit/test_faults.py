@@ -37,7 +37,9 @@ def test_runtime_fault_is_complete(name: str) -> None:
 def test_split_brain_fault_kills_keepalived_hard_and_repairs_the_stale_vip() -> None:
     fault = RUNTIME_FAULTS["keepalived-kill9-master"]
     assert fault.targets == "master" and fault.settle and fault.check == "split-brain"
-    assert "kill -9" in fault.inject and "systemctl" not in fault.inject  # no clean VIP removal
+    # every keepalived process frozen, then killed (no clean VIP removal, no respawn, no stop)
+    assert fault.inject.index("kill -STOP $pids") < fault.inject.index("kill -9 $pids")
+    assert "systemctl" not in fault.inject
     assert fault.repair.format(vip="10.0.0.100").startswith("ip addr del 10.0.0.100/32 dev eth0")
 
 
