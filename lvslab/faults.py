@@ -84,6 +84,12 @@ RUNTIME_FAULTS = {
         Fault("rp-filter-strict", "real_servers", "sysctl -q -w net.ipv4.conf.all.rp_filter=1 "
               "net.ipv4.conf.tunl0.rp_filter=1", "sysctl -q -p /etc/sysctl.d/90-lvslab-tun.conf",
               ("round-robin",), "round-robin"),
+        # LVS-TUN: the real servers' route to the clients loses its advmss: clients send full-size segments
+        # that no longer fit once the director wraps them (it answers with ICMP "fragmentation needed",
+        # or they vanish); the round-robin step's tunnel check fails. The repair re-runs the VIP unit.
+        Fault("mss-unclamped", "real_servers", "ip route replace $(ip -4 route show dev eth0 proto kernel | "
+              "head -1 | sed 's/ advmss [0-9]*//') dev eth0 && ip route flush cache",
+              "systemctl restart lvslab-vip.service", ("round-robin",), "round-robin"),
         # LVS-NAT: the BACKUP's gateway instance loses its address (keepalived reloaded): at failover the VIP
         # moves but the real servers' gateway VIP does not, so their replies go nowhere.
         Fault("gateway-vip-stays", "backup", "sed -i.lvslab-fault '/ label eth0:gw$/d' "

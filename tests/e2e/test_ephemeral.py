@@ -214,6 +214,7 @@ def test_nat_lab_alone(alone: dict[str, Any]) -> None:
     ("c", "persistence-off", "persistence"),
     ("c", "preempt-on", "failback"),
     ("c", "rp-filter-strict", "round-robin"),
+    ("c", "mss-unclamped", "round-robin"),
     ("d", "gateway-vip-stays", "failover"),
     ("d", "scheduler-rr", "round-robin"),
     ("d", "unicast-off", "vrrp-unicast"),
