@@ -70,8 +70,9 @@ def evaluate_distribution(counts: dict[str, int], weights: dict[str, int], lb_al
         return None if len(counts) == 1 else f"persistence is on but {len(counts)} servers answered"
     expected = expected_counts(weights, lb_algo, total)
     if expected is None:
-        missing = [n for n, w in weights.items() if w > 0 and n not in counts]
-        return f"servers never answered: {missing}" if missing and lb_algo not in ("sh", "mh", "dh", "fo") else None
+        # lc, wlc, sh, ...: the split depends on the connections already listed (a lab that ran faults keeps
+        # TIME_WAIT entries for minutes), so no server can be required here; their own sub-checks follow.
+        return None
     off = {n: (counts.get(n, 0), e) for n, e in expected.items() if abs(counts.get(n, 0) - e) > 1}
     if off:
         return "counts off by more than 1: " + ", ".join(f"{n} got {c}, expected {e:g}" for n, (c, e) in off.items())

@@ -208,6 +208,8 @@ def reserve_slot() -> int:
             return slot
         except FileExistsError:
             pid_file = SLOTS / str(slot) / "pid"
+            if (SLOTS / str(slot) / "kept").exists():
+                continue  # a lab kept with --keep still uses this bridge and subnet (destroy frees it)
             if pid_file.exists() and not Path(f"/proc/{pid_file.read_text().strip()}").exists():
                 shutil.rmtree(SLOTS / str(slot), ignore_errors=True)  # stale: its runner is gone
     raise RuntimeError("no free CI slot")
@@ -444,6 +446,8 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
         if not args.keep:
             stack_file.unlink(missing_ok=True)
             shutil.rmtree(SLOTS / str(slot), ignore_errors=True)
+        else:
+            (SLOTS / str(slot) / "kept").write_text(name)
     report["failed"] = failed
     report["seconds"] = round(time.monotonic() - t_start, 1)
     if args.json:

@@ -44,3 +44,18 @@ def test_every_template_moves_to_its_slot_and_stays_valid(template: str) -> None
         assert ipaddress.IPv4Address(cfg.gateway_vip) in cfg.subnet and cfg.gateway_vip.endswith(".254")
     else:
         assert ipaddress.IPv4Address(cfg.vip) in cfg.subnet and cfg.client == cfg.host_address
+
+
+def test_a_kept_labs_slot_is_not_handed_out_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lab kept with --keep outlives its runner: its slot (bridge, subnet) must stay taken until destroy,
+    while a slot whose runner died without keeping is reclaimed."""
+    cli = runner()
+    monkeypatch.setattr(cli, "SLOTS", tmp_path)
+    for slot, kept in ((1, True), (2, False)):
+        (tmp_path / str(slot)).mkdir()
+        (tmp_path / str(slot) / "pid").write_text("999999999")  # no such process
+        if kept:
+            (tmp_path / str(slot) / "kept").write_text("ci1-abcdef")
+    assert cli.reserve_slot() == 3  # 1 is kept; 2 is stale: removed (free for the next runner)
+    assert (tmp_path / "1" / "kept").exists() and not (tmp_path / "2").exists()
+    assert cli.reserve_slot() == 2
