@@ -263,33 +263,23 @@ def test_ssh_watch_times_from_the_end_of_the_action(monkeypatch: pytest.MonkeyPa
     assert missing is None and output.split() == ["watching", "timeout"]
 
 
-DR_RS = """1: lo    inet 127.0.0.1/8 scope host lo
-1: lo    inet 10.77.0.100/32 scope global lo:v1
-2: eth0    inet 10.77.0.21/24 brd 10.77.0.255 scope global eth0
-arp all 1 2
-arp lo 1 2
-arp eth0 1 2
-rp all 2
-rp tunl0 -
-"""
-NAT_RS = """1: lo    inet 127.0.0.1/8 scope host lo
-2: eth0    inet 10.77.0.21/24 brd 10.77.0.255 scope global eth0
-default via 10.77.0.254 dev eth0 proto static
-arp all 0 0
-arp lo 0 0
-arp eth0 0 0
-rp all 2
-rp tunl0 -
-"""
-TUN_RS = """1: lo    inet 127.0.0.1/8 scope host lo
-2: eth0    inet 10.77.0.21/24 brd 10.77.0.255 scope global eth0
-3: tunl0    inet 10.77.0.100/32 scope global tunl0
-arp all 1 2
-arp lo 1 2
-arp eth0 1 2
-rp all 0
-rp tunl0 0
-"""
+def rs_output(vip_on: str | None = None, gateway: str | None = None, arp: str = "1 2",
+              rp_all: str = "2", rp_tunl0: str = "-") -> str:
+    """What RS_CONFIG_SCRIPT prints on a real server at 10.77.0.21: the VIP 10.77.0.100/32 on `vip_on`,
+    a default route via `gateway`, one ARP pair for all/lo/eth0, rp_filter of all and tunl0."""
+    lines = ["1: lo    inet 127.0.0.1/8 scope host lo"]
+    if vip_on:
+        lines.append(f"3: {vip_on}    inet 10.77.0.100/32 scope global {vip_on}")
+    lines.append("2: eth0    inet 10.77.0.21/24 brd 10.77.0.255 scope global eth0")
+    if gateway:
+        lines.append(f"default via {gateway} dev eth0 proto static")
+    lines += [f"arp {i} {arp}" for i in ("all", "lo", "eth0")] + [f"rp all {rp_all}", f"rp tunl0 {rp_tunl0}"]
+    return "\n".join(lines) + "\n"
+
+
+DR_RS = rs_output(vip_on="lo")
+NAT_RS = rs_output(gateway="10.77.0.254", arp="0 0")
+TUN_RS = rs_output(vip_on="tunl0", rp_all="0", rp_tunl0="0")
 
 
 @pytest.mark.parametrize("text,kind,expect", [
@@ -300,15 +290,14 @@ rp tunl0 0
     (TUN_RS.replace("rp all 0", "rp all 2"), "TUN", []),  # loose is fine: the client is reachable
     (TUN_RS.replace("rp all 0", "rp all 1"), "TUN",
      ["rp_filter strict (all=1, tunl0=0): packets unwrapped on tunl0 are dropped"]),
-    (TUN_RS.replace("rp tunl0 0", "rp tunl0 -").replace("3: tunl0    inet 10.77.0.100/32 scope global tunl0\n", ""),
-     "TUN", ["VIP 10.77.0.100/32 not on tunl0", "no tunl0 (module ipip not loaded)"]),
+    (rs_output(rp_all="0"), "TUN", ["VIP 10.77.0.100/32 not on tunl0", "no tunl0 (module ipip not loaded)"]),
     (DR_RS, "TUN", ["VIP 10.77.0.100/32 not on tunl0", "no tunl0 (module ipip not loaded)"]),
     (NAT_RS, "NAT", []),
     (NAT_RS.replace("via 10.77.0.254", "via 10.77.0.11"), "NAT",
      ["default route via ['10.77.0.11'], expected via 10.77.0.254"]),
     (NAT_RS.replace("default via 10.77.0.254 dev eth0 proto static\n", ""), "NAT",
      ["default route via nothing, expected via 10.77.0.254"]),
-    (NAT_RS + "1: lo    inet 10.77.0.100/32 scope global lo:v1\n", "NAT",
+    (rs_output(vip_on="lo", gateway="10.77.0.254", arp="0 0"), "NAT",
      ["VIP 10.77.0.100 on lo (NAT: the director rewrites it; the real server must not own it)"]),
 ])
 def test_real_server_problems_per_forwarding_method(text: str, kind: str, expect: list[str]) -> None:
