@@ -29,11 +29,12 @@ LABS = {
 }
 # Labs that boot alone, one after the other, once the pair is gone: a third lab beside the pair starves the
 # emulated guests on two cores (health-check re-added after 16.5 s, window 4 + 10 s; ready after 1503-1554 s
-# instead of 975 s), while one 4-VM lab alone is ready in about 250 s.
+# instead of 975 s), while one 4-VM lab alone is up and verified in 150-190 s.
 ALONE = {
     "c": ("sticky", ["persistence"]),  # LVS-TUN, rr + persistence 10 s, tcpFin 5 s, both BACKUP + nopreempt
     "d": ("nat", ["vrrp-unicast"]),  # LVS-NAT (VIP + client in a second subnet, gateway VIP in a sync group), lc,
     # unicast VRRP with multicast VRRP dropped on the bridge
+    "e": ("sh", []),  # source hashing: six more client addresses on the bridge
 }
 
 
@@ -77,7 +78,7 @@ def _assert_verified(report: dict[str, Any], counts: dict[str, int] | None, heal
                                                                "modules-final"} for n in nodes.values())
     assert all(r["passed"] for r in verification.values())
     rr = verification["round-robin"]
-    if counts is None:  # persistence: every request of the one client on one server
+    if counts is None:  # persistence or sh: every request of the one client on one server
         assert len(rr["counts"]) == 1 and sum(rr["counts"].values()) == rr["requests"], rr["counts"]
         counts = rr["counts"]
     assert rr["counts"] == counts and {k: v for k, v in rr["ipvs_conns"].items() if v} == counts
@@ -118,6 +119,7 @@ def test_labs_side_by_side(side_by_side: dict[str, Any]) -> None:
     ("a", "sorry-server-down", "sorry-server"),
     ("a", "keepalived-kill9-master", "split-brain"),
     ("b", "sync-daemon-off", "connection-sync"),
+    ("b", "scheduler-rr", "round-robin"),  # wrr 3:2:1 becomes 20/20/20
 ])
 def test_runtime_fault_fails_its_check(side_by_side: dict[str, Any], lab: str, fault: str, check: str) -> None:
     proc = _fault_fails_its_check(side_by_side, lab, fault, check)
@@ -210,6 +212,17 @@ def test_nat_lab_alone(alone: dict[str, Any]) -> None:
         assert d["verification"][step]["unicast_vrrp_seen"] > 0, d["verification"][step]
 
 
+def test_sh_lab_alone(alone: dict[str, Any]) -> None:
+    """sh: the client's 8 requests on one server; each of six more client addresses always on one server,
+    and together on both."""
+    print(json.dumps({k: alone[k] for k in ("codes", "seconds")}))
+    assert alone["codes"]["e"] == 0
+    e = alone["e"]
+    _assert_verified(e, None, "web2", ALONE["e"][1])
+    clients = e["verification"]["round-robin"]["source_hashing"]["clients"]
+    assert len(clients) == 6 and set(clients.values()) == {"web1", "web2"}, clients
+
+
 @pytest.mark.parametrize("lab,fault,check", [
     ("c", "persistence-off", "persistence"),
     ("c", "preempt-on", "failback"),
@@ -218,6 +231,7 @@ def test_nat_lab_alone(alone: dict[str, Any]) -> None:
     ("d", "gateway-vip-stays", "failover"),
     ("d", "scheduler-rr", "round-robin"),
     ("d", "unicast-off", "vrrp-unicast"),
+    ("e", "scheduler-rr", "round-robin"),
 ])
 def test_runtime_fault_fails_its_check_alone(alone: dict[str, Any], lab: str, fault: str, check: str) -> None:
     _fault_fails_its_check(alone, lab, fault, check)
