@@ -17,19 +17,13 @@ import pulumi
 import pulumi_command as command
 
 from components.node import Node
-from lvslab.checks import steps_for
+from lvslab.checks import cloud_init_done_script, steps_for
 from lvslab.model import LabFacts, verify_spec
 from lvslab.report import summary
 from lvslab.verify import KEY_VARIABLE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PER_DIAL_TIMEOUT_S = 5
-
-# Waits for cloud-init on a node; a failure says so in the checks' own words.
-READY_SCRIPT = ('if cloud-init status --wait >/dev/null 2>&1; then cloud-init status --long; else '
-                'echo "check readiness failed: expected cloud-init done on {name}; observed '
-                '$(cloud-init status --long 2>&1 | tr "\\n" " ")" >&2; exit 1; fi')
-
 
 def _python() -> str:
     """The project's interpreter, relative to the project when inside it (stable across venv rebuilds)."""
@@ -56,7 +50,7 @@ class Verification(pulumi.ComponentResource):
                 connection=command.remote.ConnectionArgs(
                     host=n.facts.address, user="root", private_key=private_key, per_dial_timeout=PER_DIAL_TIMEOUT_S,
                     dial_error_limit=max(60, cfg.verify.ready_timeout // PER_DIAL_TIMEOUT_S)),
-                create=READY_SCRIPT.format(name=n.facts.name), triggers=[n.domain.id],
+                create=cloud_init_done_script(n.facts.name), triggers=[n.domain.id],
                 logging=command.remote.Logging.STDERR,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[n.domain], custom_timeouts=timeout))
             for n in nodes

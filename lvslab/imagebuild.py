@@ -56,6 +56,8 @@ class ImageSpec:
         "modprobe@fuse.service", "modprobe@loop.service", "modprobe@configfs.service", "getty@tty1.service",
         "cloud-init-hotplugd.socket", "systemd-pcrphase-sysinit.service", "systemd-pcrphase.service",
         "systemd-repart.service", "systemd-firstboot.service",
+        # cloud-init's config stage: its modules run in the final stage (overlay 91_lvslab_modules.cfg).
+        "cloud-config.service",
     )
     # systemd runs every generator at boot and at each daemon-reload (package installs do several): each
     # is a process start of 0.3-0.7 s under emulation. These have nothing to generate on a lab VM.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -230,12 +231,49 @@ def test_readiness_retries_an_ssh_attempt_that_times_out(monkeypatch: pytest.Mon
         calls.append(address)
         if len(calls) == 1:
             raise subprocess.TimeoutExpired(["ssh"], timeout)
-        return subprocess.CompletedProcess(["ssh"], 0, "1700000000\nstatus: done\n", "")
+        return subprocess.CompletedProcess(["ssh"], 0, "cloud-init done on web1, ready marker 1700000000\n", "")
 
     monkeypatch.setattr(checks, "ssh", fake_ssh)
     monkeypatch.setattr(checks, "_boot_profile", lambda _key, _node: {})
     result = checks.check_readiness(spec, SimpleNamespace(path="/dev/null"))
     assert result["passed"] and len(calls) == 2
+
+
+def _cloud_init_files(run: Path, status_errors: list[str], result_errors: list[str] | None) -> None:
+    """status.json/result.json as cloud-init 22.4 writes them (atomic_helper.json_dumps: indent=1)."""
+    def dump(data: object) -> str:
+        return json.dumps(data, indent=1, sort_keys=True, separators=(",", ": "))
+
+    run.mkdir(exist_ok=True)
+    stage = {"errors": status_errors, "finished": 2.0, "start": 1.0}
+    (run / "status.json").write_text(dump({"v1": {"datasource": "DataSourceNoCloud", "init": stage, "stage": None}}))
+    if result_errors is not None:
+        (run / "result.json").write_text(dump({"v1": {"datasource": "DataSourceNoCloud", "errors": result_errors}}))
+
+
+@pytest.mark.parametrize("status_errors,result_errors,code,said", [
+    ([], [], 0, "cloud-init done on web1, ready marker 1700000000"),
+    ([], ["('scripts-user', RuntimeError('runparts failed'))"], 1, "runparts failed"),
+    (["('package-update-upgrade-install', 'apt failed')"], None, 1, "apt failed"),  # stops waiting at once
+    ([], None, None, ""),  # still running: keeps waiting
+])
+def test_cloud_init_done_script(tmp_path: Path, status_errors: list[str], result_errors: list[str] | None,
+                                code: int | None, said: str) -> None:
+    """The shell the readiness waits run on each node (no Python in the booting guest), against files
+    written the way cloud-init writes them."""
+    from lvslab.checks import cloud_init_done_script
+
+    _cloud_init_files(tmp_path / "run", status_errors, result_errors)
+    (tmp_path / "ready").write_text("1700000000\n")
+    script = cloud_init_done_script("web1", run_dir=str(tmp_path / "run"), marker=str(tmp_path / "ready"))
+    try:
+        proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=3)
+    except subprocess.TimeoutExpired:
+        assert code is None
+        return
+    assert proc.returncode == code and said in (proc.stdout + proc.stderr), proc
+    if code:
+        assert proc.stderr.startswith("check readiness failed: expected cloud-init done on web1; observed")
 
 
 @pytest.mark.parametrize("action_s,expect_after", [(0.3, 1.2), (2.0, 0.0)])

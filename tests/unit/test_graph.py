@@ -156,7 +156,7 @@ def test_verification_steps_are_commands_in_order(dev_raw: dict[str, Any], image
         conn = conn["value"]
         hosts.add(conn["host"])
         assert conn["dialErrorLimit"] >= 60 and conn["perDialTimeout"] == 5
-        assert "cloud-init status --wait" in r.inputs["create"]
+        assert "/run/cloud-init/result.json" in r.inputs["create"] and "cloud-init status" not in r.inputs["create"]
     assert hosts == {"10.77.0.11", "10.77.0.12", "10.77.0.21", "10.77.0.22"}
 
 

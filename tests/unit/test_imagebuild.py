@@ -171,3 +171,15 @@ def test_masked_generators_are_real_generator_names() -> None:
     assert "systemd-fstab-generator" not in spec.masked_generators  # the root mount needs it
     cmd = " ".join(mmdebstrap_command(spec, Path("/r"), Path("/o")))
     assert "system-generators" in cmd and "systemd-veritysetup-generator" in cmd
+
+
+def test_the_masked_config_stage_runs_no_modules_and_final_keeps_their_order() -> None:
+    """cloud-config.service is masked in the image: its stage must have nothing left to run, and the final
+    stage must configure apt before installing and write runcmd's script before running it."""
+    from lvslab.imagebuild import OVERLAY
+
+    cfg = yaml.safe_load((OVERLAY / "etc/cloud/cloud.cfg.d/91_lvslab_modules.cfg").read_text())
+    assert "cloud-config.service" in ImageSpec().masked_units and cfg["cloud_config_modules"] == []
+    final = cfg["cloud_final_modules"]
+    assert final.index("apt-configure") < final.index("package-update-upgrade-install")
+    assert final.index("runcmd") < final.index("scripts-user") and final[-1] == "final-message"
