@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -27,16 +28,35 @@ SSH_OPTIONS = [
 
 
 class SshKey:
-    """The private key in a 0600 temp file for the lifetime of the object (it is a secret)."""
+    """The private key in a 0600 file, and one shared SSH connection per node (OpenSSH ControlMaster), for
+    the lifetime of the object. Why shared: a new connection costs an emulated guest 1-2 s of CPU (sshd's
+    re-exec, key exchange), and a step opens up to a dozen per node. close() ends the masters it started
+    and removes the key; ControlPersist bounds a master's life should close() never run."""
+
+    PERSIST_S = 600
 
     def __init__(self, private_key: str) -> None:
-        fd, self.path = tempfile.mkstemp(prefix="lvslab-key-")
-        with os.fdopen(fd, "w") as f:
+        self.control_dir = tempfile.mkdtemp(prefix="lvslab-ssh-")
+        self.path = os.path.join(self.control_dir, "key")
+        with os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
             f.write(private_key if private_key.endswith("\n") else private_key + "\n")
 
+    def options(self) -> list[str]:
+        return ["-i", self.path, "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C",
+                "-o", f"ControlPersist={self.PERSIST_S}"]
+
+    def masters(self) -> list[str]:
+        """Control sockets of the masters still running."""
+        if not os.path.isdir(self.control_dir):
+            return []
+        return [os.path.join(self.control_dir, n) for n in os.listdir(self.control_dir) if n != "key"]
+
     def close(self) -> None:
-        if os.path.exists(self.path):
-            os.unlink(self.path)
+        for sock in self.masters():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "lvslab-node"],
+                               capture_output=True, timeout=10)
+        shutil.rmtree(self.control_dir, ignore_errors=True)
 
     def __enter__(self) -> SshKey:
         return self
@@ -45,10 +65,13 @@ class SshKey:
         self.close()
 
 
+def _ssh_argv(key: SshKey, address: str, script: str) -> list[str]:
+    return ["ssh", *SSH_OPTIONS, *key.options(), f"root@{address}", script]
+
+
 def ssh(key: SshKey, address: str, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run a shell script as root on a node."""
-    return subprocess.run(["ssh", *SSH_OPTIONS, "-i", key.path, f"root@{address}", script],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(_ssh_argv(key, address, script), capture_output=True, text=True, timeout=timeout)
 
 
 def ssh_watch(key: SshKey, address: str, script: str, action: Callable[[], None],
@@ -58,7 +81,7 @@ def ssh_watch(key: SshKey, address: str, script: str, action: Callable[[], None]
     neither SSH set-up (seconds on starved guests, for the watcher and for the action's own SSH) is part of
     the measurement. Returns (seconds from the action's end to 'done', or None; the action's own seconds;
     output). A 'done' already waiting when the action returns counts as 0 s."""
-    proc = subprocess.Popen(["ssh", *SSH_OPTIONS, "-i", key.path, f"root@{address}", script],
+    proc = subprocess.Popen(_ssh_argv(key, address, script),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str | None] = queue.Queue()
 

@@ -291,7 +291,7 @@ def test_ssh_watch_times_from_the_end_of_the_action(monkeypatch: pytest.MonkeyPa
         return real_popen(["sh", "-c", argv[-1]], **kwargs)
 
     monkeypatch.setattr(probe.subprocess, "Popen", local_shell)
-    key = SimpleNamespace(path="/nonexistent")
+    key = probe.SshKey("not a key")
     after, took, output = probe.ssh_watch(key, "192.0.2.1", "echo watching; sleep 1.5; echo done",  # type: ignore[arg-type]
                                           lambda: time.sleep(action_s), timeout=10)
     assert after is not None and abs(after - expect_after) < 0.4
@@ -299,6 +299,26 @@ def test_ssh_watch_times_from_the_end_of_the_action(monkeypatch: pytest.MonkeyPa
     missing, _, output = probe.ssh_watch(key, "192.0.2.1", "echo watching; echo timeout",  # type: ignore[arg-type]
                                          lambda: None, timeout=10)
     assert missing is None and output.split() == ["watching", "timeout"]
+    key.close()
+
+
+def test_ssh_key_shares_one_connection_per_node_and_ends_its_masters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ssh of one SshKey goes through a ControlMaster socket in the key's own 0700 directory; close()
+    asks each master still running to exit and removes the key."""
+    from lvslab import probe
+
+    key = probe.SshKey("secret key")
+    argv = probe._ssh_argv(key, "10.77.0.21", "true")
+    assert argv[-2:] == ["root@10.77.0.21", "true"] and "ControlMaster=auto" in argv
+    assert f"ControlPath={key.control_dir}/%C" in argv and any(a.startswith("ControlPersist=") for a in argv)
+    assert os.stat(key.control_dir).st_mode & 0o777 == 0o700 and os.stat(key.path).st_mode & 0o777 == 0o600
+    for name in ("a1b2", "c3d4"):  # two masters' sockets
+        Path(key.control_dir, name).touch()
+    exits: list[list[str]] = []
+    monkeypatch.setattr(probe.subprocess, "run", lambda argv, **_: exits.append(argv))
+    key.close()
+    assert sorted(a[2] for a in exits) == [f"ControlPath={key.control_dir}/{n}" for n in ("a1b2", "c3d4")]
+    assert all(a[3:5] == ["-O", "exit"] for a in exits) and not os.path.exists(key.control_dir)
 
 
 def rs_output(vip_on: str | None = None, gateway: str | None = None, arp: str = "1 2",

@@ -266,6 +266,27 @@ def test_real_server_user_data_content(dev_raw: dict[str, Any]) -> None:
     assert doc["apt"]["sources_list"].strip() == "deb [trusted=yes] file:/srv/lvslab-repo ./"
 
 
+@pytest.mark.parametrize("role", ["director", "real-server"])
+def test_services_start_once_after_the_package_install(dev_raw: dict[str, Any], role: str) -> None:
+    """policy-rc.d keeps packages from starting services while cloud-init installs them; runcmd removes it
+    before anything else, then starts every service of the role itself, and reloads systemd no more."""
+    dev_raw["lvs"]["sorryServer"] = True
+    cfg = parse_config(dev_raw, "dev")
+    facts = derive(cfg)
+    text = (director_user_data(cfg, facts.directors[0], KEY, "x" * 8) if role == "director"
+            else real_server_user_data(cfg, facts.real_servers[0], KEY))
+    doc = yaml.safe_load(text)
+    policy = next(f for f in doc["write_files"] if f["path"] == "/usr/sbin/policy-rc.d")
+    assert policy["permissions"] == "0755" and policy["content"].splitlines()[-1] == "exit 101"
+    commands = [" ".join(c) if isinstance(c, list) else c for c in doc["runcmd"]]
+    assert commands[0] == "rm -f /usr/sbin/policy-rc.d"
+    started = {"director": ["restart keepalived", "reload-or-restart nginx"],
+               "real-server": ["reload-or-restart nginx", "start lvslab-vip.service"]}[role]
+    for service in started:
+        assert any(service in c for c in commands[1:]), (service, commands)
+    assert not any("daemon-reload" in c or "--now" in c for c in commands), commands
+
+
 def test_sorry_server_is_the_directors_own_nginx(dev_raw: dict[str, Any]) -> None:
     dev_raw["lvs"]["sorryServer"] = True
     cfg = parse_config(dev_raw, "dev")
