@@ -17,7 +17,7 @@ import pulumi
 import pulumi_command as command
 
 from components.node import Node
-from lvslab.checks import cloud_init_done_script, steps_for
+from lvslab.checks import ready_script, steps_for
 from lvslab.model import LabFacts, verify_spec
 from lvslab.report import summary
 from lvslab.verify import KEY_VARIABLE
@@ -50,7 +50,7 @@ class Verification(pulumi.ComponentResource):
                 connection=command.remote.ConnectionArgs(
                     host=n.facts.address, user="root", private_key=private_key, per_dial_timeout=PER_DIAL_TIMEOUT_S,
                     dial_error_limit=max(60, cfg.verify.ready_timeout // PER_DIAL_TIMEOUT_S)),
-                create=cloud_init_done_script(n.facts.name), triggers=[n.domain.id],
+                create=ready_script(n.facts.name), triggers=[n.domain.id],
                 logging=command.remote.Logging.STDERR,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[n.domain], custom_timeouts=timeout))
             for n in nodes

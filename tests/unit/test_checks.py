@@ -234,7 +234,6 @@ def test_readiness_retries_an_ssh_attempt_that_times_out(monkeypatch: pytest.Mon
         return subprocess.CompletedProcess(["ssh"], 0, "cloud-init done on web1, ready marker 1700000000\n", "")
 
     monkeypatch.setattr(checks, "ssh", fake_ssh)
-    monkeypatch.setattr(checks, "_boot_profile", lambda _key, _node: {})
     result = checks.check_readiness(spec, SimpleNamespace(path="/dev/null"))
     assert result["passed"] and len(calls) == 2
 
