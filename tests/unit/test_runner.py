@@ -59,3 +59,21 @@ def test_a_kept_labs_slot_is_not_handed_out_again(tmp_path: Path, monkeypatch: p
     assert cli.reserve_slot() == 3  # 1 is kept; 2 is stale: removed (free for the next runner)
     assert (tmp_path / "1" / "kept").exists() and not (tmp_path / "2").exists()
     assert cli.reserve_slot() == 2
+
+
+def test_ready_time_is_domain_start_plus_the_guests_uptime_at_cloud_init_done() -> None:
+    """make bench's 'up start -> all nodes ready': from the Domain's create event and the console's uptime,
+    not from when the ready command ended (SSH dial cadence, boot profile)."""
+    cli = runner()
+    started = {}
+    for line in ["+  libvirt:index:Domain web1-node-domain creating (0s)",
+                 "+  libvirt:index:Domain web1-node-domain created (0.51s)",
+                 "+  libvirt:index:Domain director1-node-domain created (0.83s)"]:
+        found = cli.DOMAIN_CREATED.search(line)
+        if found:
+            started[found.group(1)] = {"web1": 7.5, "director1": 8.0}[found.group(1)]
+    verification = {"readiness": {"nodes": {"web1": {"boot_to_ready_s": 90.25},
+                                            "director1": {"boot_to_ready_s": 111.0},
+                                            "web2": {"boot_to_ready_s": 95.0}}}}  # no create event seen
+    assert cli.ready_after_up_start(started, verification) == {"web1": 97.8, "director1": 119.0}
+    assert cli.ready_after_up_start(started, None) == {}
