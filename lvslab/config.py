@@ -31,6 +31,11 @@ PACKAGE_SOURCES = ("local", "mirror")
 FAILOVER_MODES = ("clean", "hard")
 # IPVS forwarding methods (keepalived's lb_kind) the lab builds and verifies.
 LB_KINDS = ("DR", "NAT", "TUN")
+# What the lab builds (seed 000-002: LVS directors with keepalived in front of real servers; seed 004: two
+# nginx nodes sharing a VIP through keepalived, no IPVS).
+TOPOLOGIES = ("lvs-keepalived", "nginx-ha")
+# Config sections that only mean something with IPVS (topology lvs-keepalived).
+LVS_ONLY_KEYS = ("realServers", "lvs", "healthCheck")
 # Host names (RFC 1123 labels, lowercase, starting with a letter): they become hostnames and libvirt names.
 _NAME_RE = re.compile(r"[a-z](?:[a-z0-9-]{0,29}[a-z0-9])?")
 _BRIDGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
@@ -88,6 +93,19 @@ class Vrrp:
     # keepalived's unicast_src_ip/unicast_peer: adverts go to the other director's address, for networks
     # that block multicast (clouds, many labs).
     unicast_peers: bool = False
+
+
+@dataclass(frozen=True)
+class NginxCheck:
+    """topology nginx-ha: keepalived's vrrp_script that checks nginx on each node (seed 004's
+    chk_http_port), tracked by the VRRP instance. weight 0: `fall` failures put the instance in FAULT (it
+    gives the VIP up at once); weight != 0: they change its priority by weight (as in the tutorial)."""
+
+    interval: int = 2
+    fall: int = 2
+    rise: int = 1
+    weight: int = 0
+    process: str = "nginx"  # what the script looks for (pgrep -x)
 
 
 @dataclass(frozen=True)
@@ -164,6 +182,8 @@ class LabConfig:
     client_subnet: ipaddress.IPv4Network | None = None
     client_address: str = ""
     gateway_vip: str = ""
+    topology: str = "lvs-keepalived"
+    nginx_check: NginxCheck = field(default_factory=NginxCheck)
 
     @property
     def client(self) -> str:
@@ -194,15 +214,20 @@ class LabConfig:
         return self.subnet.prefixlen
 
     def failover_bound_seconds(self) -> float:
-        """keepalived's master-down interval on the BACKUP: 3 x advert_int + skew."""
+        """keepalived's master-down interval on the BACKUP: 3 x advert_int + skew. nginx-ha: the vrrp_script
+        first needs `fall` failed runs, `interval` seconds apart (nginx may stop just after a run)."""
         prio = self.backup.priority
         skew = (256 - prio) / 256 if self.vrrp.version == 2 else (256 - prio) * self.vrrp.advert_int / 256
-        return 3 * self.vrrp.advert_int + skew
+        vrrp = 3 * self.vrrp.advert_int + skew
+        if self.topology == "nginx-ha":
+            return self.nginx_check.fall * self.nginx_check.interval + vrrp
+        return vrrp
 
 
 KNOWN_KEYS = {
     "libvirtUri", "domainType", "network", "vip", "port", "directors", "realServers", "lvs",
-    "healthCheck", "vrrp", "authPass", "image", "vm", "packageSource", "verify", "faults",
+    "healthCheck", "vrrp", "authPass", "image", "vm", "packageSource", "verify", "faults", "topology",
+    "nginxCheck",
 }
 
 
@@ -305,6 +330,20 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
             r.problems.append(f"{full}: unknown namespace '{ns}'; did you mean '{hint}'? (got {value!r})")
     for unknown in sorted(set(raw) - KNOWN_KEYS):
         r.unknown(unknown, unknown, KNOWN_KEYS, raw[unknown])
+
+    topology = r.string(raw, "topology", "topology", "lvs-keepalived", TOPOLOGIES)
+    if topology not in TOPOLOGIES:  # reported; validate the rest as the topology its keys suggest
+        topology = "lvs-keepalived" if "realServers" in raw else "nginx-ha"
+    nginx_ha = topology == "nginx-ha"
+    if nginx_ha:
+        for key in LVS_ONLY_KEYS:
+            if key in raw:
+                r.fail(key, "is not used with topology nginx-ha (two nginx nodes share the VIP, no IPVS: the "
+                       "directors serve the pages themselves)", raw[key])
+        raw = {k: v for k, v in raw.items() if k not in LVS_ONLY_KEYS}
+    elif "nginxCheck" in raw:
+        r.fail("nginxCheck", f"is only used with topology nginx-ha (keepalived's check of nginx); with {topology} "
+               "keepalived checks the real servers (healthCheck)", raw["nginxCheck"])
 
     libvirt_uri = r.string(raw, "libvirtUri", "libvirtUri", "qemu:///system")
     if libvirt_uri and not _URI_RE.fullmatch(libvirt_uri):
@@ -442,8 +481,10 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
                    [d.state for d in directors])
 
     servers: list[RealServer] = []
-    raw_rs = raw.get("realServers")
-    if not isinstance(raw_rs, list) or not raw_rs:
+    raw_rs = raw.get("realServers", [] if nginx_ha else None)
+    if nginx_ha:
+        pass
+    elif not isinstance(raw_rs, list) or not raw_rs:
         r.fail("realServers", "must be a list of at least one real server", raw_rs)
         raw_rs = []
     for i, s in enumerate(raw_rs):
@@ -584,6 +625,30 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         if f not in CLOUD_INIT_FAULTS:
             r.fail(f"faults[{i}]", f"unknown fault; expected one of {', '.join(CLOUD_INIT_FAULTS)}", f)
 
+    nc = r.obj(raw.get("nginxCheck", {}), "nginxCheck", {"interval", "fall", "rise", "weight", "process"})
+    nginx_check = NginxCheck(
+        interval=r.integer(nc, "interval", "nginxCheck.interval", 2, 1, 60, "seconds") or 0,
+        fall=r.integer(nc, "fall", "nginxCheck.fall", 2, 1, 10, "failed runs") or 0,
+        rise=r.integer(nc, "rise", "nginxCheck.rise", 1, 1, 10, "good runs") or 0,
+        weight=r.integer(nc, "weight", "nginxCheck.weight", 0, -253, 253,
+                         "(0: the instance goes FAULT; else the priority changes by it)") or 0,
+        process=r.string(nc, "process", "nginxCheck.process", "nginx") or "",
+    )
+    if nginx_check.process and not _NAME_RE.fullmatch(nginx_check.process):
+        r.fail("nginxCheck.process", "must be a process name (pgrep -x): a lowercase letter, then lowercase "
+               "letters, digits and '-'", nginx_check.process)
+    if nginx_ha and nginx_check.weight and len(directors) == 2 and complete:
+        high, low = sorted(directors, key=lambda d: d.priority, reverse=True)
+        # The MASTER with nginx down must end up below the BACKUP with nginx up.
+        if nginx_check.weight < 0 and high.priority + nginx_check.weight >= low.priority:
+            r.fail("nginxCheck.weight", f"must bring {high.name}'s priority {high.priority} below {low.name}'s "
+                   f"{low.priority} when nginx is down (weight < {low.priority - high.priority}), or the VIP "
+                   "never moves", nginx_check.weight)
+        elif nginx_check.weight > 0 and low.priority + nginx_check.weight <= high.priority:
+            r.fail("nginxCheck.weight", f"must lift {low.name}'s priority {low.priority} above {high.name}'s "
+                   f"{high.priority} while {high.name}'s nginx is down (weight > {high.priority - low.priority}), "
+                   "or the VIP never moves", nginx_check.weight)
+
     if r.problems:
         raise ConfigError(r.problems)
     assert subnet is not None and port is not None and persistence is not None
@@ -594,4 +659,5 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         health_check=health, vrrp=vrrp, image=image, vm=vm, package_source=package_source,
         verify=verify, faults=tuple(faults), sorry_server=sorry_server, sync_daemon=sync_daemon,
         timeouts=timeouts, client_subnet=client_subnet, client_address=client_address, gateway_vip=gateway_vip,
+        topology=topology, nginx_check=nginx_check,
     )

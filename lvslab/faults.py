@@ -90,6 +90,12 @@ RUNTIME_FAULTS = {
         Fault("mss-unclamped", "real_servers", "ip route replace $(ip -4 route show dev eth0 proto kernel | "
               "head -1 | sed 's/ advmss [0-9]*//') dev eth0 && ip route flush cache",
               "systemctl restart lvslab-vip.service", ("round-robin",), "round-robin"),
+        # nginx-ha: keepalived's script checks the wrong process (keepalived itself, always running), so a
+        # MASTER whose nginx stopped keeps the VIP: nothing answers (seed 004's check script mistake).
+        Fault("check-wrong-process", "directors", "sed -i.lvslab-fault 's|pgrep -x nginx\"|pgrep -x keepalived\"|' "
+              "/etc/keepalived/keepalived.conf && systemctl reload keepalived",
+              "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
+              "systemctl reload keepalived", ("failover", "failback"), "failover"),
         # LVS-NAT: the BACKUP's gateway instance loses its address (keepalived reloaded): at failover the VIP
         # moves but the real servers' gateway VIP does not, so their replies go nowhere.
         Fault("gateway-vip-stays", "backup", "sed -i.lvslab-fault '/ label eth0:gw$/d' "

@@ -169,6 +169,7 @@ class HealthCheckSpec:
 class VerifySpec(_Nodes):
     """Everything the checks know about a lab (no secrets: the SSH key travels separately)."""
 
+    topology: str  # lvs-keepalived or nginx-ha (config.TOPOLOGIES): which steps run
     uri: str
     vip: str
     port: int
@@ -222,7 +223,8 @@ def verify_spec(facts: LabFacts) -> VerifySpec:
     cfg = facts.cfg
     hc = cfg.health_check
     return VerifySpec(
-        uri=cfg.libvirt_uri, vip=cfg.vip, port=cfg.port, bridge=cfg.bridge, client_address=cfg.client,
+        topology=cfg.topology, uri=cfg.libvirt_uri, vip=cfg.vip, port=cfg.port, bridge=cfg.bridge,
+        client_address=cfg.client,
         extra_clients=extra_clients(cfg), lb_kind=cfg.lb_kind, gateway_vip=cfg.gateway_vip, lb_algo=cfg.lb_algo,
         persistence=cfg.persistence_timeout,
         sorry_server=cfg.sorry_server,

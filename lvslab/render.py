@@ -43,7 +43,7 @@ def keepalived_conf(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:
         sorry_server=cfg.sorry_server and "no-sorry-server" not in cfg.faults,
         sync_daemon=cfg.sync_daemon, sync_id=cfg.vrrp.virtual_router_id, timeouts=cfg.timeouts,
         gateway_vip=cfg.gateway_vip, gateway_router_id=cfg.gateway_router_id, prefixlen=cfg.prefixlen,
-        vip_prefixlen=cfg.vip_subnet.prefixlen,
+        vip_prefixlen=cfg.vip_subnet.prefixlen, topology=cfg.topology, nginx_check=cfg.nginx_check,
     )
 
 
@@ -64,6 +64,12 @@ def _common(cfg: LabConfig, node: NodeFacts, role: str, ssh_public_key: str) -> 
 
 
 def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str, auth_pass: str) -> str:
+    """An LVS director's user-data, or with topology nginx-ha an nginx node's (it serves the VIP itself)."""
+    if cfg.topology == "nginx-ha":
+        return _CLOUD_INIT.get_template("nginx-ha.yaml.j2").render(
+            **_common(cfg, director, "nginx-ha", ssh_public_key), nginx_site=nginx_site(cfg, director),
+            keepalived_conf=keepalived_conf(cfg, director, auth_pass),
+        )
     return _CLOUD_INIT.get_template("director.yaml.j2").render(
         **_common(cfg, director, "director", ssh_public_key),
         scheduler_module=SCHEDULER_MODULES[cfg.lb_algo],

@@ -247,14 +247,15 @@ def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],
         cfg[ns + "vip"] = move(cfg[ns + "vip"])
     for d in cfg[ns + "directors"]:
         d["address"] = move(d["address"])
-    servers = cfg[ns + "realServers"]
-    if real_servers:
-        servers = [{"name": f"web{i}", "address": move(str(old.network_address + 20 + i)), "weight": 1}
-                   for i in range(1, real_servers + 1)]
-    else:
-        for s in servers:
-            s["address"] = move(s["address"])
-    cfg[ns + "realServers"] = servers
+    if ns + "realServers" in cfg:  # (topology nginx-ha has none)
+        servers = cfg[ns + "realServers"]
+        if real_servers:
+            servers = [{"name": f"web{i}", "address": move(str(old.network_address + 20 + i)), "weight": 1}
+                       for i in range(1, real_servers + 1)]
+        else:
+            for s in servers:
+                s["address"] = move(s["address"])
+        cfg[ns + "realServers"] = servers
     cfg[ns + "vrrp"] = {**cfg.get(ns + "vrrp", {}), "virtualRouterId": 100 + slot % 150}
     if faults:
         cfg[ns + "faults"] = faults

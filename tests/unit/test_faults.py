@@ -18,7 +18,7 @@ CHECKS_OF_STEPS = {
     "lvs-state": {"vip-state", "split-brain", "real-server-config", "ipvs-settings", "vip-arp"},
     "round-robin": {"round-robin"}, "sorry-server": {"sorry-server"}, "persistence": {"persistence"},
     "connection-sync": {"connection-sync"}, "failback": {"failback"}, "failover": {"failover"},
-    "vrrp-unicast": {"vrrp-unicast"},
+    "vrrp-unicast": {"vrrp-unicast"}, "vip-state": {"vip-state", "split-brain", "vip-arp"},
 }
 
 
@@ -110,3 +110,27 @@ def test_unicast_fault_leaves_plain_multicast_vrrp(dev_raw: dict[str, Any], tmp_
     assert "unicast" not in conf.read_text().replace("# Unicast VRRP", "")
     proc = subprocess.run(["keepalived", "--config-test", "-f", str(conf)], capture_output=True, text=True)
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
+
+
+@pytest.mark.tools
+def test_wrong_process_fault_changes_only_what_the_script_looks_for(tmp_path: Path) -> None:
+    """check-wrong-process's sed on a rendered nginx-ha keepalived.conf: only the script line changes, to a
+    process that always runs (keepalived itself), and keepalived accepts the result."""
+    from lvslab.config import parse_config
+    from lvslab.model import derive
+    from lvslab.render import keepalived_conf
+    from tests.unit.test_render import nginx_ha_raw
+
+    cfg = parse_config(nginx_ha_raw(), "nginx-ha")
+    fault = RUNTIME_FAULTS["check-wrong-process"]
+    assert fault.targets == "directors" and fault.steps == ("failover", "failback") and fault.check == "failover"
+    conf = tmp_path / "keepalived.conf"
+    original = keepalived_conf(cfg, derive(cfg).directors[0], "s3cret")
+    conf.write_text(original)
+    sed = fault.inject.format().split(" && ")[0].replace("/etc/keepalived/keepalived.conf", str(conf))
+    subprocess.run(sed, shell=True, check=True)
+    diff = difflib.ndiff(original.splitlines(), conf.read_text().splitlines())
+    assert [line for line in diff if line[0] in "+-"] == [
+        '-     script "/usr/bin/pgrep -x nginx"', '+     script "/usr/bin/pgrep -x keepalived"']
+    proc = subprocess.run(["keepalived", "--config-test", "-f", str(conf)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -10,6 +10,7 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi.runtime import rpc
 
 from lvslab import host, program
@@ -221,3 +222,20 @@ def test_misspelt_namespace_stops_the_program(dev_raw: dict[str, Any], image_dir
         declare()
     assert "lvs_lab:vm: unknown namespace 'lvs_lab'; did you mean 'lvs-lab:vm'?" in str(err.value)
     assert mocks.resources == []
+
+
+def test_nginx_ha_is_two_nodes_and_its_own_steps(image_dir: Path) -> None:
+    """topology nginx-ha: two VRRP nodes (the Director component with nginx-ha user-data), no real server,
+    and the steps of that topology: the VIP served by the MASTER, then failover by stopping nginx."""
+    doc = yaml.safe_load((Path(__file__).parents[2] / "stacks" / "Pulumi.nginx-ha.yaml").read_text())
+    raw = {k.split(":", 1)[1]: v for k, v in doc["config"].items()}
+    mocks = run_program(raw, stack="nginx-ha")
+    kinds = [r.typ for r in mocks.resources if r.typ.startswith("lvslab:index:")]
+    assert kinds.count("lvslab:index:Director") == 2 and "lvslab:index:RealServer" not in kinds
+    assert sorted(d.inputs["name"] for d in mocks.of(DOMAIN)) == ["lvs-lab-nginx-ha-nginx1", "lvs-lab-nginx-ha-nginx2"]
+    steps = [r.inputs["create"].split()[-1] for r in mocks.of(LOCAL) if "lvslab.verify" in r.inputs.get("create", "")]
+    assert steps == ["readiness", "vip-state", "failover", "failback", "restore"]
+    spec = json.loads(next(r for r in mocks.of(LOCAL) if "lvslab.verify" in r.inputs.get("create", ""))
+                      .inputs["stdin"])
+    assert spec["topology"] == "nginx-ha" and spec["real_servers"] == []
+    assert spec["failover_bound_s"] == pytest.approx(2 * 2 + 3 * 1 + (256 - 100) / 256)

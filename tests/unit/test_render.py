@@ -490,3 +490,59 @@ def test_nat_gateway_survives_cloud_inits_eni_renderer(dev_raw: dict[str, Any], 
     assert proc.returncode == 0, proc.stderr
     eni = (tmp_path / "out/etc/network/interfaces.d/50-cloud-init").read_text()
     assert "    address 10.77.0.21/24\n    gateway 10.77.0.254\n" in eni and "route add" not in eni, eni
+
+
+def nginx_ha_raw() -> dict[str, Any]:
+    """stacks/Pulumi.nginx-ha.yaml (topology nginx-ha, weight -60)."""
+    doc = yaml.safe_load((Path(__file__).parents[2] / "stacks" / "Pulumi.nginx-ha.yaml").read_text())
+    return {k.split(":", 1)[1]: v for k, v in doc["config"].items()}
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("weight", [-60, 0])
+def test_nginx_ha_keepalived_tracks_nginx_and_has_no_ipvs(tmp_path: Path, weight: int) -> None:
+    """Seed 004: a vrrp_script that looks for nginx, tracked by the one VRRP instance; no virtual_server.
+    keepalived accepts it, and refuses a track_script naming a script that does not exist."""
+    raw = nginx_ha_raw()
+    raw["nginxCheck"]["weight"] = weight
+    cfg = parse_config(raw, "nginx-ha")
+    conf = keepalived_conf(cfg, derive(cfg).directors[0], "s3cret")
+    script = conf.split("vrrp_script chk_nginx {")[1].split("}")[0]
+    assert '    script "/usr/bin/pgrep -x nginx"\n' in script and "    interval 2\n" in script
+    assert "    fall 2\n" in script and "    rise 1\n" in script
+    assert ("    weight -60\n" in script) == (weight == -60) and ("weight" in script) == (weight != 0)
+    assert "    track_script {\n        chk_nginx\n    }\n" in conf
+    assert "virtual_server" not in conf and "lb_kind" not in conf and "enable_script_security" in conf
+    path = tmp_path / "k.conf"
+    for text, ok in ((conf, True), (conf.replace("        chk_nginx\n", "        chk_nginks\n"), False)):
+        path.write_text(text)
+        proc = subprocess.run(["keepalived", "--config-test", "-f", str(path)], capture_output=True, text=True)
+        assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
+
+
+@pytest.mark.tools
+def test_nginx_ha_user_data(tmp_path: Path) -> None:
+    """An nginx-ha node installs nginx and keepalived (no ipvsadm, no IPVS modules), serves its own name,
+    starts nginx before keepalived (whose check looks for it); cloud-init's schema and nginx -t accept it."""
+    cfg = parse_config(nginx_ha_raw(), "nginx-ha")
+    node = derive(cfg).directors[1]
+    text = director_user_data(cfg, node, KEY, "s3cret")
+    doc = yaml.safe_load(text)
+    assert doc["packages"] == ["nginx", "keepalived"]
+    files = {f["path"]: f["content"] for f in doc["write_files"]}
+    assert files["/var/www/html/index.html"].strip() == "nginx2"
+    assert "add_header X-Real-Server nginx2 always;" in files["/etc/nginx/conf.d/lvslab.conf"]
+    assert "vrrp_script chk_nginx" in files["/etc/keepalived/keepalived.conf"]
+    assert not any("ip_vs" in f or "ipvs" in f for f in files)
+    commands = [" ".join(c) if isinstance(c, list) else c for c in doc["runcmd"]]
+    nginx = next(i for i, c in enumerate(commands) if "reload-or-restart nginx" in c)
+    assert nginx < commands.index("systemctl restart keepalived")
+    (tmp_path / "ud.yaml").write_text(text)
+    proc = subprocess.run(["cloud-init", "schema", "-c", str(tmp_path / "ud.yaml")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    site = files["/etc/nginx/conf.d/lvslab.conf"]
+    (tmp_path / "nginx.conf").write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+                                         f"events {{}}\nhttp {{\naccess_log off;\n{site}\n}}\n")
+    proc = subprocess.run(["nginx", "-t", "-q", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
