@@ -35,6 +35,7 @@ ALONE = {
     "d": ("nat", ["vrrp-unicast"]),  # LVS-NAT (VIP + client in a second subnet, gateway VIP in a sync group), lc,
     # unicast VRRP with multicast VRRP dropped on the bridge
     "e": ("sh", []),  # source hashing: six more client addresses on the bridge
+    "f": ("nginx-ha", []),  # topology nginx-ha: two nginx nodes, keepalived's vrrp_script on nginx, no IPVS
 }
 
 
@@ -225,6 +226,30 @@ def test_sh_lab_alone(alone: dict[str, Any]) -> None:
     assert len(clients) == 6 and set(clients.values()) == {"web1", "web2"}, clients
 
 
+def test_nginx_ha_lab_alone(alone: dict[str, Any]) -> None:
+    """Seed 004 on VMs: every request to the VIP served by the MASTER's nginx; nginx stopped there moves the
+    VIP to the other node within the check script's interval x fall + the VRRP bound; started again, the
+    VIP comes back (preemption) without a failed request."""
+    print(json.dumps({k: alone[k] for k in ("codes", "seconds")}))
+    assert alone["codes"]["f"] == 0
+    f = alone["f"]
+    assert f["failed"] == [], f["failed"]
+    assert {t.split(":")[0] for t in f["resource_types"]} == {"pulumi", "lvslab", "libvirt", "command"}
+    assert "lvslab:index:RealServer" not in f["resource_types"]
+    verification = f["verification"]
+    assert sorted(verification) == ["failback", "failover", "readiness", "restore", "vip-state"]
+    assert all(r["passed"] for r in verification.values())
+    assert set(verification["readiness"]["nodes"]) == {"nginx1", "nginx2"}
+    state = verification["vip-state"]
+    assert state["answered_by"] == {"nginx1": state["requests"]} and len(state["arp_responders"]) == 1
+    fo = verification["failover"]
+    assert fo["mode"] == "clean" and fo["holders"] == {"nginx1": False, "nginx2": True}
+    assert fo["vrrp_bound_s"] == pytest.approx(2 * 2 + 3 + 156 / 256, abs=0.01)
+    assert fo["vip_moved_after_s"] <= fo["vrrp_bound_s"] + 1 and fo["service_gap_s"] <= fo["vrrp_bound_s"] + 1
+    fb = verification["failback"]
+    assert fb["preempt"] and fb["failed_requests"] == 0 and fb["vip_returned_after_s"] <= fo["vrrp_bound_s"] + 20
+
+
 @pytest.mark.parametrize("lab,fault,check", [
     ("c", "persistence-off", "persistence"),
     ("c", "preempt-on", "failback"),
@@ -234,6 +259,7 @@ def test_sh_lab_alone(alone: dict[str, Any]) -> None:
     ("d", "scheduler-rr", "round-robin"),
     ("d", "unicast-off", "vrrp-unicast"),
     ("e", "scheduler-rr", "round-robin"),
+    ("f", "check-wrong-process", "failover"),  # nginx stopped, the script still finds its process: VIP stays
 ])
 def test_runtime_fault_fails_its_check_alone(alone: dict[str, Any], lab: str, fault: str, check: str) -> None:
     _fault_fails_its_check(alone, lab, fault, check)
