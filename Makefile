@@ -6,7 +6,7 @@ PY := .lvslab/venv/bin/python
 # Where the lab's bridge is: inside $(NETNS) with lvs-lab's private libvirtd, on this host with a managed one.
 IN_NS := tools/host.sh exec $(NETNS) -- env
 
-.PHONY: up test setup packages venv toolchain image host-start host-stop destroy shell unit e2e lint bench
+.PHONY: up test setup packages venv toolchain image host-start host-stop destroy shell unit e2e lint bench verify status
 
 ## up: set up everything on a fresh machine, then create and verify the $(STACK) lab
 up: setup host-start
@@ -53,3 +53,11 @@ bench: setup host-start
 
 lint: venv
 	@.lvslab/venv/bin/ruff check .
+
+## verify: re-run the verification against the running $(STACK) lab (changes nothing; exit status = result)
+verify:
+	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py verify --stack $(STACK)
+
+## status: each node of the $(STACK) lab (state, address, role, VRRP state, services) and the IPVS table
+status:
+	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py status --stack $(STACK)

@@ -22,3 +22,43 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
             detail["boot_to_ready_s"] = {n: v.get("boot_to_ready_s") for n, v in r["nodes"].items()}
         lines.append(f"  {'PASS' if r.get('passed') else 'FAIL'} {step:<13} {json.dumps(detail)}")
     return "\n".join(lines)
+
+
+# What `tools/lvslab.py status` asks each node over SSH (one connection): does it hold the VIP on eth0, and
+# the state of the lab's services.
+NODE_STATUS_SCRIPT = ("echo vip $(ip -4 -o addr show dev eth0 | grep -c ' {vip}/'); "
+                      "for s in keepalived nginx; do echo service $s $(systemctl is-active $s 2>/dev/null); done")
+
+
+def parse_node_status(text: str) -> tuple[bool, dict[str, str]]:
+    """NODE_STATUS_SCRIPT's output -> (holds the VIP, {service: systemd state})."""
+    vip, services = False, {}
+    for line in text.splitlines():
+        word = line.split()
+        if word[:1] == ["vip"] and len(word) == 2:
+            vip = word[1] != "0"
+        elif word[:1] == ["service"] and len(word) >= 2:
+            services[word[1]] = word[2] if len(word) > 2 else "unknown"
+    return vip, services
+
+
+def vrrp_state(role: str, holds_vip: bool, keepalived: str) -> str:
+    """The VRRP column: a director holding the VIP is the MASTER, one whose keepalived runs without it the
+    BACKUP; keepalived not running says so (a VIP held then is a stale one, as after kill -9)."""
+    if role != "director":
+        return "-"
+    if keepalived != "active":
+        return f"keepalived {keepalived}" + (" (VIP held!)" if holds_vip else "")
+    return "MASTER" if holds_vip else "BACKUP"
+
+
+def status_table(rows: list[dict[str, str]], columns: tuple[str, ...]) -> str:
+    """A boxed table like `containerlab inspect`: one row per node."""
+    widths = [max(len(c), *(len(r.get(c, "")) for r in rows)) for c in columns]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def line(values: list[str]) -> str:
+        return "|" + "|".join(f" {v:<{w}} " for v, w in zip(values, widths, strict=True)) + "|"
+
+    body = [line([r.get(c, "") for c in columns]) for r in rows]
+    return "\n".join([rule, line(list(columns)), rule, *body, rule])

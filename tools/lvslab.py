@@ -196,6 +196,104 @@ def resource_types(stack: auto.Stack) -> list[str]:
     return sorted({r["type"] for r in deployment.get("resources", [])})
 
 
+# --- day 2: re-verify and inspect a running lab ---------------------------------------------------------
+
+class LabMissing(Exception):
+    """What `verify`/`status` need is not there; the message says what to do."""
+
+
+def running_lab(name: str) -> tuple[auto.Stack, Any, str]:
+    """The stack (never created here), its verification spec and SSH key, and the host services it needs
+    (libvirt reachable, the lab's bridge in this network namespace); LabMissing says which is missing."""
+    try:
+        stack = auto.select_stack(stack_name=name, work_dir=str(ROOT))
+    except auto.errors.StackNotFoundError:
+        known = sorted(p.name.split(".")[1] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
+        raise LabMissing(f"no stack {name!r} in the state backend (never brought up, or destroyed with --rm; stack "
+                         f"files: {', '.join(known)}): bring the lab up with `make up STACK={name}`") from None
+    key = private_key_of(stack)
+    if not key:
+        raise LabMissing(f"stack {name!r} has no lab up (no sshPrivateKey output): `make up STACK={name}`")
+    spec = verify_spec(derive(lab_config(stack, name)))
+    probe = subprocess.run(["virsh", "-c", spec.uri, "uri"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise LabMissing(f"libvirt at {spec.uri} is not reachable ({probe.stderr.strip()[-200:]}): start the host "
+                         "services with `make host-start`")
+    if not Path("/sys/class/net", spec.bridge).exists():
+        raise LabMissing(f"the lab's bridge {spec.bridge} is not in this network namespace: run inside the lab's "
+                         f"namespace (`make verify STACK={name}` / `make status STACK={name}` do)")
+    return stack, spec, key
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Re-run the lab's verification steps against the running lab (nothing is created or replaced); the exit
+    status is the result."""
+    from lvslab.checks import CheckFailed, run_step, steps_for
+    from lvslab.report import summary
+
+    try:
+        _, spec, key = running_lab(args.stack)
+    except LabMissing as exc:
+        log(str(exc))
+        return 2
+    results: dict[str, dict[str, Any]] = {}
+    failed = None
+    for step in steps_for(spec):
+        log(f"step {step} ...")
+        try:
+            results[step] = run_step(step, spec, key)
+        except CheckFailed as exc:
+            results[step] = {"passed": False, "error": str(exc)}
+            failed = str(exc)
+            break
+    print(summary(results), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True))
+    log(f"verify {args.stack}: " + (f"FAILED: {failed}" if failed else f"all {len(results)} steps passed"))
+    return 1 if failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Each node's domain state, address, role, VRRP state and services, then the IPVS table of the director
+    holding the VIP."""
+    from lvslab.checks import _parallel
+    from lvslab.probe import SshKey, ssh
+    from lvslab.report import NODE_STATUS_SCRIPT, parse_node_status, status_table, vrrp_state
+
+    try:
+        _, spec, key_text = running_lab(args.stack)
+    except LabMissing as exc:
+        log(str(exc))
+        return 2
+    with SshKey(key_text) as key:
+        def one(node: Any) -> dict[str, str]:
+            state = subprocess.run(["virsh", "-c", spec.uri, "domstate", node.domain], capture_output=True,
+                                   text=True).stdout.strip() or "missing"
+            row = {"node": node.name, "domain": node.domain, "state": state, "address": node.address,
+                   "role": node.role}
+            try:
+                out = ssh(key, node.address, NODE_STATUS_SCRIPT.format(vip=spec.vip), timeout=20)
+            except subprocess.TimeoutExpired:
+                out = None
+            if out is None or out.returncode != 0:
+                return {**row, "vrrp": "?", "services": "unreachable over SSH"}
+            vip, services = parse_node_status(out.stdout)
+            wanted = ("keepalived", "nginx") if node.role == "director" else ("nginx",)
+            return {**row, "vrrp": vrrp_state(node.role, vip, services.get("keepalived", "unknown")),
+                    "services": ", ".join(f"{s} {services.get(s, 'unknown')}" for s in wanted if
+                                          node.role != "director" or s == "keepalived" or
+                                          services.get(s) not in (None, "inactive", "unknown"))}
+
+        rows = _parallel(one, spec.nodes)
+        print(status_table(rows, ("node", "domain", "state", "address", "role", "vrrp", "services")))
+        print(f"VIP {spec.vip}:{spec.port} ({spec.topology}, {spec.lb_kind if spec.real_servers else 'no IPVS'})")
+        holder = next((d for d, r in zip(spec.directors, rows, strict=False) if r["vrrp"] == "MASTER"), None)
+        if holder is not None and spec.real_servers:
+            out = ssh(key, holder.address, "ipvsadm -Ln --stats", timeout=20)
+            print(f"IPVS on {holder.name}:\n{out.stdout.rstrip() or out.stderr.strip()}")
+    return 0
+
+
 # --- ephemeral CI environments -----------------------------------------------------------------------
 
 def reserve_slot() -> int:
@@ -557,11 +655,17 @@ def main(argv: list[str] | None = None) -> int:
     eph.add_argument("--real-servers", type=int)
     eph.add_argument("--failover-mode", choices=["clean", "hard"], help="clean: stop keepalived; hard: freeze VM")
     eph.add_argument("--json", help="write the run report here")
+    verify = sub.add_parser("verify", help="re-run the verification against the running lab (exit status = result)")
+    verify.add_argument("--stack", default="dev")
+    verify.add_argument("--json", help="write the step results here")
+    status = sub.add_parser("status", help="each node's state, role, VRRP state and services; the IPVS table")
+    status.add_argument("--stack", default="dev")
     fault = sub.add_parser("fault")
     fault.add_argument("--stack", required=True)
     fault.add_argument("--fault", required=True, choices=sorted(RUNTIME_FAULTS))
     args = parser.parse_args(argv)
-    command = {"up": cmd_up, "destroy": cmd_destroy, "ephemeral": cmd_ephemeral, "fault": cmd_fault}[args.cmd]
+    command = {"up": cmd_up, "destroy": cmd_destroy, "ephemeral": cmd_ephemeral, "fault": cmd_fault,
+               "verify": cmd_verify, "status": cmd_status}[args.cmd]
     if args.cmd == "ephemeral":  # its stack file is generated and removed again
         return command(args)
     with unchanged_by_pulumi(ROOT / "stacks" / f"Pulumi.{args.stack}.yaml"):

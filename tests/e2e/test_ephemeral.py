@@ -250,6 +250,29 @@ def test_nginx_ha_lab_alone(alone: dict[str, Any]) -> None:
     assert fb["preempt"] and fb["failed_requests"] == 0 and fb["vip_returned_after_s"] <= fo["vrrp_bound_s"] + 20
 
 
+def test_day2_verify_and_status(alone: dict[str, Any]) -> None:
+    """On kept labs: `verify` re-runs the verification (nothing created) with its result as exit status;
+    `status` shows each node's state, role, VRRP state and services and the MASTER's IPVS table; both say
+    clearly when the stack does not exist."""
+    for lab in ("e", "f"):
+        if not alone[lab] or alone["codes"][lab] != 0:
+            pytest.fail(f"lab {lab} did not come up")
+    netns = alone["netns"]
+    proc = run_in(netns, "verify", "--stack", alone["f"]["stack"])
+    assert proc.returncode == 0 and "all 5 steps passed" in proc.stdout, proc.stdout[-3000:]
+    assert "PASS vip-state" in proc.stdout and "PASS failover" in proc.stdout
+    proc = run_in(netns, "status", "--stack", alone["e"]["stack"])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| node ")}
+    assert set(rows) == {"director1", "director2", "web1", "web2"}, proc.stdout
+    assert rows["director1"][1:] == ["running", rows["director1"][2], "director", "MASTER", "keepalived active"]
+    assert rows["director2"][4] == "BACKUP" and rows["web1"][3:] == ["real-server", "-", "nginx active"]
+    assert "IPVS on director1" in proc.stdout and proc.stdout.count("  -> ") >= 2, proc.stdout
+    proc = run_in(netns, "status", "--stack", "no-such-lab")
+    assert proc.returncode == 2 and "no stack 'no-such-lab' in the state backend" in proc.stdout
+
+
 @pytest.mark.parametrize("lab,fault,check", [
     ("c", "persistence-off", "persistence"),
     ("c", "preempt-on", "failback"),

@@ -77,3 +77,57 @@ def test_ready_time_is_domain_start_plus_the_guests_uptime_at_cloud_init_done() 
                                             "web2": {"boot_to_ready_s": 95.0}}}}  # no create event seen
     assert cli.ready_after_up_start(started, verification) == {"web1": 97.8, "director1": 119.0}
     assert cli.ready_after_up_start(started, None) == {}
+
+
+def test_status_helpers() -> None:
+    """status: what a node says over SSH -> its VRRP column; the boxed table."""
+    from lvslab.report import parse_node_status, status_table, vrrp_state
+
+    text = "vip 1\nservice keepalived active\nservice nginx inactive\n"
+    assert parse_node_status(text) == (True, {"keepalived": "active", "nginx": "inactive"})
+    assert vrrp_state("director", True, "active") == "MASTER"
+    assert vrrp_state("director", False, "active") == "BACKUP"
+    assert vrrp_state("director", True, "failed") == "keepalived failed (VIP held!)"
+    assert vrrp_state("real-server", False, "inactive") == "-"
+    table = status_table([{"node": "director1", "vrrp": "MASTER"}, {"node": "web1", "vrrp": "-"}], ("node", "vrrp"))
+    lines = table.splitlines()
+    assert lines[1] == "| node      | vrrp   |" and lines[3] == "| director1 | MASTER |" and len(lines) == 6
+    assert len({len(line) for line in lines}) == 1
+
+
+@pytest.mark.parametrize("fail_at,code", [(None, 0), ("failover", 1)])
+def test_verify_exit_status_is_the_result(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                          dev_raw: dict, fail_at: str | None, code: int) -> None:
+    """`verify` runs the lab's steps in order against the running lab and stops at the first failing one;
+    its exit status says which way it went."""
+    import lvslab.checks as checks
+    from lvslab.model import derive, verify_spec
+
+    cli = runner()
+    spec = verify_spec(derive(parse_config(dev_raw, "dev")))
+    monkeypatch.setattr(cli, "running_lab", lambda name: (None, spec, "key"))
+    ran: list[str] = []
+
+    def fake_step(step: str, _spec: object, _key: str) -> dict:
+        ran.append(step)
+        if step == fail_at:
+            raise checks.CheckFailed(step, "VIP answering through director2", "no answer")
+        return {"passed": True}
+
+    monkeypatch.setattr(checks, "run_step", fake_step)
+    assert cli.main(["verify", "--stack", "dev"]) == code
+    expected = checks.steps_for(spec)
+    assert ran == (expected if fail_at is None else expected[:expected.index(fail_at) + 1])
+    out = capsys.readouterr().out
+    assert ("FAIL failover" in out) == (fail_at is not None) and "PASS readiness" in out
+
+
+def test_verify_says_what_is_missing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    cli = runner()
+
+    def missing(name: str) -> None:
+        raise cli.LabMissing(f"no stack {name!r} in the state backend")
+
+    monkeypatch.setattr(cli, "running_lab", missing)
+    assert cli.main(["verify", "--stack", "nope"]) == 2 and cli.main(["status", "--stack", "nope"]) == 2
+    assert capsys.readouterr().out.count("no stack 'nope' in the state backend") == 2
