@@ -49,6 +49,7 @@ class Lab(pulumi.ComponentResource):
             "master": facts.master.name,
             "domainType": domain_type,
             "lbKind": cfg.lb_kind,
+            "topology": cfg.topology,
             "network": {"name": facts.network, "bridge": cfg.bridge, "subnet": str(cfg.subnet),
                         "hostAddress": cfg.host_address,
                         **({"clientSubnet": str(cfg.client_subnet), "clientAddress": cfg.client,

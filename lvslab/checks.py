@@ -224,6 +224,12 @@ def parse_sync_daemons(text: str) -> dict[str, str]:
     return {m.group(1): f"{m.group(2)} {m.group(3)}" for m in _DAEMON_RE.finditer(text)}
 
 
+def poll_timeline(events: list[Any], since: float, holder_of_mac: dict[str, str]) -> list[list[Any]]:
+    """The poller's events as [seconds from `since`, answered, server, VIP holder (by the MAC the client
+    resolved the VIP to)]: the failover picture's data."""
+    return [[round(ev.t - since, 2), ev.ok, ev.server, holder_of_mac.get(ev.mac or "", ev.mac)] for ev in events]
+
+
 def outage(events: list[Any], since: float) -> tuple[float, int]:
     """(seconds from the first failed poll to the next success, failed polls) after `since`."""
     first_fail = None
@@ -1014,7 +1020,8 @@ def _failover(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
         # Timed from the moment the MASTER was told to stop: never negative.
         return {"passed": True, "mode": spec.failover_mode, "service_gap_s": round(gap, 2),
                 "failed_requests": failed, "vip_moved_after_s": round(moved.t - t_stop, 2),
-                "vrrp_bound_s": round(bound, 2), "holders": holders}
+                "vrrp_bound_s": round(bound, 2), "holders": holders,
+                "timeline": poll_timeline(poller.events, t_stop, {d.mac: d.name for d in spec.directors})}
     except Exception:
         _start_master(spec, key, master)  # leave the lab whole for the next run
         if not spec.preempt:  # nopreempt: the BACKUP keeps the VIP unless its keepalived restarts

@@ -8,7 +8,7 @@ from typing import Any
 from lvslab.checks import STEPS
 
 # Bulky or per-node detail left out of the one-line-per-step summary.
-_OMITTED = ("passed", "sequence", "ipvsadm_stats", "nodes")
+_OMITTED = ("passed", "sequence", "ipvsadm_stats", "nodes", "timeline")
 
 
 def summary(results: dict[str, dict[str, Any]]) -> str:

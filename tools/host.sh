@@ -17,6 +17,7 @@ source "$(dirname "$0")/lib.sh"
 PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
           genisoimage xsltproc mmdebstrap dpkg-dev iproute2 openssh-client
           nftables   # drops multicast VRRP on a unicast lab's bridge (vrrp-unicast step)
+          graphviz   # the topology picture of each run (lvslab/pictures.py)
           keepalived nginx-light cloud-init)   # the last three only for config checks in unit tests
 RUN=/run/lvs-lab
 URI=qemu:///system

@@ -494,6 +494,7 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
                 phase("up", lambda: stack.up(on_output=on_output, color="never"))
                 outputs = outputs_of(stack)
                 report["verification"] = outputs.get("verification")
+                report["lab"] = {k: v for k, v in outputs.items() if k not in ("sshPrivateKey", "verification")}
                 report["ready_after_up_start_s"] = ready_after_up_start(started_at, report["verification"])
                 print_summary(outputs)
                 report["resource_types"] = resource_types(stack)
@@ -559,7 +560,23 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
     report["seconds"] = round(time.monotonic() - t_start, 1)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
+    if report.get("lab"):
+        keep_pictures(report, Path(args.json) if args.json else None, Path(args.artefacts) / name)
     return finish(report, args.expect_fail)
+
+
+def keep_pictures(report: dict[str, Any], json_path: Path | None, artefacts: Path) -> None:
+    """The run's topology and failover pictures, next to the JSON report and in the artefacts folder.
+    Diagnostics: a picture that cannot be drawn is said, never a failed run."""
+    from lvslab.pictures import write_pictures
+
+    for stem in ([json_path.with_suffix("")] if json_path else []) + [artefacts / "run"]:
+        try:
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            for path in write_pictures(report, stem):
+                log(f"picture: {path}")
+        except (OSError, subprocess.CalledProcessError, ImportError) as exc:
+            log(f"pictures not drawn ({exc})")
 
 
 def _first_error(text: str) -> str:
