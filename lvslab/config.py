@@ -215,12 +215,13 @@ class LabConfig:
 
     def failover_bound_seconds(self) -> float:
         """keepalived's master-down interval on the BACKUP: 3 x advert_int + skew. nginx-ha: the vrrp_script
-        first needs `fall` failed runs, `interval` seconds apart (nginx may stop just after a run)."""
+        first needs `fall` failed runs, `interval` seconds apart (nginx may stop just after a run), the last
+        one taking up to its timeout (= interval)."""
         prio = self.backup.priority
         skew = (256 - prio) / 256 if self.vrrp.version == 2 else (256 - prio) * self.vrrp.advert_int / 256
         vrrp = 3 * self.vrrp.advert_int + skew
         if self.topology == "nginx-ha":
-            return self.nginx_check.fall * self.nginx_check.interval + vrrp
+            return (self.nginx_check.fall + 1) * self.nginx_check.interval + vrrp
         return vrrp
 
 

@@ -56,7 +56,8 @@ def write_failover_timeline(report: dict[str, Any], path: Path) -> Path | None:
     ok = [(e[0], servers.index(e[2])) for e in timeline if e[1] and e[2] in servers]
     failed = [e[0] for e in timeline if not e[1]]
     top.scatter([x for x, _ in ok], [y for _, y in ok], s=14, color="#2e7d32", label="answered")
-    top.scatter(failed, [-1] * len(failed), s=18, marker="x", color="#c62828", label=f"failed ({len(failed)})")
+    if failed:
+        top.scatter(failed, [-1] * len(failed), s=18, marker="x", color="#c62828", label=f"failed ({len(failed)})")
     top.set_yticks(range(-1, len(servers)), ["failed", *servers])
     top.set_ylabel("answered by")
     bottom.scatter(t, [holders.index(str(e[3])) if e[3] else -1 for e in timeline], s=10, color="#1565c0")

@@ -244,7 +244,7 @@ def test_nginx_ha_lab_alone(alone: dict[str, Any]) -> None:
     assert state["answered_by"] == {"nginx1": state["requests"]} and len(state["arp_responders"]) == 1
     fo = verification["failover"]
     assert fo["mode"] == "clean" and fo["holders"] == {"nginx1": False, "nginx2": True}
-    assert fo["vrrp_bound_s"] == pytest.approx(2 * 2 + 3 + 156 / 256, abs=0.01)
+    assert fo["vrrp_bound_s"] == pytest.approx((2 + 1) * 2 + 3 + 156 / 256, abs=0.01)
     assert fo["vip_moved_after_s"] <= fo["vrrp_bound_s"] + 1 and fo["service_gap_s"] <= fo["vrrp_bound_s"] + 1
     fb = verification["failback"]
     assert fb["preempt"] and fb["failed_requests"] == 0 and fb["vip_returned_after_s"] <= fo["vrrp_bound_s"] + 20

@@ -281,8 +281,8 @@ def test_nginx_ha_stack_is_valid() -> None:
     cfg = parse_config(nginx_ha(), "nginx-ha")
     assert cfg.topology == "nginx-ha" and cfg.real_servers == () and cfg.master.name == "nginx1"
     assert (cfg.nginx_check.interval, cfg.nginx_check.fall, cfg.nginx_check.weight) == (2, 2, -60)
-    # the script's 2 failed runs 2 s apart, then the VRRP bound
-    assert cfg.failover_bound_seconds() == pytest.approx(4 + 3.609375)
+    # the script's 2 failed runs 2 s apart, the last one up to its 2 s timeout, then the VRRP bound
+    assert cfg.failover_bound_seconds() == pytest.approx(6 + 3.609375)
 
 
 @pytest.mark.parametrize("mutate,message", [

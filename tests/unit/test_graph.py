@@ -238,4 +238,4 @@ def test_nginx_ha_is_two_nodes_and_its_own_steps(image_dir: Path) -> None:
     spec = json.loads(next(r for r in mocks.of(LOCAL) if "lvslab.verify" in r.inputs.get("create", ""))
                       .inputs["stdin"])
     assert spec["topology"] == "nginx-ha" and spec["real_servers"] == []
-    assert spec["failover_bound_s"] == pytest.approx(2 * 2 + 3 * 1 + (256 - 100) / 256)
+    assert spec["failover_bound_s"] == pytest.approx((2 + 1) * 2 + 3 * 1 + (256 - 100) / 256)
