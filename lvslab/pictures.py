@@ -71,6 +71,7 @@ def write_failover_timeline(report: dict[str, Any], path: Path) -> Path | None:
             ax.axvline(bound, color="#ef6c00", linewidth=1.5)
         ax.grid(axis="x", alpha=0.3)
     if bound:
+        top.set_xlim(right=max(max(t), bound) + 0.6)
         top.text(bound, 0.5, f" VRRP bound {bound:.2f} s", color="#ef6c00", va="center", fontsize=9,
                  transform=top.get_xaxis_transform())
     title = (f"lvs-lab {report['stack']}: failover ({failover.get('mode')}), service gap "
