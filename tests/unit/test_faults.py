@@ -22,6 +22,17 @@ CHECKS_OF_STEPS = {
 }
 
 
+def sed_on_rendered(inject: str, original: str, tmp_path: Path) -> tuple[Path, list[str]]:
+    """A fault's sed (its first command) run on a rendered keepalived.conf: the file and the changed lines
+    (ndiff's - and + lines)."""
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(original)
+    sed = inject.format().split(" && ")[0].replace("/etc/keepalived/keepalived.conf", str(conf))
+    subprocess.run(sed, shell=True, check=True)
+    diff = difflib.ndiff(original.splitlines(), conf.read_text().splitlines())
+    return conf, [line for line in diff if line[0] in "+-"]
+
+
 @pytest.mark.parametrize("name", sorted(RUNTIME_FAULTS))
 def test_runtime_fault_is_complete(name: str) -> None:
     fault = RUNTIME_FAULTS[name]
@@ -99,14 +110,9 @@ def test_unicast_fault_leaves_plain_multicast_vrrp(dev_raw: dict[str, Any], tmp_
     cfg = parse_config(dev_raw, "dev")
     fault = RUNTIME_FAULTS["unicast-off"]
     assert fault.targets == "directors" and fault.steps == ("vrrp-unicast",) and fault.check == "vrrp-unicast"
-    conf = tmp_path / "keepalived.conf"
-    original = keepalived_conf(cfg, derive(cfg).directors[0], "s3cret")
-    conf.write_text(original)
-    sed = fault.inject.format().split(" && ")[0].replace("/etc/keepalived/keepalived.conf", str(conf))
-    subprocess.run(sed, shell=True, check=True)
-    diff = difflib.ndiff(original.splitlines(), conf.read_text().splitlines())
-    assert [line for line in diff if line[0] in "+-"] == [
-        "-     unicast_src_ip 10.77.0.11", "-     unicast_peer {", "-         10.77.0.12", "-     }"]
+    conf, changed = sed_on_rendered(fault.inject, keepalived_conf(cfg, derive(cfg).directors[0], "s3cret"),
+                                    tmp_path)
+    assert changed == ["-     unicast_src_ip 10.77.0.11", "-     unicast_peer {", "-         10.77.0.12", "-     }"]
     assert "unicast" not in conf.read_text().replace("# Unicast VRRP", "")
     proc = subprocess.run(["keepalived", "--config-test", "-f", str(conf)], capture_output=True, text=True)
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
@@ -124,13 +130,8 @@ def test_wrong_process_fault_changes_only_what_the_script_looks_for(tmp_path: Pa
     cfg = parse_config(nginx_ha_raw(), "nginx-ha")
     fault = RUNTIME_FAULTS["check-wrong-process"]
     assert fault.targets == "directors" and fault.steps == ("failover", "failback") and fault.check == "failover"
-    conf = tmp_path / "keepalived.conf"
-    original = keepalived_conf(cfg, derive(cfg).directors[0], "s3cret")
-    conf.write_text(original)
-    sed = fault.inject.format().split(" && ")[0].replace("/etc/keepalived/keepalived.conf", str(conf))
-    subprocess.run(sed, shell=True, check=True)
-    diff = difflib.ndiff(original.splitlines(), conf.read_text().splitlines())
-    assert [line for line in diff if line[0] in "+-"] == [
-        '-     script "/usr/bin/pgrep -x nginx"', '+     script "/usr/bin/pgrep -x keepalived"']
+    conf, changed = sed_on_rendered(fault.inject, keepalived_conf(cfg, derive(cfg).directors[0], "s3cret"),
+                                    tmp_path)
+    assert changed == ['-     script "/usr/bin/pgrep -x nginx"', '+     script "/usr/bin/pgrep -x keepalived"']
     proc = subprocess.run(["keepalived", "--config-test", "-f", str(conf)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -30,6 +30,17 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH0VtHs3aV1aQ8x7mBq0p2U6vYpVdJt3b6yJ0a8bW9c0 lvs-lab-test"
 
 
+def config_test_accepts_only(tmp_path: Path, conf: str, broken: str) -> None:
+    """keepalived --config-test accepts the rendered config and refuses the broken variant (so the tool
+    really checks what the test is about)."""
+    assert broken != conf
+    path = tmp_path / "k.conf"
+    for text, ok in ((conf, True), (broken, False)):
+        path.write_text(text)
+        proc = subprocess.run(["keepalived", "--config-test", "-f", str(path)], capture_output=True, text=True)
+        assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
+
+
 def configs(dev_raw: dict[str, Any]) -> list[LabConfig]:
     """The dev stack plus variants that exercise every template branch."""
     variants = [dev_raw]
@@ -110,11 +121,7 @@ def test_nat_keepalived_moves_the_gateway_with_the_vip(dev_raw: dict[str, Any], 
     assert conf.count("    nopreempt\n") == 2 and "    lb_kind NAT\n" in conf
     # unicast peers in both instances: from this director to the other one
     assert conf.count("    unicast_src_ip 10.77.0.11\n    unicast_peer {\n        10.77.0.12\n    }\n") == 2
-    path = tmp_path / "k.conf"
-    for text, ok in ((conf, True), (conf.replace("        VI_GW\n", "        VI_GATEWAY\n"), False)):
-        path.write_text(text)
-        proc = subprocess.run(["keepalived", "--config-test", "-f", str(path)], capture_output=True, text=True)
-        assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
+    config_test_accepts_only(tmp_path, conf, conf.replace("        VI_GW\n", "        VI_GATEWAY\n"))
     dr = keepalived_conf(parse_config(dev_raw, "dev"), derive(cfg).directors[0], "s3cret")
     assert "vrrp_sync_group" not in dr and "VI_GW" not in dr and "10.77.0.100/32 dev eth0" in dr
 
@@ -199,11 +206,7 @@ def test_sync_daemon_and_timeouts(dev_raw: dict[str, Any], tmp_path: Path) -> No
     assert "    lvs_timeouts tcp 900 tcpfin 5 udp 300\n" in conf
     plain = keepalived_conf(parse_config({**dev_raw, "lvs": {}}, "dev"), derive(cfg).directors[0], "s3cret")
     assert "lvs_sync_daemon" not in plain and "lvs_timeouts" not in plain
-    path = tmp_path / "k.conf"
-    for text, ok in ((conf, True), (conf.replace("tcpfin 5", "tcpfin five"), False)):
-        path.write_text(text)
-        proc = subprocess.run(["keepalived", "--config-test", "-f", str(path)], capture_output=True, text=True)
-        assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
+    config_test_accepts_only(tmp_path, conf, conf.replace("tcpfin 5", "tcpfin five"))
 
 
 @pytest.mark.tools
@@ -513,11 +516,7 @@ def test_nginx_ha_keepalived_tracks_nginx_and_has_no_ipvs(tmp_path: Path, weight
     assert ("    weight -60\n" in script) == (weight == -60) and ("weight" in script) == (weight != 0)
     assert "    track_script {\n        chk_nginx\n    }\n" in conf
     assert "virtual_server" not in conf and "lb_kind" not in conf and "enable_script_security" in conf
-    path = tmp_path / "k.conf"
-    for text, ok in ((conf, True), (conf.replace("        chk_nginx\n", "        chk_nginks\n"), False)):
-        path.write_text(text)
-        proc = subprocess.run(["keepalived", "--config-test", "-f", str(path)], capture_output=True, text=True)
-        assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
+    config_test_accepts_only(tmp_path, conf, conf.replace("        chk_nginx\n", "        chk_nginks\n"))
 
 
 @pytest.mark.tools
