@@ -52,6 +52,17 @@ def vrrp_state(role: str, holds_vip: bool, keepalived: str) -> str:
     return "MASTER" if holds_vip else "BACKUP"
 
 
+def services_column(role: str, services: dict[str, str]) -> str:
+    """The services column: a real server's nginx; a director's keepalived, and its nginx only where it
+    runs (the sorry server, topology nginx-ha)."""
+    if role != "director":
+        return f"nginx {services.get('nginx', 'unknown')}"
+    shown = [f"keepalived {services.get('keepalived', 'unknown')}"]
+    if services.get("nginx") not in (None, "inactive", "unknown"):
+        shown.append(f"nginx {services['nginx']}")
+    return ", ".join(shown)
+
+
 def status_table(rows: list[dict[str, str]], columns: tuple[str, ...]) -> str:
     """A boxed table like `containerlab inspect`: one row per node."""
     widths = [max(len(c), *(len(r.get(c, "")) for r in rows)) for c in columns]

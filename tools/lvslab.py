@@ -258,7 +258,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     holding the VIP."""
     from lvslab.checks import _parallel
     from lvslab.probe import SshKey, ssh
-    from lvslab.report import NODE_STATUS_SCRIPT, parse_node_status, status_table, vrrp_state
+    from lvslab.report import NODE_STATUS_SCRIPT, parse_node_status, services_column, status_table, vrrp_state
 
     try:
         _, spec, key_text = running_lab(args.stack)
@@ -278,11 +278,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             if out is None or out.returncode != 0:
                 return {**row, "vrrp": "?", "services": "unreachable over SSH"}
             vip, services = parse_node_status(out.stdout)
-            wanted = ("keepalived", "nginx") if node.role == "director" else ("nginx",)
             return {**row, "vrrp": vrrp_state(node.role, vip, services.get("keepalived", "unknown")),
-                    "services": ", ".join(f"{s} {services.get(s, 'unknown')}" for s in wanted if
-                                          node.role != "director" or s == "keepalived" or
-                                          services.get(s) not in (None, "inactive", "unknown"))}
+                    "services": services_column(node.role, services)}
 
         rows = _parallel(one, spec.nodes)
         print(status_table(rows, ("node", "domain", "state", "address", "role", "vrrp", "services")))

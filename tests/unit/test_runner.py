@@ -81,7 +81,7 @@ def test_ready_time_is_domain_start_plus_the_guests_uptime_at_cloud_init_done() 
 
 def test_status_helpers() -> None:
     """status: what a node says over SSH -> its VRRP column; the boxed table."""
-    from lvslab.report import parse_node_status, status_table, vrrp_state
+    from lvslab.report import parse_node_status, services_column, status_table, vrrp_state
 
     text = "vip 1\nservice keepalived active\nservice nginx inactive\n"
     assert parse_node_status(text) == (True, {"keepalived": "active", "nginx": "inactive"})
@@ -89,6 +89,10 @@ def test_status_helpers() -> None:
     assert vrrp_state("director", False, "active") == "BACKUP"
     assert vrrp_state("director", True, "failed") == "keepalived failed (VIP held!)"
     assert vrrp_state("real-server", False, "inactive") == "-"
+    assert services_column("director", {"keepalived": "active", "nginx": "inactive"}) == "keepalived active"
+    assert services_column("director", {"keepalived": "active", "nginx": "active"}) == \
+        "keepalived active, nginx active"
+    assert services_column("real-server", {"keepalived": "inactive", "nginx": "failed"}) == "nginx failed"
     table = status_table([{"node": "director1", "vrrp": "MASTER"}, {"node": "web1", "vrrp": "-"}], ("node", "vrrp"))
     lines = table.splitlines()
     assert lines[1] == "| node      | vrrp   |" and lines[3] == "| director1 | MASTER |" and len(lines) == 6
