@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lvslab.bootprofile import PROFILE_SCRIPT, parse_profile
+from lvslab.config import HEALTH_PAGE_SUFFIX
 from lvslab.model import SORRY_PREFIX, STREAM_PATH, NodeFacts, VerifySpec
 from lvslab.probe import (
     VRRP_GROUP,
@@ -406,6 +407,9 @@ def check_lvs_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     only the MASTER answers ARP for it; every real server holds the VIP on lo as /32 with arp_ignore=1/
     arp_announce=2."""
     master = spec.master
+    result: dict[str, Any] = {}
+    if spec.topology == "lvs-heartbeat":
+        result["vip_settled_after_s"] = _heartbeat_settled(spec, key)
     handed_over = _vip_on_master_only(spec, key)
     _gateway_with_vip(spec, key, master.name, "vip-state")
 
@@ -424,10 +428,31 @@ def check_lvs_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
         raise CheckFailed("real-server-config", f"{wanted} on every real server", "; ".join(rs_problems))
 
     _check_ipvs_settings(spec, key, master)
-    result = {"passed": True, "vip_holder": master.name, "arp_responders": _arp_from_master_only(spec)}
+    result |= {"passed": True, "vip_holder": master.name, "arp_responders": _arp_from_master_only(spec)}
     if handed_over is not None:
         result["nopreempt_vip_handed_over_after_s"] = handed_over
     return result
+
+
+# heartbeat's status of the local node's resources (cl_status rscstatus): "all" = it holds all of them,
+# "none" = none, "local"/"foreign" = its own/the peer's, "transition" = being moved.
+HEARTBEAT_SETTLED = "cl_status rscstatus"
+
+
+def _heartbeat_settled(spec: VerifySpec, key: SshKey) -> float:
+    """lvs-heartbeat: after boot heartbeat waits up to initdead for its peer before anyone takes the VIP;
+    wait until the MASTER holds all resources and the BACKUP none (the seconds this took)."""
+    t0 = time.monotonic()
+    deadline = t0 + spec.heartbeat_initdead + spec.failover_bound_s + 20
+    states: list[str] = []
+    while time.monotonic() < deadline:
+        states = [ssh(key, d.address, HEARTBEAT_SETTLED).stdout.strip() or "not running"
+                  for d in (spec.master, spec.backup)]
+        if states == ["all", "none"]:
+            return round(time.monotonic() - t0, 1)
+        time.sleep(1)
+    raise CheckFailed("vip-state", f"heartbeat settled: all resources on {spec.master.name}, none on "
+                      f"{spec.backup.name} (cl_status rscstatus)", f"{states}")
 
 
 def _vip_on_master_only(spec: VerifySpec, key: SshKey) -> float | None:
@@ -480,11 +505,12 @@ def check_vip_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
 
 def _hand_vip_to_master(spec: VerifySpec, key: SshKey) -> float:
     """nopreempt: move the VIP from the lower-priority director (it came up first) to the MASTER by
-    restarting keepalived on the holder; seconds until the VIP is on the MASTER only."""
+    restarting the HA daemon on the holder; seconds until the VIP is on the MASTER only."""
     t0 = time.monotonic()
-    out = ssh(key, spec.backup.address, "systemctl restart keepalived")
+    daemon = ha_daemon(spec)
+    out = ssh(key, spec.backup.address, f"systemctl restart {daemon}")
     if out.returncode != 0:
-        raise CheckFailed("vip-state", f"keepalived restarted on {spec.backup.name} (nopreempt hand-over)",
+        raise CheckFailed("vip-state", f"{daemon} restarted on {spec.backup.name} (nopreempt hand-over)",
                           out.stderr.strip())
     deadline = t0 + spec.failover_bound_s + 20
     holders: dict[str, bool] = {}
@@ -493,7 +519,7 @@ def _hand_vip_to_master(spec: VerifySpec, key: SshKey) -> float:
         if [n for n, h in holders.items() if h] == [spec.master.name]:
             return round(time.monotonic() - t0, 1)
         time.sleep(0.5)
-    raise CheckFailed("vip-state", f"VIP on {spec.master.name} after keepalived restarted on {spec.backup.name} "
+    raise CheckFailed("vip-state", f"VIP on {spec.master.name} after {daemon} restarted on {spec.backup.name} "
                       "(nopreempt: the first director up keeps the VIP)", f"holders {holders}")
 
 
@@ -530,10 +556,11 @@ def _split_brain(spec: VerifySpec, key: SshKey, holding: list[str]) -> str:
     responders = sorted(f"{names.get(m, '?')} ({m})"
                         for m in arp_responders(spec.bridge, spec.vip, spec.client_address))
     by_name = {d.name: d for d in spec.directors}
-    stale = [n for n in holding if ssh(key, by_name[n].address, "pidof keepalived").returncode != 0]
-    repair = (f"on {', '.join(stale)} (keepalived not running, stale VIP): ip addr del {spec.vip}/32 dev eth0 && "
-              "systemctl restart keepalived" if stale else
-              "restart keepalived on both directors")
+    daemon = ha_daemon(spec)
+    stale = [n for n in holding if ssh(key, by_name[n].address, f"pidof {daemon}").returncode != 0]
+    repair = (f"on {', '.join(stale)} ({daemon} not running, stale VIP): ip addr del {spec.vip}/32 dev eth0 && "
+              f"systemctl restart {daemon}" if stale else
+              f"restart {daemon} on both directors")
     return f"held by {holding}; ARP replies for {spec.vip} from {responders}; repair: {repair}"
 
 
@@ -672,38 +699,53 @@ def _source_hashing(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     return {"clients": {c: a[0] for c, a in per_client.items()}}
 
 
+def health_fault(spec: VerifySpec, victim: NodeFacts) -> tuple[str, str, str]:
+    """What the health-check step does to one real server, and how it undoes it: nginx stopped (keepalived's
+    checks, ldirectord's connect check), or, for ldirectord's negotiate check (seed 003), the health page
+    still served with 200 but no longer matching `receive`. Returns (what, break command, repair command)."""
+    page = spec.health_check.page_file
+    if page:
+        return (f"{page} no longer matching receive {spec.health_check.receive!r}",
+                f"echo maintenance > {page}", f"echo '{victim.name}{HEALTH_PAGE_SUFFIX}' > {page}")
+    return "nginx stopped", "systemctl stop nginx", "systemctl start nginx"
+
+
 def check_health(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
-    """Stop nginx on one real server: keepalived removes it from the IPVS table; start it: it comes back.
-    Both decided from the MASTER's table (right for every scheduler and weight), timed on this host by a
-    watcher that already runs on the director, from the moment `systemctl stop|start nginx` returned (that
-    command's own SSH round trip, seconds on starved guests, is reported beside it, not counted)."""
+    """Stop nginx on one real server (lvs-heartbeat: make its health page stop matching ldirectord's
+    receive): the health checker takes it out of the IPVS table (quiescent: weight 0); start it (restore the
+    page): it comes back. Both decided from the MASTER's table (right for every scheduler and weight), timed
+    on this host by a watcher that already runs on the director, from the moment the command on the real
+    server returned (that command's own SSH round trip, seconds on starved guests, is reported beside it,
+    not counted)."""
     victim = next((rs for rs in reversed(spec.real_servers) if rs.weight > 0), spec.real_servers[-1])
     master = spec.master
     remove_window, add_window = spec.health_check.window()
     slack = 10.0
-    result: dict[str, Any] = {"server": victim.name, "remove_window_s": remove_window, "add_window_s": add_window}
+    what, break_cmd, repair_cmd = health_fault(spec, victim)
+    result: dict[str, Any] = {"server": victim.name, "fault": what, "remove_window_s": remove_window,
+                              "add_window_s": add_window}
     _wait_all_in_ipvs(spec, key, timeout=add_window + 60, check="health-check")
     stopped = False
     try:
         def act_stop() -> None:
             nonlocal stopped
-            out = ssh(key, victim.address, "systemctl stop nginx")
+            out = ssh(key, victim.address, break_cmd)
             stopped = out.returncode == 0
             if not stopped:
-                raise CheckFailed("health-check", f"nginx stopped on {victim.name}", out.stderr.strip())
+                raise CheckFailed("health-check", f"{what} on {victim.name}", out.stderr.strip())
 
         removed, stop_s, table = ssh_watch(key, master.address,
                                    table_watch_script(victim.address, spec.port, False, remove_window + slack),
                                    act_stop, remove_window + slack + 30)
         if removed is None:
-            raise CheckFailed("health-check", f"{victim.name} removed from the IPVS table within "
+            raise CheckFailed("health-check", f"{victim.name} ({what}) out of the IPVS table within "
                               f"{remove_window + slack:g} s", f"still in table: {' '.join(table.split())[-300:]}")
         result["removed_after_s"] = round(removed, 1)
         result["stop_command_s"] = round(stop_s, 1)
 
         def act_start() -> None:
             nonlocal stopped
-            ssh(key, victim.address, "systemctl start nginx")
+            ssh(key, victim.address, repair_cmd)
             stopped = False
 
         back, start_s, table = ssh_watch(key, master.address,
@@ -721,7 +763,7 @@ def check_health(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
                               "no answer from it")
     finally:
         if stopped:
-            ssh(key, victim.address, "systemctl start nginx")
+            ssh(key, victim.address, repair_cmd)
     result["passed"] = True
     return result
 
@@ -908,14 +950,19 @@ def check_connection_sync(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     return result
 
 
+def ha_daemon(spec: VerifySpec) -> str:
+    """The unit that moves the VIP: heartbeat with topology lvs-heartbeat (seed 003), keepalived otherwise."""
+    return "heartbeat" if spec.topology == "lvs-heartbeat" else "keepalived"
+
+
 def _taken_away(spec: VerifySpec) -> str:
-    """What failover stops on the MASTER (clean mode): keepalived itself, or with topology nginx-ha nginx,
+    """What failover stops on the MASTER (clean mode): the HA daemon itself, or with topology nginx-ha nginx,
     which keepalived's vrrp_script must notice (seed 004's test)."""
-    return "nginx" if spec.topology == "nginx-ha" else "keepalived"
+    return "nginx" if spec.topology == "nginx-ha" else ha_daemon(spec)
 
 
-def _stop_master(spec: VerifySpec, key: SshKey, master: NodeFacts) -> None:
-    if spec.failover_mode == "hard":
+def _stop_master(spec: VerifySpec, key: SshKey, master: NodeFacts, mode: str) -> None:
+    if mode == "hard":
         _virsh(spec, "suspend", master.domain)  # frozen: no adverts, VIP still configured
     else:
         out = ssh(key, master.address, f"systemctl stop {_taken_away(spec)}")
@@ -923,8 +970,8 @@ def _stop_master(spec: VerifySpec, key: SshKey, master: NodeFacts) -> None:
             raise CheckFailed("failover", f"{_taken_away(spec)} stopped on {master.name}", out.stderr.strip())
 
 
-def _start_master(spec: VerifySpec, key: SshKey, master: NodeFacts) -> None:
-    if spec.failover_mode == "hard":
+def _start_master(spec: VerifySpec, key: SshKey, master: NodeFacts, mode: str) -> None:
+    if mode == "hard":
         _virsh(spec, "resume", master.domain)
     else:
         ssh(key, master.address, f"systemctl start {_taken_away(spec)}")
@@ -987,45 +1034,45 @@ def check_failover(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     Unicast labs: with multicast VRRP dropped on the bridge."""
     result: dict[str, Any] = {}
     with _vrrp_transport(spec, result):
-        result |= _failover(spec, key)
+        result |= _failover(spec, key, spec.failover_mode)
     return result
 
 
-def _failover(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def _failover(spec: VerifySpec, key: SshKey, mode: str) -> dict[str, Any]:
     master, backup = spec.master, spec.backup
     bound = spec.failover_bound_s
     poller = Poller(spec.vip, spec.port).start()
     try:
         time.sleep(1)
         t_stop = time.monotonic()
-        _stop_master(spec, key, master)
+        _stop_master(spec, key, master, mode)
         moved = poller.wait_for(lambda ev: ev.ok and ev.mac == backup.mac, t_stop, bound + 15)
         time.sleep(1)
         gap, failed = outage(poller.events, t_stop)
         if moved is None:
             # NAT: the VIP may have moved while the replies still go to a gateway nobody holds: say so.
             _gateway_with_vip(spec, key, backup.name, "failover",
-                              None if spec.failover_mode == "clean" else [backup.name])
+                              None if mode == "clean" else [backup.name])
             raise CheckFailed("failover", f"VIP answering through {backup.name} within {bound + 15:.1f} s",
                               f"client sees MAC {neighbour_mac(spec.vip)}, {failed} failed requests")
         # A frozen MASTER (hard mode) cannot be asked; its VIP is still configured but it is silent.
-        holders = _vip_holders(spec, key, None if spec.failover_mode == "clean" else [backup.name])
-        if spec.failover_mode == "clean" and holders != {master.name: False, backup.name: True}:
+        holders = _vip_holders(spec, key, None if mode == "clean" else [backup.name])
+        if mode == "clean" and holders != {master.name: False, backup.name: True}:
             raise CheckFailed("failover", f"VIP on {backup.name} only", f"holders {holders}")
         if not holders.get(backup.name):
             raise CheckFailed("failover", f"VIP on {backup.name}", f"holders {holders}")
-        _gateway_with_vip(spec, key, backup.name, "failover", None if spec.failover_mode == "clean" else [backup.name])
+        _gateway_with_vip(spec, key, backup.name, "failover", None if mode == "clean" else [backup.name])
         if gap > bound + 1.0:
-            raise CheckFailed("failover", f"service gap <= VRRP bound {bound:.2f} s (+1 s)", f"{gap:.2f} s")
+            raise CheckFailed("failover", f"service gap <= failover bound {bound:.2f} s (+1 s)", f"{gap:.2f} s")
         # Timed from the moment the MASTER was told to stop: never negative.
-        return {"passed": True, "mode": spec.failover_mode, "service_gap_s": round(gap, 2),
+        return {"passed": True, "mode": mode, "service_gap_s": round(gap, 2),
                 "failed_requests": failed, "vip_moved_after_s": round(moved.t - t_stop, 2),
                 "vrrp_bound_s": round(bound, 2), "holders": holders,
                 "timeline": poll_timeline(poller.events, t_stop, {d.mac: d.name for d in spec.directors})}
     except Exception:
-        _start_master(spec, key, master)  # leave the lab whole for the next run
-        if not spec.preempt:  # nopreempt: the BACKUP keeps the VIP unless its keepalived restarts
-            ssh(key, backup.address, "systemctl restart keepalived")
+        _start_master(spec, key, master, mode)  # leave the lab whole for the next run
+        if not spec.preempt:  # nopreempt: the BACKUP keeps the VIP unless its HA daemon restarts
+            ssh(key, backup.address, f"systemctl restart {ha_daemon(spec)}")
         raise
     finally:
         poller.stop()
@@ -1036,17 +1083,24 @@ def check_failback(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     labs: with multicast VRRP dropped on the bridge."""
     result: dict[str, Any] = {}
     with _vrrp_transport(spec, result):
-        result |= _failback(spec, key)
+        result |= _failback(spec, key, spec.failover_mode)
     return result
 
 
-def _failback(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_freeze(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+    """topology lvs-heartbeat: the active director's VM frozen (no goodbye, VIP still configured): the other
+    takes over once heartbeat's deadtime has passed; resumed, both own the resources for a moment, heartbeat
+    settles it and the VIP ends on the MASTER (auto_failback) or stays (off)."""
+    return {"passed": True, "failover": _failover(spec, key, "hard"), "failback": _failback(spec, key, "hard")}
+
+
+def _failback(spec: VerifySpec, key: SshKey, mode: str) -> dict[str, Any]:
     master, backup = spec.master, spec.backup
     poller = Poller(spec.vip, spec.port).start()
     try:
         time.sleep(1)
         t0 = time.monotonic()
-        _start_master(spec, key, master)
+        _start_master(spec, key, master, mode)
         if spec.preempt:
             back = poller.wait_for(lambda ev: ev.ok and ev.mac == master.mac, t0, spec.failover_bound_s + 20)
             time.sleep(1)
@@ -1063,8 +1117,8 @@ def _failback(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
         holders = _vip_holders(spec, key)
         if holders != {master.name: False, backup.name: True}:
             raise CheckFailed("failback", f"VIP stays on {backup.name} (nopreempt)", f"holders {holders}")
-        # Put the lab back: restarting the BACKUP hands the VIP to the higher priority.
-        ssh(key, backup.address, "systemctl restart keepalived")
+        # Put the lab back: restarting the BACKUP's HA daemon hands the VIP to the MASTER.
+        ssh(key, backup.address, f"systemctl restart {ha_daemon(spec)}")
         return {"passed": True, "preempt": False, "vip_stayed_on": backup.name, "failed_requests": failed}
     finally:
         poller.stop()
@@ -1098,6 +1152,7 @@ STEPS: dict[str, Callable[[VerifySpec, SshKey], dict[str, Any]]] = {
     "vrrp-unicast": check_vrrp_unicast,
     "failover": check_failover,
     "failback": check_failback,
+    "freeze": check_freeze,
     "restore": check_restored,
 }
 
@@ -1113,7 +1168,9 @@ OPTIONAL_STEPS: dict[str, Callable[[VerifySpec], bool]] = {
 
 # The steps of each topology, in order (config.TOPOLOGIES).
 TOPOLOGY_STEPS: dict[str, tuple[str, ...]] = {
-    "lvs-keepalived": tuple(s for s in STEPS if s != "vip-state"),
+    "lvs-keepalived": tuple(s for s in STEPS if s not in ("vip-state", "freeze")),
+    "lvs-heartbeat": ("readiness", "lvs-state", "round-robin", "health-check", "persistence", "sorry-server",
+                      "failover", "failback", "freeze", "restore"),
     "nginx-ha": ("readiness", "vip-state", "vrrp-unicast", "failover", "failback", "restore"),
 }
 

@@ -31,11 +31,23 @@ PACKAGE_SOURCES = ("local", "mirror")
 FAILOVER_MODES = ("clean", "hard")
 # IPVS forwarding methods (keepalived's lb_kind) the lab builds and verifies.
 LB_KINDS = ("DR", "NAT", "TUN")
-# What the lab builds (seed 000-002: LVS directors with keepalived in front of real servers; seed 004: two
-# nginx nodes sharing a VIP through keepalived, no IPVS).
-TOPOLOGIES = ("lvs-keepalived", "nginx-ha")
-# Config sections that only mean something with IPVS (topology lvs-keepalived).
+# What the lab builds (seed 000-002: LVS directors with keepalived in front of real servers; seed 003: the
+# same directors with heartbeat moving the VIP and ldirectord running IPVS; seed 004: two nginx nodes sharing
+# a VIP through keepalived, no IPVS).
+TOPOLOGIES = ("lvs-keepalived", "lvs-heartbeat", "nginx-ha")
+# Config sections that only mean something with IPVS (topologies lvs-*).
 LVS_ONLY_KEYS = ("realServers", "lvs", "healthCheck")
+# What keepalived does that heartbeat + ldirectord (seed 003) do not: refused with lvs-heartbeat, each with why.
+NOT_WITH_HEARTBEAT = {
+    "vrrp": "heartbeat, not VRRP, moves the VIP: set its timing under heartbeat",
+    "lvs.syncDaemon": "ldirectord does not run IPVS's connection sync daemon",
+    "lvs.timeouts": "ldirectord does not set IPVS's connection timeouts",
+    "healthCheck.delayBeforeRetry": "ldirectord retries every checkinterval (healthCheck.delayLoop)",
+    "healthCheck.expectStatus": "ldirectord's negotiate check accepts any 2xx answer whose page matches "
+                                "healthCheck.receive",
+}
+# The real servers' health page with topology lvs-heartbeat says "<name> ok"; healthCheck.receive must match it.
+HEALTH_PAGE_SUFFIX = " ok"
 # Host names (RFC 1123 labels, lowercase, starting with a letter): they become hostnames and libvirt names.
 _NAME_RE = re.compile(r"[a-z](?:[a-z0-9-]{0,29}[a-z0-9])?")
 _BRIDGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
@@ -48,6 +60,9 @@ MAX_PERSISTENCE_S = 2678400
 MAX_ADVERT_INT_V2 = 255
 # IPVS connection timeouts (ipvsadm --set tcp tcpfin udp; keepalived's lvs_timeouts): the kernel's defaults.
 KERNEL_LVS_TIMEOUTS = {"tcp": 900, "tcpFin": 120, "udp": 300}
+# heartbeat's takeover after deadtime: the resource scripts (IPaddr2, ldirectord's Perl start and first
+# checks), measured 6 s on an idle 2-VM lab under emulation; the rest is room for a busy host.
+HEARTBEAT_TAKEOVER_S = 9.0
 
 
 class ConfigError(ValueError):
@@ -82,6 +97,10 @@ class HealthCheck:
     retry: int = 1
     delay_before_retry: int = 1
     delay_loop: int = 2
+    # lvs-heartbeat: ldirectord's `receive`, a regexp the health page must match (negotiate check).
+    receive: str = "ok"
+    # lvs-heartbeat: ldirectord's `quiescent`: a failed real server stays in the table with weight 0.
+    quiescent: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,20 @@ class NginxCheck:
     rise: int = 1
     weight: int = 0
     process: str = "nginx"  # what the script looks for (pgrep -x)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """topology lvs-heartbeat (seed 003): heartbeat's ha.cf timing in seconds. A silent peer is declared
+    dead after `deadtime`; `initdead` is the first wait at start (both nodes boot); auto_failback moves
+    the resources back to the node haresources names (the MASTER) when it returns."""
+
+    keepalive: int = 1
+    deadtime: int = 5
+    warntime: int = 3
+    initdead: int = 20
+    auto_failback: bool = True
+    udp_port: int = 694
 
 
 @dataclass(frozen=True)
@@ -184,6 +217,7 @@ class LabConfig:
     gateway_vip: str = ""
     topology: str = "lvs-keepalived"
     nginx_check: NginxCheck = field(default_factory=NginxCheck)
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
 
     @property
     def client(self) -> str:
@@ -213,6 +247,12 @@ class LabConfig:
     def prefixlen(self) -> int:
         return self.subnet.prefixlen
 
+    @property
+    def preempt(self) -> bool:
+        """Does the VIP go back to the MASTER when it returns? (keepalived's preempt, heartbeat's
+        auto_failback)"""
+        return self.heartbeat.auto_failback if self.topology == "lvs-heartbeat" else self.vrrp.preempt
+
     def failover_bound_seconds(self) -> float:
         """keepalived's master-down interval on the BACKUP: 3 x advert_int + skew. nginx-ha: the vrrp_script
         first needs `fall` failed runs, `interval` seconds apart (nginx may stop just after a run), the last
@@ -222,13 +262,17 @@ class LabConfig:
         vrrp = 3 * self.vrrp.advert_int + skew
         if self.topology == "nginx-ha":
             return (self.nginx_check.fall + 1) * self.nginx_check.interval + vrrp
+        if self.topology == "lvs-heartbeat":
+            # A silent peer is dead after deadtime (clean stops hand over sooner); then heartbeat runs the
+            # resource scripts: IPaddr2 (VIP + gratuitous ARP) and ldirectord (a Perl start, first checks).
+            return self.heartbeat.deadtime + HEARTBEAT_TAKEOVER_S
         return vrrp
 
 
 KNOWN_KEYS = {
     "libvirtUri", "domainType", "network", "vip", "port", "directors", "realServers", "lvs",
     "healthCheck", "vrrp", "authPass", "image", "vm", "packageSource", "verify", "faults", "topology",
-    "nginxCheck",
+    "nginxCheck", "heartbeat",
 }
 
 
@@ -336,6 +380,25 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
     if topology not in TOPOLOGIES:  # reported; validate the rest as the topology its keys suggest
         topology = "lvs-keepalived" if "realServers" in raw else "nginx-ha"
     nginx_ha = topology == "nginx-ha"
+    heartbeat_ha = topology == "lvs-heartbeat"
+    if "heartbeat" in raw and not heartbeat_ha:
+        r.fail("heartbeat", f"is only used with topology lvs-heartbeat (heartbeat's timing); with {topology} "
+               "keepalived's VRRP moves the VIP (vrrp)", raw["heartbeat"])
+    if heartbeat_ha:
+        for dotted, why in NOT_WITH_HEARTBEAT.items():
+            section, _, name = dotted.partition(".")
+            holder = raw.get(section) if name else raw
+            if isinstance(holder, dict) and (name or section) in holder:
+                r.fail(dotted, f"is not used with topology lvs-heartbeat: {why}", holder[name or section])
+        raw = _without(raw, NOT_WITH_HEARTBEAT)
+    else:
+        for dotted, what in (("healthCheck.receive", "ldirectord's receive regexp"),
+                             ("lvs.quiescent", "ldirectord's quiescent")):
+            section, _, name = dotted.partition(".")
+            if isinstance(raw.get(section), dict) and name in raw[section]:
+                r.fail(dotted, f"is only used with topology lvs-heartbeat ({what}); not with {topology}",
+                       raw[section][name])
+        raw = _without(raw, {"healthCheck.receive": "", "lvs.quiescent": ""})
     if nginx_ha:
         for key in LVS_ONLY_KEYS:
             if key in raw:
@@ -343,8 +406,9 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
                        "directors serve the pages themselves)", raw[key])
         raw = {k: v for k, v in raw.items() if k not in LVS_ONLY_KEYS}
     elif "nginxCheck" in raw:
+        checker = "ldirectord" if heartbeat_ha else "keepalived"
         r.fail("nginxCheck", f"is only used with topology nginx-ha (keepalived's check of nginx); with {topology} "
-               "keepalived checks the real servers (healthCheck)", raw["nginxCheck"])
+               f"{checker} checks the real servers (healthCheck)", raw["nginxCheck"])
 
     libvirt_uri = r.string(raw, "libvirtUri", "libvirtUri", "qemu:///system")
     if libvirt_uri and not _URI_RE.fullmatch(libvirt_uri):
@@ -370,8 +434,12 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
 
     # The forwarding method first: it decides which subnet the VIP belongs to.
     lvs = r.obj(raw.get("lvs", {}), "lvs",
-                {"lbAlgo", "lbKind", "persistenceTimeout", "sorryServer", "syncDaemon", "timeouts", "gatewayVip"})
+                {"lbAlgo", "lbKind", "persistenceTimeout", "sorryServer", "syncDaemon", "timeouts", "gatewayVip",
+                 "quiescent"})
     lb_kind = r.string(lvs, "lbKind", "lvs.lbKind", "DR", LB_KINDS)
+    if heartbeat_ha and lb_kind in LB_KINDS and lb_kind != "DR":
+        r.fail("lvs.lbKind", "must be DR with topology lvs-heartbeat (seed 003's LVS-DR: ldirectord's gate)", lb_kind)
+        lb_kind = "DR"
     nat = lb_kind == "NAT"
     client_subnet: ipaddress.IPv4Network | None = None
     if "clientSubnet" in net and not nat:
@@ -469,6 +537,9 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         if high.priority == low.priority:
             r.fail("directors", "the two priorities must differ (the higher one is the MASTER)",
                    [d.priority for d in directors])
+        elif heartbeat_ha and states != ["BACKUP", "MASTER"]:
+            r.fail("directors", "must be one MASTER and one BACKUP with topology lvs-heartbeat (haresources names "
+                   "the MASTER; heartbeat.autoFailback decides whether the VIP returns to it)", states)
         elif states == ["BACKUP", "MASTER"]:
             if high.state != "MASTER":
                 r.fail("directors", f"the MASTER's priority must be higher than the BACKUP's "
@@ -519,7 +590,7 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
                             "seconds (0 = off; keepalived's maximum is 31 days)")
 
     hc = r.obj(raw.get("healthCheck", {}), "healthCheck",
-               {"type", "path", "expectStatus", "connectTimeout", "retry", "delayBeforeRetry", "delayLoop"})
+               {"type", "path", "expectStatus", "connectTimeout", "retry", "delayBeforeRetry", "delayLoop", "receive"})
     health = HealthCheck(
         type=r.string(hc, "type", "healthCheck.type", "HTTP_GET", HEALTH_CHECKS),
         path=r.string(hc, "path", "healthCheck.path", "/"),
@@ -529,7 +600,11 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         delay_before_retry=r.integer(hc, "delayBeforeRetry", "healthCheck.delayBeforeRetry", 1, 0, 3600,
                                      "seconds") or 0,
         delay_loop=r.integer(hc, "delayLoop", "healthCheck.delayLoop", 2, 1, 3600, "seconds") or 0,
+        receive=r.string(hc, "receive", "healthCheck.receive", "ok"),
+        quiescent=r.boolean(lvs, "quiescent", "lvs.quiescent", False),
     )
+    if heartbeat_ha:
+        _check_receive(r, health, "receive" in hc, servers)
     if health.path and not _PATH_RE.fullmatch(health.path):
         r.fail("healthCheck.path", "must be an absolute URL path of letters, digits and . _ ~ / - (no spaces, "
                "query or fragment); the real servers' nginx serves it", health.path)
@@ -554,7 +629,7 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         r.fail("vrrp.advertInt", "must be between 0.01 and 40.95 seconds with VRRP version 3", advert_int)
 
     # authPass is optional: without it the lab generates one (a secret kept in the state).
-    if auth_pass is not None and vrrp.version == 2:
+    if auth_pass is not None and vrrp.version == 2 and not heartbeat_ha:
         if not 1 <= len(auth_pass) <= 8:
             # The value itself is a secret: report its length only.
             r.fail("authPass", "must be 1 to 8 characters: keepalived's PASS authentication silently "
@@ -650,6 +725,8 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
                    f"{high.priority} while {high.name}'s nginx is down (weight > {high.priority - low.priority}), "
                    "or the VIP never moves", nginx_check.weight)
 
+    heartbeat = _heartbeat(r, raw.get("heartbeat", {})) if heartbeat_ha else Heartbeat()
+
     if r.problems:
         raise ConfigError(r.problems)
     assert subnet is not None and port is not None and persistence is not None
@@ -660,5 +737,62 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         health_check=health, vrrp=vrrp, image=image, vm=vm, package_source=package_source,
         verify=verify, faults=tuple(faults), sorry_server=sorry_server, sync_daemon=sync_daemon,
         timeouts=timeouts, client_subnet=client_subnet, client_address=client_address, gateway_vip=gateway_vip,
-        topology=topology, nginx_check=nginx_check,
+        topology=topology, nginx_check=nginx_check, heartbeat=heartbeat,
     )
+
+
+def _without(raw: dict[str, Any], dotted_keys: dict[str, str]) -> dict[str, Any]:
+    """raw minus the given keys ("section" or "section.key"); the caller's dicts are left alone."""
+    out = dict(raw)
+    for dotted in dotted_keys:
+        section, _, name = dotted.partition(".")
+        if not name:
+            out.pop(section, None)
+        elif isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k != name}
+    return out
+
+
+def _heartbeat(r: _Reader, raw: Any) -> Heartbeat:
+    """heartbeat's ha.cf timing, checked against heartbeat's own rules."""
+    hb = r.obj(raw, "heartbeat", {"keepalive", "deadtime", "warntime", "initdead", "autoFailback", "udpPort"})
+    keepalive = r.integer(hb, "keepalive", "heartbeat.keepalive", 1, 1, 60, "seconds")
+    deadtime = r.integer(hb, "deadtime", "heartbeat.deadtime", 5, 2, 300, "seconds")
+    warntime = r.integer(hb, "warntime", "heartbeat.warntime", 3, 1, 300, "seconds")
+    initdead = r.integer(hb, "initdead", "heartbeat.initdead", 20, 4, 900, "seconds")
+    auto_failback = r.boolean(hb, "autoFailback", "heartbeat.autoFailback", True)
+    udp_port = r.integer(hb, "udpPort", "heartbeat.udpPort", 694, 1, 65535)
+    if keepalive and deadtime and deadtime < 2 * keepalive:
+        r.fail("heartbeat.deadtime", f"must be at least twice heartbeat.keepalive ({keepalive} s), or one lost "
+               "heartbeat declares the peer dead", deadtime)
+    elif deadtime and warntime and warntime >= deadtime:
+        r.fail("heartbeat.warntime", f"must be below heartbeat.deadtime ({deadtime} s): it warns of a late "
+               "heartbeat before the peer is declared dead", warntime)
+    if deadtime and initdead and initdead < 2 * deadtime:
+        r.fail("heartbeat.initdead", f"must be at least twice heartbeat.deadtime ({deadtime} s), heartbeat's rule "
+               "for the first wait at boot", initdead)
+    return Heartbeat(keepalive=keepalive or 0, deadtime=deadtime or 0, warntime=warntime or 0,
+                     initdead=initdead or 0, auto_failback=auto_failback, udp_port=udp_port or 0)
+
+
+def _check_receive(r: _Reader, health: HealthCheck, given: bool, servers: list[RealServer]) -> None:
+    """ldirectord's receive: a regexp (Perl; Python's re is close enough to catch mistakes) inside quotes in
+    ldirectord.cf that every real server's health page ("<name> ok") matches."""
+    if health.type != "HTTP_GET":
+        if given:
+            r.fail("healthCheck.receive", f"is only used with healthCheck.type HTTP_GET (ldirectord's negotiate "
+                   f"check); {health.type} only connects", health.receive)
+        return
+    if not health.receive or any(c in health.receive for c in '"\n'):
+        r.fail("healthCheck.receive", "must be a non-empty regexp without double quotes or newlines (ldirectord.cf "
+               "quotes it)", health.receive)
+        return
+    try:
+        pattern = re.compile(health.receive)
+    except re.error as exc:
+        r.fail("healthCheck.receive", f"must be a valid regexp ({exc})", health.receive)
+        return
+    missed = [s.name for s in servers if not pattern.search(s.name + HEALTH_PAGE_SUFFIX)]
+    if missed:
+        r.fail("healthCheck.receive", f"must match every real server's health page '<name>{HEALTH_PAGE_SUFFIX}': "
+               f"ldirectord would keep {', '.join(missed)} out of the table", health.receive)

@@ -29,6 +29,14 @@ STREAM_MIB = 16
 # LVS-TUN: the director wraps each client packet in a 20-byte IPIP header; real servers advertise this
 # MSS to clients (1500 - 20 - 40) so full-size client segments still fit the bridge's MTU once wrapped.
 TUN_ADVMSS = 1440
+# nginx's document root on the real servers (index.html names the server).
+WEB_ROOT = "/var/www/html"
+
+
+def health_page_file(path: str) -> str:
+    """topology lvs-heartbeat: the file behind healthCheck.path on a real server. It holds "<name> ok" (what
+    ldirectord's receive must match), so the health-check step can make it stop matching and match again."""
+    return WEB_ROOT + path + ("index.html" if path.endswith("/") else "")
 
 
 def mac_for(stack: str, name: str) -> str:
@@ -158,6 +166,9 @@ class HealthCheckSpec:
     connect_timeout: int
     retry: int
     delay_before_retry: int
+    receive: str = ""  # lvs-heartbeat: ldirectord's receive regexp
+    page_file: str = ""  # lvs-heartbeat: the health page on each real server
+    quiescent: bool = False  # lvs-heartbeat: a failed real server stays in the table with weight 0
 
     def window(self) -> tuple[float, float]:
         """Seconds keepalived may take to remove a failed server and to re-add a recovered one."""
@@ -169,7 +180,7 @@ class HealthCheckSpec:
 class VerifySpec(_Nodes):
     """Everything the checks know about a lab (no secrets: the SSH key travels separately)."""
 
-    topology: str  # lvs-keepalived or nginx-ha (config.TOPOLOGIES): which steps run
+    topology: str  # lvs-keepalived, lvs-heartbeat or nginx-ha (config.TOPOLOGIES): which steps run
     uri: str
     vip: str
     port: int
@@ -188,6 +199,7 @@ class VerifySpec(_Nodes):
     preempt: bool
     unicast_peers: bool
     failover_bound_s: float
+    heartbeat_initdead: int  # lvs-heartbeat: heartbeat's first wait for its peer at boot (0 otherwise)
     failover_mode: str
     requests_per_server: int
     ready_timeout: int
@@ -221,7 +233,6 @@ def extra_clients(cfg: LabConfig, count: int = 6) -> tuple[str, ...]:
 
 def verify_spec(facts: LabFacts) -> VerifySpec:
     cfg = facts.cfg
-    hc = cfg.health_check
     return VerifySpec(
         topology=cfg.topology, uri=cfg.libvirt_uri, vip=cfg.vip, port=cfg.port, bridge=cfg.bridge,
         client_address=cfg.client,
@@ -231,10 +242,24 @@ def verify_spec(facts: LabFacts) -> VerifySpec:
         sync_daemon=cfg.sync_daemon, lvs_timeouts=(cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp),
         directors=facts.directors,
         real_servers=facts.real_servers,
-        health_check=HealthCheckSpec(type=hc.type, delay_loop=hc.delay_loop, connect_timeout=hc.connect_timeout,
-                                     retry=hc.retry, delay_before_retry=hc.delay_before_retry),
-        advert_int=cfg.vrrp.advert_int, preempt=cfg.vrrp.preempt,
+        health_check=_health_check_spec(cfg),
+        advert_int=cfg.vrrp.advert_int, preempt=cfg.preempt,
         unicast_peers=cfg.vrrp.unicast_peers, failover_bound_s=cfg.failover_bound_seconds(),
+        heartbeat_initdead=cfg.heartbeat.initdead if cfg.topology == "lvs-heartbeat" else 0,
         failover_mode=cfg.verify.failover_mode, requests_per_server=cfg.verify.requests_per_server,
         ready_timeout=cfg.verify.ready_timeout,
+    )
+
+
+def _health_check_spec(cfg: LabConfig) -> HealthCheckSpec:
+    """keepalived's check as configured; ldirectord's (lvs-heartbeat) mapped onto the same windows: it retries
+    at the next checkinterval (delay_loop), failurecount = retry + 1."""
+    hc = cfg.health_check
+    heartbeat = cfg.topology == "lvs-heartbeat"
+    return HealthCheckSpec(
+        type=hc.type, delay_loop=hc.delay_loop, connect_timeout=hc.connect_timeout, retry=hc.retry,
+        delay_before_retry=hc.delay_loop if heartbeat else hc.delay_before_retry,
+        receive=hc.receive if heartbeat and hc.type == "HTTP_GET" else "",
+        page_file=health_page_file(hc.path) if heartbeat and hc.type == "HTTP_GET" else "",
+        quiescent=hc.quiescent and heartbeat,
     )

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import jinja2
 
-from lvslab.config import SCHEDULER_MODULES, LabConfig
-from lvslab.model import SORRY_PREFIX, STREAM_MIB, STREAM_PATH, TUN_ADVMSS, LabFacts, NodeFacts
+from lvslab.config import HEALTH_PAGE_SUFFIX, SCHEDULER_MODULES, LabConfig
+from lvslab.model import SORRY_PREFIX, STREAM_MIB, STREAM_PATH, TUN_ADVMSS, LabFacts, NodeFacts, health_page_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOUD_INIT_DIR = ROOT / "cloud-init"
@@ -47,13 +47,45 @@ def keepalived_conf(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:
     )
 
 
+def _health_page(cfg: LabConfig) -> str | None:
+    """lvs-heartbeat: the file behind the health path that ldirectord's receive reads (else None: nginx
+    answers the health path itself)."""
+    if cfg.topology == "lvs-heartbeat" and cfg.health_check.type == "HTTP_GET":
+        return health_page_file(cfg.health_check.path)
+    return None
+
+
 def nginx_site(cfg: LabConfig, server: NodeFacts) -> str:
     return _CLOUD_INIT.get_template("nginx-site.conf.j2").render(node=server, port=cfg.port,
-                                                                 health_path=cfg.health_check.path)
+                                                                 health_path=cfg.health_check.path,
+                                                                 health_page=_health_page(cfg))
+
+
+def ha_cf(cfg: LabConfig, director: NodeFacts) -> str:
+    """heartbeat's ha.cf (lvs-heartbeat): timing, unicast heartbeats to the peer, both node names."""
+    return _CLOUD_INIT.get_template("ha.cf.j2").render(
+        stack=cfg.stack, director=director, hb=cfg.heartbeat, directors=cfg.directors,
+        peer=next(d for d in cfg.directors if d.name != director.name),
+    )
+
+
+def haresources(cfg: LabConfig) -> str:
+    """heartbeat's haresources (lvs-heartbeat), the same on both directors: the MASTER owns VIP + ldirectord."""
+    return _CLOUD_INIT.get_template("haresources.j2").render(stack=cfg.stack, master=cfg.master, vip=cfg.vip)
+
+
+def ldirectord_cf(cfg: LabConfig) -> str:
+    """ldirectord.cf (lvs-heartbeat), the same on both directors."""
+    return _CLOUD_INIT.get_template("ldirectord.cf.j2").render(
+        stack=cfg.stack, hc=cfg.health_check, vip=cfg.vip, port=cfg.port, real_servers=cfg.real_servers,
+        sorry_server=cfg.sorry_server and "no-sorry-server" not in cfg.faults, lb_algo=cfg.lb_algo,
+        persistence_timeout=cfg.persistence_timeout,
+    )
 
 
 def sorry_site(cfg: LabConfig, director: NodeFacts) -> str:
-    """The director's own nginx for keepalived's sorry_server (answers as SORRY_PREFIX + its name)."""
+    """The director's own nginx for keepalived's sorry_server or ldirectord's fallback (answers as
+    SORRY_PREFIX + its name)."""
     return _CLOUD_INIT.get_template("nginx-sorry.conf.j2").render(node=director, port=cfg.port,
                                                                   label=SORRY_PREFIX + director.name)
 
@@ -64,7 +96,14 @@ def _common(cfg: LabConfig, node: NodeFacts, role: str, ssh_public_key: str) -> 
 
 
 def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str, auth_pass: str) -> str:
-    """An LVS director's user-data, or with topology nginx-ha an nginx node's (it serves the VIP itself)."""
+    """An LVS director's user-data (keepalived; heartbeat + ldirectord with topology lvs-heartbeat), or with
+    topology nginx-ha an nginx node's (it serves the VIP itself)."""
+    if cfg.topology == "lvs-heartbeat":
+        return _CLOUD_INIT.get_template("heartbeat.yaml.j2").render(
+            **_common(cfg, director, "director", ssh_public_key), scheduler_module=SCHEDULER_MODULES[cfg.lb_algo],
+            ha_cf=ha_cf(cfg, director), haresources=haresources(cfg), ldirectord_cf=ldirectord_cf(cfg),
+            auth_pass=auth_pass, sorry_site=sorry_site(cfg, director) if cfg.sorry_server else None,
+        )
     if cfg.topology == "nginx-ha":
         return _CLOUD_INIT.get_template("nginx-ha.yaml.j2").render(
             **_common(cfg, director, "nginx-ha", ssh_public_key), nginx_site=nginx_site(cfg, director),
@@ -81,6 +120,7 @@ def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str,
 def real_server_user_data(cfg: LabConfig, server: NodeFacts, ssh_public_key: str) -> str:
     return _CLOUD_INIT.get_template("real-server.yaml.j2").render(
         **_common(cfg, server, "real-server", ssh_public_key), nginx_site=nginx_site(cfg, server),
+        health_page=_health_page(cfg), health_text=server.name + HEALTH_PAGE_SUFFIX,
         stream_path=STREAM_PATH, stream_mib=STREAM_MIB, subnet=str(cfg.subnet), advmss=TUN_ADVMSS,
     )
 

@@ -351,7 +351,8 @@ def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],
             for s in servers:
                 s["address"] = move(s["address"])
         cfg[ns + "realServers"] = servers
-    cfg[ns + "vrrp"] = {**cfg.get(ns + "vrrp", {}), "virtualRouterId": 100 + slot % 150}
+    if cfg.get(ns + "topology") != "lvs-heartbeat":  # (heartbeat, not VRRP, moves its VIP)
+        cfg[ns + "vrrp"] = {**cfg.get(ns + "vrrp", {}), "virtualRouterId": 100 + slot % 150}
     if faults:
         cfg[ns + "faults"] = faults
     verify = dict(cfg.get(ns + "verify", {}))

@@ -138,12 +138,12 @@ GOLDEN = [
     (lambda r: r.update(realServers=[]), "lvs-lab:realServers: must be a list of at least one real server (got [])"),
     (lambda r: r.update(vipp="10.77.0.5"),
      "lvs-lab:vipp: unknown key; did you mean 'vip'? expected one of authPass, directors, domainType, faults, "
-     "healthCheck, image, libvirtUri, lvs, network, nginxCheck, packageSource, port, realServers, topology, "
-     "verify, vip, vm, vrrp "
+     "healthCheck, heartbeat, image, libvirtUri, lvs, network, nginxCheck, packageSource, port, realServers, "
+     "topology, verify, vip, vm, vrrp "
      "(got '10.77.0.5')"),
     (lambda r: r["lvs"].update(persistance=5),
      "lvs-lab:lvs.persistance: unknown key; did you mean 'persistenceTimeout'? expected one of gatewayVip, lbAlgo, "
-     "lbKind, persistenceTimeout, sorryServer, syncDaemon, timeouts (got 5)"),
+     "lbKind, persistenceTimeout, quiescent, sorryServer, syncDaemon, timeouts (got 5)"),
     (lambda r: r["lvs"].update(timeouts={"tcpfin": 5}),
      "lvs-lab:lvs.timeouts.tcpfin: unknown key; did you mean 'tcpFin'? expected one of tcp, tcpFin, udp (got 5)"),
     (lambda r: r["lvs"].update(timeouts={"tcpFin": 0}),
@@ -231,7 +231,7 @@ GOLDEN = [
      "lvs-lab:nginxCheck.process: must be a process name (pgrep -x): a lowercase letter, then lowercase "
      "letters, digits and '-' (got 'Nginx Worker')"),
     (on_nginx_ha(lambda r: r.update(topology="nginx")),
-     "lvs-lab:topology: must be one of lvs-keepalived, nginx-ha (got 'nginx')"),
+     "lvs-lab:topology: must be one of lvs-keepalived, lvs-heartbeat, nginx-ha (got 'nginx')"),
 ]
 
 
