@@ -32,6 +32,10 @@ class Fault:
 ARP_SYSCTLS = " ".join(f"net.ipv4.conf.{i}.arp_ignore=0 net.ipv4.conf.{i}.arp_announce=0"
                        for i in ("all", "default", "lo", "eth0"))
 
+LDIRECTORD_CF = "/etc/ha.d/ldirectord.cf"
+# ldirectord re-reads its config on HUP (reload); on the director without the VIP it does not run (exit 1).
+LDIRECTORD_RELOAD = "(/usr/sbin/ldirectord ldirectord.cf reload || true)"
+
 RUNTIME_FAULTS = {
     f.name: f for f in (
         Fault("rs-no-arp-sysctls", "real_servers", f"sysctl -q -w {ARP_SYSCTLS}",
@@ -96,6 +100,19 @@ RUNTIME_FAULTS = {
               "/etc/keepalived/keepalived.conf && systemctl reload keepalived",
               "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
               "systemctl reload keepalived", ("failover", "failback"), "failover"),
+        # lvs-heartbeat: ldirectord only connects (checktype=connect, config reloaded where it runs): a real
+        # server whose health page stops matching `receive` still answers TCP, so it stays in the table.
+        Fault("check-connect-only", "directors", "sed -i.lvslab-fault 's/checktype=negotiate/checktype=connect/' "
+              f"{LDIRECTORD_CF} && {LDIRECTORD_RELOAD}",
+              f"mv {LDIRECTORD_CF}.lvslab-fault {LDIRECTORD_CF} && {LDIRECTORD_RELOAD}", ("health-check",),
+              "health-check"),
+        # lvs-heartbeat: heartbeat down on both directors: nobody holds the VIP.
+        Fault("heartbeat-down-all", "directors", "systemctl stop heartbeat", "systemctl start heartbeat",
+              ("lvs-state",), "vip-state"),
+        # lvs-heartbeat: heartbeat down on the BACKUP: nobody would take over from the MASTER (failover
+        # finds the BACKUP without heartbeat before it stops the MASTER's).
+        Fault("heartbeat-down-backup", "backup", "systemctl stop heartbeat", "systemctl start heartbeat",
+              ("failover", "failback"), "failover"),
         # LVS-NAT: the BACKUP's gateway instance loses its address (keepalived reloaded): at failover the VIP
         # moves but the real servers' gateway VIP does not, so their replies go nowhere.
         Fault("gateway-vip-stays", "backup", "sed -i.lvslab-fault '/ label eth0:gw$/d' "

@@ -36,6 +36,7 @@ ALONE = {
     # unicast VRRP with multicast VRRP dropped on the bridge
     "e": ("sh", []),  # source hashing: six more client addresses on the bridge
     "f": ("nginx-ha", []),  # topology nginx-ha: two nginx nodes, keepalived's vrrp_script on nginx, no IPVS
+    "g": ("heartbeat", []),  # topology lvs-heartbeat: heartbeat moves the VIP, ldirectord runs IPVS (seed 003)
 }
 
 
@@ -250,6 +251,37 @@ def test_nginx_ha_lab_alone(alone: dict[str, Any]) -> None:
     assert fb["preempt"] and fb["failed_requests"] == 0 and fb["vip_returned_after_s"] <= fo["vrrp_bound_s"] + 20
 
 
+def test_heartbeat_lab_alone(alone: dict[str, Any]) -> None:
+    """Seed 003 on VMs: 32 requests split 16/16 by ldirectord's rr; a real server whose health page stops
+    matching `receive` leaves the table and returns; with both real servers down the directors' fallback
+    answers; the VIP moves when heartbeat stops on the active director (handed over: no gap to speak of)
+    and when its VM freezes (deadtime + takeover), and goes back (auto_failback)."""
+    print(json.dumps({k: alone[k] for k in ("codes", "seconds")}))
+    assert alone["codes"]["g"] == 0
+    g = alone["g"]
+    assert g["failed"] == [], g["failed"]
+    verification = g["verification"]
+    assert sorted(verification) == sorted(["readiness", "lvs-state", "round-robin", "health-check", "sorry-server",
+                                           "freeze", "failover", "failback", "restore"])
+    assert all(r["passed"] for r in verification.values())
+    rr = verification["round-robin"]
+    assert rr["requests"] == 32 and rr["counts"] == {"web1": 16, "web2": 16} == rr["ipvs_conns"], rr
+    hc = verification["health-check"]
+    assert hc["fault"].startswith("/var/www/html/health.html no longer matching receive")
+    assert hc["removed_after_s"] <= hc["remove_window_s"] + 10 and hc["readded_after_s"] <= hc["add_window_s"] + 10
+    sorry = verification["sorry-server"]
+    assert sorry["sorry_answered_by"] == "sorry-director1" and sorry["normal_answered_by"] == "web1"
+    fo, fb = verification["failover"], verification["failback"]
+    assert fo["mode"] == "clean" and fo["holders"] == {"director1": False, "director2": True}
+    assert fo["vrrp_bound_s"] == 5 + 9.0 and fo["service_gap_s"] <= fo["vrrp_bound_s"] + 1
+    assert fb["preempt"] and fb["vip_returned_after_s"] <= fo["vrrp_bound_s"] + 20
+    freeze = verification["freeze"]
+    assert freeze["failover"]["mode"] == "hard" and freeze["failover"]["holders"] == {"director2": True}
+    # a frozen director is declared dead after deadtime (5 s): the gap cannot be shorter than that
+    assert 5 <= freeze["failover"]["service_gap_s"] <= fo["vrrp_bound_s"] + 1, freeze["failover"]
+    assert freeze["failback"]["preempt"]
+
+
 def test_day2_verify_and_status(alone: dict[str, Any]) -> None:
     """On kept labs: `verify` re-runs the verification (nothing created) with its result as exit status;
     `status` shows each node's state, role, VRRP state and services and the MASTER's IPVS table; both say
@@ -283,6 +315,8 @@ def test_day2_verify_and_status(alone: dict[str, Any]) -> None:
     ("d", "unicast-off", "vrrp-unicast"),
     ("e", "scheduler-rr", "round-robin"),
     ("f", "check-wrong-process", "failover"),  # nginx stopped, the script still finds its process: VIP stays
+    ("g", "check-connect-only", "health-check"),  # ldirectord only connects: the wrong page goes unnoticed
+    ("g", "heartbeat-down-backup", "failover"),  # nobody to take over
 ])
 def test_runtime_fault_fails_its_check_alone(alone: dict[str, Any], lab: str, fault: str, check: str) -> None:
     _fault_fails_its_check(alone, lab, fault, check)

@@ -16,7 +16,8 @@ from lvslab.faults import RUNTIME_FAULTS
 # The check names each step can raise (CheckFailed's first argument).
 CHECKS_OF_STEPS = {
     "lvs-state": {"vip-state", "split-brain", "real-server-config", "ipvs-settings", "vip-arp"},
-    "round-robin": {"round-robin"}, "sorry-server": {"sorry-server"}, "persistence": {"persistence"},
+    "round-robin": {"round-robin"}, "health-check": {"health-check"}, "sorry-server": {"sorry-server"},
+    "persistence": {"persistence"},
     "connection-sync": {"connection-sync"}, "failback": {"failback"}, "failover": {"failover"},
     "vrrp-unicast": {"vrrp-unicast"}, "vip-state": {"vip-state", "split-brain", "vip-arp"},
 }

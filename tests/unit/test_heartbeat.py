@@ -1,0 +1,237 @@
+"""Topology lvs-heartbeat (seed 003): its config rules, its rendered heartbeat and ldirectord files, and
+ldirectord.cf read by the real ldirectord, taken from the lab's own package repository."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lvslab.config import ConfigError, parse_config
+from lvslab.faults import LDIRECTORD_CF, RUNTIME_FAULTS
+from lvslab.imagebuild import cache_key, default_cache, default_spec
+from lvslab.model import derive, verify_spec
+from lvslab.render import director_user_data, ha_cf, haresources, ldirectord_cf, nginx_site, real_server_user_data
+
+STACKS = Path(__file__).parents[2] / "stacks"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH0VtHs3aV1aQ8x7mBq0p2U6vYpVdJt3b6yJ0a8bW9c0 lvs-lab-test"
+
+
+def heartbeat_raw() -> dict[str, Any]:
+    doc = yaml.safe_load((STACKS / "Pulumi.heartbeat.yaml").read_text())
+    return {k.split(":", 1)[1]: v for k, v in doc["config"].items()}
+
+
+def problems(raw: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, "heartbeat")
+    return err.value.problems
+
+
+def test_stack_parses_with_heartbeat_timing_and_bound() -> None:
+    cfg = parse_config(heartbeat_raw(), "heartbeat")
+    hb = cfg.heartbeat
+    assert (hb.keepalive, hb.deadtime, hb.warntime, hb.initdead, hb.auto_failback) == (1, 5, 3, 20, True)
+    # deadtime, then heartbeat's takeover (IPaddr2 + ldirectord's start)
+    assert cfg.failover_bound_seconds() == 5 + 9.0
+    spec = verify_spec(derive(cfg))
+    assert spec.topology == "lvs-heartbeat" and spec.preempt and spec.heartbeat_initdead == 20
+    assert spec.health_check.page_file == "/var/www/html/health.html" and spec.health_check.receive == "ok"
+    # failurecount 1, retried at the next checkinterval: removed within 2 + 1 x (2 + 2) s, re-added within 2 + 2
+    assert spec.health_check.window() == (6, 4)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda r: r.update(vrrp={"virtualRouterId": 5}),
+     "lvs-lab:vrrp: is not used with topology lvs-heartbeat: heartbeat, not VRRP, moves the VIP: set its timing "
+     "under heartbeat (got {'virtualRouterId': 5})"),
+    (lambda r: r["lvs"].update(syncDaemon=True),
+     "lvs-lab:lvs.syncDaemon: is not used with topology lvs-heartbeat: ldirectord does not run IPVS's connection "
+     "sync daemon (got True)"),
+    (lambda r: r["lvs"].update(lbKind="NAT"),
+     "lvs-lab:lvs.lbKind: must be DR with topology lvs-heartbeat (seed 003's LVS-DR: ldirectord's gate) "
+     "(got 'NAT')"),
+    (lambda r: r["healthCheck"].update(expectStatus=204),
+     "lvs-lab:healthCheck.expectStatus: is not used with topology lvs-heartbeat: ldirectord's negotiate check "
+     "accepts any 2xx answer whose page matches healthCheck.receive (got 204)"),
+    (lambda r: r["healthCheck"].update(receive="web1"),
+     "lvs-lab:healthCheck.receive: must match every real server's health page '<name> ok': ldirectord would keep "
+     "web2 out of the table (got 'web1')"),
+    (lambda r: r["healthCheck"].update(receive="(ok"),
+     "lvs-lab:healthCheck.receive: must be a valid regexp (missing ), unterminated subpattern at position 0) "
+     "(got '(ok')"),
+    (lambda r: r["healthCheck"].update(receive='say "ok"'),
+     "lvs-lab:healthCheck.receive: must be a non-empty regexp without double quotes or newlines (ldirectord.cf "
+     "quotes it) (got 'say \"ok\"')"),
+    (lambda r: r["healthCheck"].update(type="TCP_CHECK"),
+     "lvs-lab:healthCheck.receive: is only used with healthCheck.type HTTP_GET (ldirectord's negotiate check); "
+     "TCP_CHECK only connects (got 'ok')"),
+    (lambda r: r["heartbeat"].update(deadtime=1),
+     "lvs-lab:heartbeat.deadtime: must be between 2 and 300 seconds (got 1)"),
+    (lambda r: r["heartbeat"].update(keepalive=3),
+     "lvs-lab:heartbeat.deadtime: must be at least twice heartbeat.keepalive (3 s), or one lost heartbeat declares "
+     "the peer dead (got 5)"),
+    (lambda r: r["heartbeat"].update(warntime=5),
+     "lvs-lab:heartbeat.warntime: must be below heartbeat.deadtime (5 s): it warns of a late heartbeat before the "
+     "peer is declared dead (got 5)"),
+    (lambda r: r["heartbeat"].update(initdead=9),
+     "lvs-lab:heartbeat.initdead: must be at least twice heartbeat.deadtime (5 s), heartbeat's rule for the first "
+     "wait at boot (got 9)"),
+    (lambda r: r["heartbeat"].update(autoFailbak=True),
+     "lvs-lab:heartbeat.autoFailbak: unknown key; did you mean 'autoFailback'? expected one of autoFailback, "
+     "deadtime, initdead, keepalive, udpPort, warntime (got True)"),
+    (lambda r: [d.update(state="BACKUP") for d in r["directors"]],
+     "lvs-lab:directors: must be one MASTER and one BACKUP with topology lvs-heartbeat (haresources names the "
+     "MASTER; heartbeat.autoFailback decides whether the VIP returns to it) (got ['BACKUP', 'BACKUP'])"),
+])
+def test_one_mistake_one_message(change: Any, message: str) -> None:
+    raw = heartbeat_raw()
+    change(raw)
+    assert problems(raw) == [message]
+
+
+def test_heartbeat_and_ldirectord_keys_only_with_lvs_heartbeat() -> None:
+    raw = yaml.safe_load((STACKS / "Pulumi.dev.yaml").read_text())["config"]
+    raw = {k.split(":", 1)[1]: v for k, v in raw.items()}
+    raw["heartbeat"] = {"deadtime": 5}
+    raw["healthCheck"]["receive"] = "ok"
+    raw["lvs"]["quiescent"] = True
+    assert problems(raw) == [
+        "lvs-lab:heartbeat: is only used with topology lvs-heartbeat (heartbeat's timing); with lvs-keepalived "
+        "keepalived's VRRP moves the VIP (vrrp) (got {'deadtime': 5})",
+        "lvs-lab:healthCheck.receive: is only used with topology lvs-heartbeat (ldirectord's receive regexp); not "
+        "with lvs-keepalived (got 'ok')",
+        "lvs-lab:lvs.quiescent: is only used with topology lvs-heartbeat (ldirectord's quiescent); not with "
+        "lvs-keepalived (got True)",
+    ]
+
+
+def test_heartbeat_files() -> None:
+    """ha.cf: the configured timing, unicast to the peer, both node names, haresources mode; haresources:
+    the MASTER owns the VIP and ldirectord; ldirectord.cf: both real servers by DR, the fallback, negotiate."""
+    cfg = parse_config(heartbeat_raw(), "heartbeat")
+    d1, d2 = derive(cfg).directors
+    conf = ha_cf(cfg, d2)
+    for line in ("keepalive 1", "deadtime 5", "warntime 3", "initdead 20", "udpport 694", "ucast eth0 10.86.0.11",
+                 "auto_failback on", "node director1", "node director2", "crm no"):
+        assert f"\n{line}\n" in conf, line
+    assert "director1 IPaddr2::10.86.0.100/32/eth0 ldirectord::ldirectord.cf\n" in haresources(cfg)
+    ld = ldirectord_cf(cfg)
+    for line in ("checkinterval=2", "negotiatetimeout=2", "failurecount=1", "quiescent=no", "virtual=10.86.0.100:80",
+                 "\treal=10.86.0.21:80 gate 1", "\treal=10.86.0.22:80 gate 1", "\tfallback=127.0.0.1:80 gate",
+                 "\tchecktype=negotiate", '\trequest="/health.html"', '\treceive="ok"', "\tscheduler=rr"):
+        assert f"\n{line}\n" in ld, line
+    raw = heartbeat_raw()
+    raw["heartbeat"]["autoFailback"] = False
+    raw["lvs"] |= {"quiescent": True, "persistenceTimeout": 30, "sorryServer": False}
+    raw["healthCheck"] = {"type": "TCP_CHECK", "retry": 2}
+    cfg = parse_config(raw, "heartbeat")
+    assert "\nauto_failback off\n" in ha_cf(cfg, d1)
+    ld = ldirectord_cf(cfg)
+    assert "\nquiescent=yes\n" in ld and "\n\tpersistent=30\n" in ld and "\n\tchecktype=connect\n" in ld
+    assert "failurecount=3" in ld and "fallback" not in ld and "receive" not in ld
+
+
+def test_director_and_real_server_user_data(tmp_path: Path) -> None:
+    """A heartbeat director installs heartbeat, ldirectord, ipvsadm and nginx (the fallback), writes the four
+    files once the packages are in (authkeys 0600 with the secret), keeps ldirectord's own unit off and starts
+    heartbeat last; a real server serves '<name> ok' as its health page. cloud-init's schema accepts both."""
+    cfg = parse_config(heartbeat_raw(), "heartbeat")
+    facts = derive(cfg)
+    text = director_user_data(cfg, facts.directors[0], KEY, "s3cret")
+    doc = yaml.safe_load(text)
+    assert doc["packages"] == ["heartbeat", "ldirectord", "ipvsadm", "nginx"]
+    files = {f["path"]: f for f in doc["write_files"]}
+    for path in ("/etc/ha.d/ha.cf", "/etc/ha.d/authkeys", "/etc/ha.d/haresources", "/etc/ha.d/ldirectord.cf"):
+        assert files[path]["defer"] is True, path
+    assert files["/etc/ha.d/authkeys"]["permissions"] == "0600"
+    assert files["/etc/ha.d/authkeys"]["content"] == "auth 1\n1 sha1 s3cret\n"
+    assert "keepalived" not in text.replace("keepalived's", "")
+    commands = [" ".join(c) if isinstance(c, list) else c for c in doc["runcmd"]]
+    assert "systemctl disable --no-reload ldirectord" in commands
+    assert commands.index("systemctl restart heartbeat") > commands.index("modprobe ip_vs")
+    web = real_server_user_data(cfg, facts.real_servers[1], KEY)
+    web_files = {f["path"]: f["content"] for f in yaml.safe_load(web)["write_files"]}
+    assert web_files["/var/www/html/health.html"] == "web2 ok\n"
+    assert "return 200" not in nginx_site(cfg, facts.real_servers[1])  # the page is the file, not nginx's text
+    for i, ud in enumerate((text, web)):
+        (tmp_path / f"ud{i}.yaml").write_text(ud)
+        proc = subprocess.run(["cloud-init", "schema", "-c", str(tmp_path / f"ud{i}.yaml")], capture_output=True,
+                              text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def ldirectord(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab's own ldirectord with its Perl modules and ipvsadm, unpacked from the image's repository ISO
+    (the exact packages the directors install) into a scratch directory; nothing is installed on the host."""
+    iso = default_cache() / f"image-{default_spec().suite}-{cache_key(default_spec())}" / "repo.iso"
+    if not iso.exists():
+        pytest.fail(f"{iso} missing: run make image")
+    root = tmp_path_factory.mktemp("ldirectord")
+    listing = subprocess.run(["isoinfo", "-J", "-f", "-i", str(iso)], capture_output=True, text=True,
+                             check=True).stdout.split()
+    wanted = [p for p in listing if p.endswith(".deb") and
+              (p.startswith(("/ldirectord_", "/ipvsadm_")) or p.split("_")[0].endswith("-perl"))]
+    assert any(p.startswith("/ldirectord_") for p in wanted), listing
+    for path in wanted:
+        deb = root / "pkg.deb"
+        with deb.open("wb") as out:
+            subprocess.run(["isoinfo", "-J", "-x", path, "-i", str(iso)], stdout=out, check=True)
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    # ldirectord looks for /sbin/ipvsadm, or ./ipvsadm in debug mode (-d)
+    (root / "ipvsadm").symlink_to(root / "sbin" / "ipvsadm")
+    return root
+
+
+def ldirectord_reads(root: Path, conf: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`ldirectord -d CONF status` parses CONF and reports: exit 3 = read, not running; 2 = config error."""
+    path = tmp_path / "ldirectord.cf"
+    path.write_text(conf)
+    perl5lib = f"{root}/usr/lib/x86_64-linux-gnu/perl5/5.36:{root}/usr/share/perl5"
+    return subprocess.run(["perl", "usr/sbin/ldirectord", "-d", str(path), "status"], cwd=root, text=True,
+                          capture_output=True, env={**os.environ, "PERL5LIB": perl5lib}, timeout=60)
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("variant", ["stack", "tcp-quiescent-persistent"])
+def test_ldirectord_reads_the_rendered_config(ldirectord: Path, tmp_path: Path, variant: str) -> None:
+    raw = heartbeat_raw()
+    if variant != "stack":
+        raw["lvs"] |= {"quiescent": True, "persistenceTimeout": 30, "lbAlgo": "wlc"}
+        raw["healthCheck"] = {"type": "TCP_CHECK", "retry": 2}
+    conf = ldirectord_cf(parse_config(raw, "heartbeat"))
+    proc = ldirectord_reads(ldirectord, conf, tmp_path)
+    assert proc.returncode == 3 and "ldirectord is stopped" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("broken", ["\tchecktype=negotiat", "\treal=10.86.0.21:80 gat 1"])
+def test_ldirectord_refuses_a_broken_config(ldirectord: Path, tmp_path: Path, broken: str) -> None:
+    """The tool really checks: one wrong word in the rendered file is a configuration error."""
+    conf = ldirectord_cf(parse_config(heartbeat_raw(), "heartbeat"))
+    good = {"\tchecktype=negotiat": "\tchecktype=negotiate",
+            "\treal=10.86.0.21:80 gat 1": "\treal=10.86.0.21:80 gate 1"}
+    assert good[broken] in conf
+    proc = ldirectord_reads(ldirectord, conf.replace(good[broken], broken), tmp_path)
+    assert proc.returncode == 2 and "Configuration Error" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+@pytest.mark.tools
+def test_connect_only_fault_changes_just_the_check_type(ldirectord: Path, tmp_path: Path) -> None:
+    """check-connect-only's sed on the rendered ldirectord.cf: negotiate becomes connect and nothing else
+    changes; ldirectord still reads it; the repair moves the saved original back."""
+    fault = RUNTIME_FAULTS["check-connect-only"]
+    conf = ldirectord_cf(parse_config(heartbeat_raw(), "heartbeat"))
+    path = tmp_path / "ld.cf"
+    path.write_text(conf)
+    sed = fault.inject.split(" && ")[0].replace(LDIRECTORD_CF, str(path))
+    subprocess.run(sed, shell=True, check=True)
+    assert path.read_text() == conf.replace("\tchecktype=negotiate\n", "\tchecktype=connect\n") != conf
+    assert ldirectord_reads(ldirectord, path.read_text(), tmp_path).returncode == 3
+    assert fault.repair.startswith(f"mv {LDIRECTORD_CF}.lvslab-fault {LDIRECTORD_CF} && ")
+    assert fault.check == "health-check" and fault.steps == ("health-check",)
