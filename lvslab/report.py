@@ -27,7 +27,8 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
 # What `tools/lvslab.py status` asks each node over SSH (one connection): does it hold the VIP on eth0, and
 # the state of the lab's services.
 NODE_STATUS_SCRIPT = ("echo vip $(ip -4 -o addr show dev eth0 | grep -c ' {vip}/'); "
-                      "for s in keepalived nginx; do echo service $s $(systemctl is-active $s 2>/dev/null); done")
+                      "for s in keepalived heartbeat nginx; do "
+                      "echo service $s $(systemctl is-active $s 2>/dev/null); done")
 
 
 def parse_node_status(text: str) -> tuple[bool, dict[str, str]]:
@@ -42,22 +43,23 @@ def parse_node_status(text: str) -> tuple[bool, dict[str, str]]:
     return vip, services
 
 
-def vrrp_state(role: str, holds_vip: bool, keepalived: str) -> str:
-    """The VRRP column: a director holding the VIP is the MASTER, one whose keepalived runs without it the
-    BACKUP; keepalived not running says so (a VIP held then is a stale one, as after kill -9)."""
+def vrrp_state(role: str, holds_vip: bool, daemon_state: str, daemon: str = "keepalived") -> str:
+    """The HA column: a director holding the VIP is the MASTER, one whose HA daemon (keepalived, or heartbeat
+    with topology lvs-heartbeat) runs without it the BACKUP; the daemon not running says so (a VIP held then
+    is a stale one, as after kill -9)."""
     if role != "director":
         return "-"
-    if keepalived != "active":
-        return f"keepalived {keepalived}" + (" (VIP held!)" if holds_vip else "")
+    if daemon_state != "active":
+        return f"{daemon} {daemon_state}" + (" (VIP held!)" if holds_vip else "")
     return "MASTER" if holds_vip else "BACKUP"
 
 
-def services_column(role: str, services: dict[str, str]) -> str:
-    """The services column: a real server's nginx; a director's keepalived, and its nginx only where it
-    runs (the sorry server, topology nginx-ha)."""
+def services_column(role: str, services: dict[str, str], daemon: str = "keepalived") -> str:
+    """The services column: a real server's nginx; a director's HA daemon, and its nginx only where it
+    runs (the sorry server or fallback, topology nginx-ha)."""
     if role != "director":
         return f"nginx {services.get('nginx', 'unknown')}"
-    shown = [f"keepalived {services.get('keepalived', 'unknown')}"]
+    shown = [f"{daemon} {services.get(daemon, 'unknown')}"]
     if services.get("nginx") not in (None, "inactive", "unknown"):
         shown.append(f"nginx {services['nginx']}")
     return ", ".join(shown)

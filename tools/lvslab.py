@@ -256,7 +256,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Each node's domain state, address, role, VRRP state and services, then the IPVS table of the director
     holding the VIP."""
-    from lvslab.checks import _parallel
+    from lvslab.checks import _parallel, ha_daemon
     from lvslab.probe import SshKey, ssh
     from lvslab.report import NODE_STATUS_SCRIPT, parse_node_status, services_column, status_table, vrrp_state
 
@@ -265,6 +265,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     except LabMissing as exc:
         log(str(exc))
         return 2
+    daemon = ha_daemon(spec)
+    ha = "heartbeat" if daemon == "heartbeat" else "vrrp"  # the HA column: heartbeat's or VRRP's view
     with SshKey(key_text) as key:
         def one(node: Any) -> dict[str, str]:
             state = subprocess.run(["virsh", "-c", spec.uri, "domstate", node.domain], capture_output=True,
@@ -276,15 +278,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 out = None
             if out is None or out.returncode != 0:
-                return {**row, "vrrp": "?", "services": "unreachable over SSH"}
+                return {**row, ha: "?", "services": "unreachable over SSH"}
             vip, services = parse_node_status(out.stdout)
-            return {**row, "vrrp": vrrp_state(node.role, vip, services.get("keepalived", "unknown")),
-                    "services": services_column(node.role, services)}
+            return {**row, ha: vrrp_state(node.role, vip, services.get(daemon, "unknown"), daemon),
+                    "services": services_column(node.role, services, daemon)}
 
         rows = _parallel(one, spec.nodes)
-        print(status_table(rows, ("node", "domain", "state", "address", "role", "vrrp", "services")))
+        print(status_table(rows, ("node", "domain", "state", "address", "role", ha, "services")))
         print(f"VIP {spec.vip}:{spec.port} ({spec.topology}, {spec.lb_kind if spec.real_servers else 'no IPVS'})")
-        holder = next((d for d, r in zip(spec.directors, rows, strict=False) if r["vrrp"] == "MASTER"), None)
+        holder = next((d for d, r in zip(spec.directors, rows, strict=False) if r[ha] == "MASTER"), None)
         if holder is not None and spec.real_servers:
             out = ssh(key, holder.address, "ipvsadm -Ln --stats", timeout=20)
             print(f"IPVS on {holder.name}:\n{out.stdout.rstrip() or out.stderr.strip()}")

@@ -93,6 +93,11 @@ def test_status_helpers() -> None:
     assert services_column("director", {"keepalived": "active", "nginx": "active"}) == \
         "keepalived active, nginx active"
     assert services_column("real-server", {"keepalived": "inactive", "nginx": "failed"}) == "nginx failed"
+    # topology lvs-heartbeat: heartbeat is the HA daemon (keepalived is not even installed)
+    heartbeat = {"keepalived": "inactive", "heartbeat": "active", "nginx": "active"}
+    assert services_column("director", heartbeat, "heartbeat") == "heartbeat active, nginx active"
+    assert vrrp_state("director", False, "active", "heartbeat") == "BACKUP"
+    assert vrrp_state("director", True, "inactive", "heartbeat") == "heartbeat inactive (VIP held!)"
     table = status_table([{"node": "director1", "vrrp": "MASTER"}, {"node": "web1", "vrrp": "-"}], ("node", "vrrp"))
     lines = table.splitlines()
     assert lines[1] == "| node      | vrrp   |" and lines[3] == "| director1 | MASTER |" and len(lines) == 6
