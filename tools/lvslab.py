@@ -398,7 +398,7 @@ def lab_config(stack: auto.Stack, name: str) -> LabConfig:
 
 
 def collect_artefacts(stack: auto.Stack, name: str, dest: Path, extra: dict[str, str]) -> None:
-    """Diagnostics before destroy: consoles, cloud-init logs, keepalived journal and ipvsadm, event log."""
+    """Diagnostics before destroy: consoles, cloud-init logs, the HA daemon's journal and ipvsadm, event log."""
     from lvslab.probe import SshKey, ssh
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -416,7 +416,10 @@ def collect_artefacts(stack: auto.Stack, name: str, dest: Path, extra: dict[str,
         return
     with SshKey(key_text) as key:
         for node in facts.nodes:
-            role_script = ("journalctl -u keepalived --no-pager; ipvsadm -Ln; ipvsadm -Ln --stats; ip addr"
+            # keepalived's journal, or heartbeat's and ldirectord's (topology lvs-heartbeat; both log to syslog)
+            journal = ("journalctl -t heartbeat -t ldirectord -t IPaddr2 --no-pager | grep -v ': debug: '"
+                       if facts.cfg.topology == "lvs-heartbeat" else "journalctl -u keepalived --no-pager")
+            role_script = (f"{journal}; ipvsadm -Ln; ipvsadm -Ln --stats; ip addr"
                            if node.role == "director" else
                            "systemctl status nginx --no-pager; ip addr; sysctl -a 2>/dev/null | grep arp_")
             script = ("cloud-init status --long; systemd-analyze; systemd-analyze blame | head -25; "
