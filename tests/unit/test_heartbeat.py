@@ -150,6 +150,9 @@ def test_director_and_real_server_user_data(tmp_path: Path) -> None:
         assert files[path]["defer"] is True, path
     assert files["/etc/ha.d/authkeys"]["permissions"] == "0600"
     assert files["/etc/ha.d/authkeys"]["content"] == "auth 1\n1 sha1 s3cret\n"
+    # in place before the package's systemd reload: heartbeat's own split-brain restart survives systemd
+    restart = files["/etc/systemd/system/heartbeat.service.d/lvslab-restart.conf"]
+    assert "defer" not in restart and "Restart=always\n" in restart["content"]
     assert "keepalived" not in text.replace("keepalived's", "")
     commands = [" ".join(c) if isinstance(c, list) else c for c in doc["runcmd"]]
     assert "systemctl disable --no-reload ldirectord" in commands
