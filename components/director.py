@@ -1,25 +1,51 @@
-"""A director: keepalived (VRRP + IPVS virtual_server) and ipvsadm, configured by cloud-init."""
+"""A director: keepalived (VRRP + IPVS virtual_server) and ipvsadm, installed by cloud-init. With topology
+lvs-keepalived its keepalived.conf is pushed by a command resource and reloaded, so day-2 changes (real
+servers, weights, scheduler, health check) update it in place instead of replacing the VM."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pulumi
+import pulumi_command as command
 
 from components.node import Node
+from lvslab.checks import cloud_init_done_script
+from lvslab.commands import keepalived_push_script
 from lvslab.model import LabFacts, NodeFacts
-from lvslab.render import director_user_data
+from lvslab.render import director_user_data, keepalived_conf, pushes_keepalived_conf
+
+PER_DIAL_TIMEOUT_S = 5
 
 
 class Director(pulumi.ComponentResource):
     node: Node
+    config: command.remote.Command | None
 
     def __init__(self, name: str, facts: LabFacts, director: NodeFacts, ssh_public_key: pulumi.Output[str],
-                 auth_pass: pulumi.Output[str], opts: pulumi.ResourceOptions | None = None, **node_args: Any) -> None:
+                 auth_pass: pulumi.Output[str], private_key: pulumi.Output[str],
+                 opts: pulumi.ResourceOptions | None = None, **node_args: Any) -> None:
         super().__init__("lvslab:index:Director", name, None, opts)
+        cfg = facts.cfg
         # auth_pass is a secret, so the rendered user-data is one too.
         user_data = pulumi.Output.all(ssh_public_key, auth_pass).apply(
-            lambda v: director_user_data(facts.cfg, director, v[0], v[1]))
+            lambda v: director_user_data(cfg, director, v[0], v[1]))
         self.node = Node(f"{name}-node", facts, director, pulumi.Output.secret(user_data),
                          opts=pulumi.ResourceOptions(parent=self), **node_args)
+        self.config = None
+        if pushes_keepalived_conf(cfg):
+            timeout = f"{cfg.verify.ready_timeout}s"
+            # A new domain (replaced VM) gets the file again; a changed file is an in-place update (stdin).
+            self.config = command.remote.Command(
+                f"{name}-keepalived-conf",
+                connection=command.remote.ConnectionArgs(
+                    host=director.address, user="root", private_key=private_key,
+                    per_dial_timeout=PER_DIAL_TIMEOUT_S,
+                    dial_error_limit=max(60, cfg.verify.ready_timeout // PER_DIAL_TIMEOUT_S)),
+                create=keepalived_push_script(cloud_init_done_script(director.name),
+                                              stop_after="keepalived-down-all" in cfg.faults),
+                stdin=pulumi.Output.secret(auth_pass.apply(lambda p: keepalived_conf(cfg, director, p))),
+                triggers=[self.node.domain.id], logging=command.remote.Logging.STDOUT_AND_STDERR,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.node.domain],
+                                            custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout)))
         self.register_outputs({"state": director.state, "priority": director.priority})

@@ -40,7 +40,8 @@ class Lab(pulumi.ComponentResource):
         storage = Storage(f"{name}-storage", facts, files, opts=child)
         common: dict[str, Any] = dict(storage=storage, network=network, domain_type=domain_type,
                                       host_dirs=host_dirs, opts=child)
-        directors = [Director(d.name, facts, d, creds.public_key, auth_pass, **common) for d in facts.directors]
+        directors = [Director(d.name, facts, d, creds.public_key, auth_pass, creds.private_key, **common)
+                     for d in facts.directors]
         servers = [RealServer(s.name, facts, s, creds.public_key, **common) for s in facts.real_servers]
         nodes = [d.node for d in directors] + [s.node for s in servers]
 
@@ -60,6 +61,7 @@ class Lab(pulumi.ComponentResource):
             "sshPrivateKey": creds.private_key,  # secret: shown only with --show-secrets
         }
         if cfg.verify.enabled:
-            verification = Verification(f"{name}-verification", facts, nodes, creds.private_key, opts=child)
+            configs = [d.config for d in directors if d.config is not None]
+            verification = Verification(f"{name}-verification", facts, nodes, creds.private_key, configs, opts=child)
             self.outputs["verification"] = verification.results
         self.register_outputs(self.outputs)

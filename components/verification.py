@@ -37,7 +37,8 @@ class Verification(pulumi.ComponentResource):
     results: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, facts: LabFacts, nodes: list[Node], private_key: pulumi.Output[str],
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 configs: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None) -> None:
+        """configs: the commands that push configuration to the nodes; the steps run after them."""
         super().__init__("lvslab:index:Verification", name, None, opts)
         cfg = facts.cfg
         spec = verify_spec(facts)
@@ -55,7 +56,7 @@ class Verification(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[n.domain], custom_timeouts=timeout))
             for n in nodes
         ]
-        previous: list[pulumi.Resource] = list(ready)
+        previous: list[pulumi.Resource] = [*ready, *configs]
         steps: dict[str, command.local.Command] = {}
         for step in steps_for(spec):
             steps[step] = command.local.Command(

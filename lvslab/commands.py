@@ -1,5 +1,5 @@
-"""The shell commands the lab's `command.local.Command` resources run on the machine running Pulumi, and
-how their output is read back. Pure: no pulumi import."""
+"""The shell commands the lab's command resources run (`command.local.Command` on the machine running
+Pulumi, `command.remote.Command` on a node), and how their output is read back. Pure: no pulumi import."""
 
 from __future__ import annotations
 
@@ -36,3 +36,22 @@ def split_key_pair(stdout: str) -> tuple[str, str]:
     if len(lines) < 3 or not lines[0].startswith("ssh-ed25519 ") or "PRIVATE KEY" not in lines[1]:
         raise ValueError("unexpected output of the SSH key command (not a public key and a private key)")
     return lines[0], "\n".join(lines[1:]) + "\n"
+
+
+KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+
+
+def keepalived_push_script(wait_for_boot: str, stop_after: bool = False, conf: str = KEEPALIVED_CONF) -> str:
+    """A director's keepalived.conf command (topology lvs-keepalived), run over SSH with the file on stdin:
+    wait until cloud-init is done (keepalived installed; `wait_for_boot`), check the new file with
+    keepalived --config-test before it replaces the running one, then reload keepalived (VRRP state and the
+    VIP stay; IPVS follows the new virtual_server) or start it the first time. Prints what it did.
+    stop_after: the cloud-init fault keepalived-down-all (keepalived stopped on both directors)."""
+    new = f"{conf}.new"
+    return (f"set -e; {{ {wait_for_boot}; }} >/dev/null; install -m 0600 /dev/stdin {new}; "
+            f"if ! out=$(keepalived --config-test -f {new} 2>&1); then rm -f {new}; "
+            f"echo \"keepalived refused the new configuration: $out\" >&2; exit 1; fi; mv {new} {conf}; "
+            "if systemctl -q is-active keepalived; then systemctl reload keepalived; echo keepalived reloaded; "
+            "else systemctl restart keepalived; echo keepalived started; fi"
+            + ("; systemctl stop keepalived; echo 'keepalived stopped (fault keepalived-down-all)'" if stop_after
+               else ""))

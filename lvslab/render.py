@@ -96,8 +96,9 @@ def _common(cfg: LabConfig, node: NodeFacts, role: str, ssh_public_key: str) -> 
 
 
 def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str, auth_pass: str) -> str:
-    """An LVS director's user-data (keepalived; heartbeat + ldirectord with topology lvs-heartbeat), or with
-    topology nginx-ha an nginx node's (it serves the VIP itself)."""
+    """An LVS director's user-data (keepalived, whose configuration a command pushes later, see
+    pushes_keepalived_conf; heartbeat + ldirectord with topology lvs-heartbeat), or with topology nginx-ha an
+    nginx node's (it serves the VIP itself)."""
     if cfg.topology == "lvs-heartbeat":
         return _CLOUD_INIT.get_template("heartbeat.yaml.j2").render(
             **_common(cfg, director, "director", ssh_public_key), scheduler_module=SCHEDULER_MODULES[cfg.lb_algo],
@@ -111,10 +112,16 @@ def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str,
         )
     return _CLOUD_INIT.get_template("director.yaml.j2").render(
         **_common(cfg, director, "director", ssh_public_key),
-        scheduler_module=SCHEDULER_MODULES[cfg.lb_algo],
-        keepalived_conf=keepalived_conf(cfg, director, auth_pass),
         sorry_site=sorry_site(cfg, director) if cfg.sorry_server else None,
     )
+
+
+def pushes_keepalived_conf(cfg: LabConfig) -> bool:
+    """lvs-keepalived: keepalived.conf (real servers, weights, scheduler, health check) is pushed to the
+    directors by a command resource and reloaded, not baked into their first boot: day-2 changes update it in
+    place. (nginx-ha bakes its keepalived.conf into the user-data: it holds nothing that changes day to day;
+    lvs-heartbeat's ldirectord.cf is in the user-data too.)"""
+    return cfg.topology == "lvs-keepalived"
 
 
 def real_server_user_data(cfg: LabConfig, server: NodeFacts, ssh_public_key: str) -> str:

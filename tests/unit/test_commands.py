@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +79,42 @@ def test_generated_credentials() -> None:
     assert len(passwords) == 5 and all(len(p) == 8 and p.isalnum() for p in passwords)
     with pytest.raises(ValueError):
         split_key_pair("not a key")
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_keepalived_push_checks_before_it_replaces(dev_raw: dict[str, Any], tmp_path: Path, broken: bool) -> None:
+    """The director's push command run for real (keepalived --config-test of the host, a recording
+    systemctl): a valid file replaces the old one and keepalived is started (reloaded once it runs); a file
+    keepalived refuses leaves the running configuration alone and fails with keepalived's complaint."""
+    from lvslab.commands import keepalived_push_script
+    from lvslab.config import parse_config
+    from lvslab.model import derive
+    from lvslab.render import keepalived_conf
+
+    if not shutil.which("keepalived"):
+        pytest.fail("keepalived not installed: run tools/host.sh packages")
+    cfg = parse_config(dev_raw, "dev")
+    text = keepalived_conf(cfg, derive(cfg).directors[0], "s3cret")
+    if broken:
+        text = text.replace("lb_kind DR", "lb_kind XX")
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text("# the running configuration\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/systemctl.log\n'
+                                       '[ "$1 $2" != "-q is-active" ] || [ -e ' f'{tmp_path}/active ]\n')
+    (bin_dir / "systemctl").chmod(0o755)
+    script = keepalived_push_script("true", conf=str(conf))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.run(["sh", "-c", script], input=text, capture_output=True, text=True, env=env)
+    if broken:
+        assert proc.returncode == 1 and "keepalived refused the new configuration" in proc.stderr, proc.stderr
+        assert conf.read_text() == "# the running configuration\n" and not (tmp_path / "keepalived.conf.new").exists()
+        return
+    assert proc.returncode == 0 and proc.stdout.strip() == "keepalived started", proc.stdout + proc.stderr
+    assert conf.read_text() == text and oct(conf.stat().st_mode & 0o777) == "0o600"
+    (tmp_path / "active").touch()
+    proc = subprocess.run(["sh", "-c", script], input=text, capture_output=True, text=True, env=env)
+    assert proc.stdout.strip() == "keepalived reloaded"
+    assert (tmp_path / "systemctl.log").read_text().splitlines() == [
+        "-q is-active keepalived", "restart keepalived", "-q is-active keepalived", "reload keepalived"]

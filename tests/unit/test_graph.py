@@ -101,7 +101,7 @@ def test_graph(dev_raw: dict[str, Any], image_dir: Path, n_rs: int) -> None:
     domains = mocks.of(DOMAIN)
     assert len(domains) == n and len(mocks.of(NETWORK)) == 1 and len(mocks.of(POOL)) == 1
     assert len(mocks.of(VOLUME)) == 2 * n + 4  # overlays, seeds + base, kernel, initrd, repository
-    assert len(mocks.of(REMOTE)) == n  # one readiness wait per node
+    assert len(mocks.of(REMOTE)) == n + 2  # one readiness wait per node, keepalived.conf pushed to each director
     # ssh key, VRRP password, host directories, one seed ISO per node, 7 steps
     assert len(mocks.of(LOCAL)) == 3 + n + 7
     for d in domains:
@@ -149,7 +149,7 @@ def test_verification_steps_are_commands_in_order(dev_raw: dict[str, Any], image
                   if "lvslab.verify" in r.inputs.get("create", "")]
     assert with_sorry == ["readiness", "lvs-state", "round-robin", "health-check", "sorry-server", "failover",
                           "failback", "restore"]
-    ready = mocks.of(REMOTE)
+    ready = [r for r in mocks.of(REMOTE) if not r.name.endswith("-keepalived-conf")]
     hosts = set()
     for r in ready:
         conn = r.inputs["connection"]
@@ -235,7 +235,53 @@ def test_nginx_ha_is_two_nodes_and_its_own_steps(image_dir: Path) -> None:
     assert sorted(d.inputs["name"] for d in mocks.of(DOMAIN)) == ["lvs-lab-nginx-ha-nginx1", "lvs-lab-nginx-ha-nginx2"]
     steps = [r.inputs["create"].split()[-1] for r in mocks.of(LOCAL) if "lvslab.verify" in r.inputs.get("create", "")]
     assert steps == ["readiness", "vip-state", "failover", "failback", "restore"]
+    assert len(mocks.of(REMOTE)) == 2  # readiness only: nginx-ha's keepalived.conf is in the user-data
     spec = json.loads(next(r for r in mocks.of(LOCAL) if "lvslab.verify" in r.inputs.get("create", ""))
                       .inputs["stdin"])
     assert spec["topology"] == "nginx-ha" and spec["real_servers"] == []
     assert spec["failover_bound_s"] == pytest.approx((2 + 1) * 2 + 3 * 1 + (256 - 100) / 256)
+
+
+def _director_inputs(mocks: Recorder) -> dict[str, tuple[Any, Any]]:
+    """Per director: (the environment its seed ISO is built from, the keepalived.conf its push command sends)."""
+    seeds = {r.name.split("-")[0]: r.inputs["environment"] for r in mocks.of(LOCAL)
+             if r.name.endswith("-seed-iso") and r.name.startswith("director")}
+    pushes = {r.name.split("-")[0]: r.inputs["stdin"] for r in mocks.of(REMOTE) if r.name.endswith("-keepalived-conf")}
+    return {d: (seeds[d], pushes[d]) for d in seeds}
+
+
+def test_keepalived_conf_is_pushed_not_baked(dev_raw: dict[str, Any], image_dir: Path) -> None:
+    """lvs-keepalived: each director's keepalived.conf travels as the (secret) stdin of a command that waits
+    for cloud-init, checks it with keepalived --config-test and reloads keepalived; it is not in the user-data.
+    The verification steps wait for the pushes."""
+    mocks = run_program(dev_raw)
+    pushes = {r.name: r for r in mocks.of(REMOTE) if r.name.endswith("-keepalived-conf")}
+    assert sorted(pushes) == ["director1-keepalived-conf", "director2-keepalived-conf"]
+    for name, r in pushes.items():
+        assert is_secret(r.inputs["stdin"]) and "virtual_server 10.77.0.100 80" in r.inputs["stdin"]["value"]
+        assert "keepalived --config-test -f /etc/keepalived/keepalived.conf.new" in r.inputs["create"]
+        assert "/run/cloud-init/result.json" in r.inputs["create"]
+        assert r.inputs["triggers"] == [f"{name.split('-')[0]}-node-domain-id"]
+    for environment, _ in _director_inputs(mocks).values():
+        assert "virtual_server" not in environment["value"]["USER_DATA"]
+    first = next(r for r in mocks.of(LOCAL) if r.inputs.get("create", "").endswith("lvslab.verify readiness"))
+    assert {"director1-keepalived-conf", "director2-keepalived-conf"} <= {
+        d._name for d in mocks.options[first.name].depends_on}  # noqa: SLF001
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r["realServers"].append({"name": "web3", "address": "10.77.0.23", "weight": 1}),
+    lambda r: r["realServers"].pop(),
+    lambda r: r["realServers"][0].update(weight=3),
+    lambda r: r["lvs"].update(lbAlgo="wlc"),
+    lambda r: r["healthCheck"].update(type="TCP_CHECK"),
+])
+def test_day2_changes_leave_the_directors_vms_alone(dev_raw: dict[str, Any], image_dir: Path, change: Any) -> None:
+    """Adding or removing a real server, a weight, the scheduler, the health check: the directors' seeds (so
+    their VMs) are the same; only what their push commands send changes (an in-place update)."""
+    before = _director_inputs(run_program(dev_raw))
+    change(dev_raw)
+    after = _director_inputs(run_program(dev_raw))
+    for d in ("director1", "director2"):
+        assert after[d][0] == before[d][0], d  # same user-data, meta-data, network-config: no new VM
+        assert after[d][1] != before[d][1], d  # a new keepalived.conf

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lvslab.commands import keepalived_push_script
 from lvslab.config import LabConfig, parse_config
 from lvslab.model import derive, mac_for
 from lvslab.render import (
@@ -283,7 +284,7 @@ def test_services_start_once_after_the_package_install(dev_raw: dict[str, Any], 
     assert policy["permissions"] == "0755" and policy["content"].splitlines()[-1] == "exit 101"
     commands = [" ".join(c) if isinstance(c, list) else c for c in doc["runcmd"]]
     assert commands[0] == "rm -f /usr/sbin/policy-rc.d"
-    started = {"director": ["restart keepalived", "reload-or-restart nginx"],
+    started = {"director": ["reload-or-restart nginx"],  # keepalived: when its configuration is pushed
                "real-server": ["reload-or-restart nginx", "start lvslab-vip.service"]}[role]
     for service in started:
         assert any(service in c for c in commands[1:]), (service, commands)
@@ -314,9 +315,13 @@ def test_mirror_profile_has_no_local_repository(dev_raw: dict[str, Any]) -> None
 
 
 def _rendered(raw: dict[str, Any]) -> dict[str, str]:
+    """Everything a lab's nodes get: user-data, and the directors' pushed keepalived.conf and push command."""
     cfg = parse_config(raw, "dev")
     facts = derive(cfg)
     out = {f"user-data-{d.name}": director_user_data(cfg, d, KEY, "s3cret") for d in facts.directors}
+    out.update({f"keepalived-{d.name}": keepalived_conf(cfg, d, "s3cret") for d in facts.directors})
+    out.update({f"push-{d.name}": keepalived_push_script("true", "keepalived-down-all" in cfg.faults)
+                for d in facts.directors})
     out.update({f"user-data-{s.name}": real_server_user_data(cfg, s, KEY) for s in facts.real_servers})
     return out
 
@@ -326,9 +331,9 @@ FAULT_EFFECTS = {
     "rs-no-arp-sysctls": ({"user-data-web1", "user-data-web2"}, "90-lvslab-arp.conf", False),
     "rs-no-vip": ({"user-data-web1", "user-data-web2"}, "lvslab-vip.service", False),
     "nginx-down-all": ({"user-data-web1", "user-data-web2"}, "[systemctl, stop, nginx]", True),
-    "keepalived-down-all": ({"user-data-director1", "user-data-director2"}, "[systemctl, stop, keepalived]", True),
-    "backup-wrong-vrid": ({"user-data-director2"}, "virtual_router_id 62", True),
-    "no-sorry-server": ({"user-data-director1", "user-data-director2"}, "sorry_server 127.0.0.1 80", False),
+    "keepalived-down-all": ({"push-director1", "push-director2"}, "systemctl stop keepalived", True),
+    "backup-wrong-vrid": ({"keepalived-director2"}, "virtual_router_id 62", True),
+    "no-sorry-server": ({"keepalived-director1", "keepalived-director2"}, "sorry_server 127.0.0.1 80", False),
 }
 
 
