@@ -138,17 +138,66 @@ def print_summary(outputs: dict[str, Any]) -> None:
     print(f"VIP: {outputs.get('vipUrl')}  MASTER: {outputs.get('master')}  domain type: {outputs.get('domainType')}")
 
 
+def _step_events(seen: list[tuple[str, str]], first_step_at: list[float]) -> Callable[[Any], None]:
+    """An on_event callback: records (op, urn) of every engine step and when the first verification step
+    (a command:local:Command named <lab>-verification-<step>) started."""
+    def on_event(event: Any) -> None:
+        pre = getattr(event, "resource_pre_event", None)
+        if pre is None or pre.metadata is None:
+            return
+        seen.append((str(pre.metadata.op.value if hasattr(pre.metadata.op, "value") else pre.metadata.op),
+                     pre.metadata.urn))
+        if (not first_step_at and pre.metadata.type == "command:local:Command"
+                and "-verification-" in pre.metadata.urn and pre.metadata.op != "same"):
+            first_step_at.append(time.monotonic())
+    return on_event
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    """What `up` would do to the lab, one line per operation, and whether a director's VM would be rebuilt
+    (a day-2 change must not: only its keepalived.conf command updates)."""
+    from lvslab.day2 import director_rebuilds, plan
+
+    stack = select_stack(args.stack)
+    seen: list[tuple[str, str]] = []
+    stack.preview(on_output=lambda _line: None, on_event=_step_events(seen, []), color="never")
+    changes = plan(seen)
+    for op, names in changes.items():
+        print(f"  {op:<18} {', '.join(names)}")
+    rebuilt = director_rebuilds(changes, [d.name for d in lab_config(stack, args.stack).directors])
+    print("preview: " + json.dumps({"changes": changes, "director_rebuilds": rebuilt}))
+    log(f"preview of {args.stack}: " + ("no director is rebuilt" if not rebuilt else f"REBUILDS {rebuilt}"))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    from lvslab.day2 import vip_during
+    from lvslab.probe import Poller
+
+    poller = None
+    seen: list[tuple[str, str]] = []
+    first_step_at: list[float] = []
     try:
         stack = select_stack(args.stack)
+        if args.watch:  # the VIP polled all along; counted until the verification begins (it breaks on purpose)
+            cfg = lab_config(stack, args.stack)
+            poller = Poller(cfg.vip, cfg.port, interval=0.2, timeout=1.0).start()
         with SignalGuard() as guard:
             t0 = time.monotonic()
-            run_guarded(guard, lambda: stack.up(on_output=print, color="never"))
+            run_guarded(guard, lambda: stack.up(on_output=print, on_event=_step_events(seen, first_step_at),
+                                                color="never"))
             log(f"up of {args.stack} finished in {time.monotonic() - t0:.0f} s")
     except (auto.errors.CommandError, Interrupted) as exc:
         # pulumi has printed the details; `make destroy` tears down whatever was created.
         log(f"up of {args.stack} FAILED: {_first_error(str(exc))}")
         return 1
+    finally:
+        if poller is not None:
+            poller.stop()
+            watch = vip_during(poller.events, t0, first_step_at[0] if first_step_at else time.monotonic())
+            print("vip-watch: " + json.dumps(watch))
+            log(f"VIP during the change ({watch['seconds']} s, until the verification began): "
+                f"{watch['requests']} requests, {watch['failed']} failed")
     print_summary(outputs_of(stack))
     return 0
 
@@ -662,6 +711,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="lvs-lab runner")
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up")
+    up.add_argument("--watch", action="store_true",
+                    help="poll the VIP during the update and count failed requests until the verification begins")
+    preview = sub.add_parser("preview", help="what up would change; says whether a director would be rebuilt")
+    preview.add_argument("--stack", default="dev")
     up.add_argument("--stack", default="dev")
     down = sub.add_parser("destroy")
     down.add_argument("--stack", default="dev")
@@ -685,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     fault.add_argument("--fault", required=True, choices=sorted(RUNTIME_FAULTS))
     args = parser.parse_args(argv)
     command = {"up": cmd_up, "destroy": cmd_destroy, "ephemeral": cmd_ephemeral, "fault": cmd_fault,
-               "verify": cmd_verify, "status": cmd_status}[args.cmd]
+               "verify": cmd_verify, "status": cmd_status, "preview": cmd_preview}[args.cmd]
     if args.cmd == "ephemeral":  # its stack file is generated and removed again
         return command(args)
     with unchanged_by_pulumi(ROOT / "stacks" / f"Pulumi.{args.stack}.yaml"):

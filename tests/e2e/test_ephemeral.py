@@ -4,15 +4,17 @@ everything down and leaves artefacts."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import read_report, run_in, start_in
 
@@ -320,6 +322,56 @@ def test_day2_verify_and_status(alone: dict[str, Any]) -> None:
 ])
 def test_runtime_fault_fails_its_check_alone(alone: dict[str, Any], lab: str, fault: str, check: str) -> None:
     _fault_fails_its_check(alone, lab, fault, check)
+
+
+def _day2_change(alone: dict[str, Any], edit: Callable[[list[dict[str, Any]]], None]) -> dict[str, Any]:
+    """Edit the kept lab e's real servers in its stack file, preview (no director resource rebuilt), then
+    `up --watch` (the VIP polled during the change: no failed request before the verification began)."""
+    from tests.e2e.conftest import ROOT
+
+    stack = alone["e"]["stack"]
+    path = ROOT / "stacks" / f"Pulumi.{stack}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    edit(doc["config"]["lvs-lab:realServers"])
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    proc = run_in(alone["netns"], "preview", "--stack", stack)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    preview = json.loads(proc.stdout.split("preview: ", 1)[1].splitlines()[0])
+    proc = run_in(alone["netns"], "up", "--stack", stack, "--watch")
+    print(proc.stdout[-6000:])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    watch = json.loads(proc.stdout.split("vip-watch: ", 1)[1].splitlines()[0])
+    return {"preview": preview, "watch": watch, "output": proc.stdout}
+
+
+def test_day2_real_server_added_and_removed_in_place(alone: dict[str, Any]) -> None:
+    """Issue 15's day-2 change on kept lab e: a third real server added, then removed again. The preview
+    creates (deletes) only its resources and updates the directors' keepalived.conf in place (no director
+    VM rebuilt); up applies it with the VIP answering all along (0 failed requests until the verification
+    starts) and re-runs the verification, which sees the new set of real servers."""
+    if not alone["e"] or alone["codes"]["e"] != 0:
+        pytest.fail("lab e did not come up")
+
+    def add(servers: list[dict[str, Any]]) -> None:
+        last = ipaddress.IPv4Address(servers[-1]["address"])
+        servers.append({"name": "web3", "address": str(last + 1), "weight": 1})
+
+    added = _day2_change(alone, add)
+    changes = added["preview"]["changes"]
+    assert added["preview"]["director_rebuilds"] == [], changes
+    assert {"web3-node-domain", "web3-node-disk", "web3-node-seed"} <= set(changes.get("create", []))
+    assert {"director1-keepalived-conf", "director2-keepalived-conf"} <= set(changes.get("update", []))
+    assert not changes.get("replace") and not changes.get("delete"), changes
+    assert added["watch"]["failed"] == 0 and added["watch"]["requests"] > 100, added["watch"]
+    assert "PASS round-robin" in added["output"] and "web3" in added["output"].split("PASS round-robin")[1][:400]
+
+    removed = _day2_change(alone, lambda servers: servers.pop())
+    changes = removed["preview"]["changes"]
+    assert removed["preview"]["director_rebuilds"] == [], changes
+    assert {"web3-node-domain", "web3-node-disk", "web3-node-seed"} <= set(changes.get("delete", []))
+    assert {"director1-keepalived-conf", "director2-keepalived-conf"} <= set(changes.get("update", []))
+    assert removed["watch"]["failed"] == 0, removed["watch"]
+    assert "PASS round-robin" in removed["output"]
 
 
 @pytest.mark.parametrize("lab", sorted(ALONE))

@@ -140,3 +140,27 @@ def test_verify_says_what_is_missing(monkeypatch: pytest.MonkeyPatch, capsys: py
     monkeypatch.setattr(cli, "running_lab", missing)
     assert cli.main(["verify", "--stack", "nope"]) == 2 and cli.main(["status", "--stack", "nope"]) == 2
     assert capsys.readouterr().out.count("no stack 'nope' in the state backend") == 2
+
+
+def test_day2_plan_and_vip_watch() -> None:
+    """The preview's engine steps become one list per operation; a director resource created, replaced or
+    deleted is named (a day-2 change must have none); the VIP polls count only inside the change window."""
+    from lvslab.day2 import director_rebuilds, plan, vip_during
+    from lvslab.probe import PollEvent
+
+    urn = ("urn:pulumi:ci1::lvs-lab::lvslab:index:Lab$lvslab:index:RealServer$lvslab:index:Node"
+           "$libvirt:index/domain:Domain::")
+    steps = [("same", urn + "web1-node-domain"), ("create", urn + "web3-node-domain"),
+             ("update", urn + "director1-keepalived-conf"), ("update", urn + "director2-keepalived-conf"),
+             ("create", urn + "web3-node-disk")]
+    changes = plan(steps)
+    assert changes == {"create": ["web3-node-disk", "web3-node-domain"],
+                       "update": ["director1-keepalived-conf", "director2-keepalived-conf"]}
+    assert director_rebuilds(changes, ["director1", "director2"]) == []
+    rebuilt = plan([*steps, ("replace", urn + "director2-node-seed"),
+                    ("delete-replaced", urn + "director2-node-domain")])
+    assert director_rebuilds(rebuilt, ["director1", "director2"]) == [
+        "delete-replaced director2-node-domain", "replace director2-node-seed"]
+    events = [PollEvent(t, ok, "web1" if ok else None, "52:54:00:00:00:01")
+              for t, ok in ((0.5, True), (1.0, False), (2.0, True), (9.0, False))]
+    assert vip_during(events, 0.0, 5.0) == {"requests": 3, "failed": 1, "answered_by": {"web1": 2}, "seconds": 5.0}
