@@ -6,7 +6,7 @@ PY := .lvslab/venv/bin/python
 # Where the lab's bridge is: inside $(NETNS) with lvs-lab's private libvirtd, on this host with a managed one.
 IN_NS := tools/host.sh exec $(NETNS) -- env
 
-.PHONY: up test setup packages venv toolchain image host-start host-stop destroy shell unit e2e lint bench verify status
+.PHONY: up test setup packages venv toolchain image host-start host-stop destroy shell unit e2e lint bench verify status preview change
 
 ## up: set up everything on a fresh machine, then create and verify the $(STACK) lab
 up: setup host-start
@@ -61,3 +61,11 @@ verify:
 ## status: each node of the $(STACK) lab (state, address, role, VRRP state, services) and the IPVS table
 status:
 	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py status --stack $(STACK)
+
+## preview: what an up of the edited $(STACK) stack file would change; says whether a director would be rebuilt
+preview:
+	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py preview --stack $(STACK)
+
+## change: apply the edited $(STACK) stack file to the running lab, the VIP polled meanwhile (failed requests counted)
+change:
+	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py up --stack $(STACK) --watch
