@@ -56,18 +56,31 @@ def test_every_keepalived_scheduler_is_accepted(dev_raw: dict[str, Any], algo: s
     assert parse_config(dev_raw, "dev").lb_algo == algo
 
 
-def nginx_ha() -> dict[str, Any]:
-    doc = yaml.safe_load((Path(__file__).parents[2] / "stacks" / "Pulumi.nginx-ha.yaml").read_text())
+def stack_raw(stack: str) -> dict[str, Any]:
+    """A committed stack file's lvs-lab config (keys without the prefix)."""
+    doc = yaml.safe_load((Path(__file__).parents[2] / "stacks" / f"Pulumi.{stack}.yaml").read_text())
     return {k.split(":", 1)[1]: v for k, v in doc["config"].items()}
 
 
-def on_nginx_ha(mutate: Any) -> Any:
-    """A GOLDEN mutation applied to the nginx-ha stack instead of the dev stack it is handed."""
+def nginx_ha() -> dict[str, Any]:
+    return stack_raw("nginx-ha")
+
+
+def on_stack(stack: str, mutate: Any) -> Any:
+    """A GOLDEN mutation applied to another committed stack instead of the dev stack it is handed."""
     def apply(raw: dict[str, Any]) -> None:
         raw.clear()
-        raw.update(nginx_ha())
+        raw.update(stack_raw(stack))
         mutate(raw)
     return apply
+
+
+def on_nginx_ha(mutate: Any) -> Any:
+    return on_stack("nginx-ha", mutate)
+
+
+def on_heartbeat(mutate: Any) -> Any:
+    return on_stack("heartbeat", mutate)
 
 
 GOLDEN = [
@@ -232,6 +245,48 @@ GOLDEN = [
      "letters, digits and '-' (got 'Nginx Worker')"),
     (on_nginx_ha(lambda r: r.update(topology="nginx")),
      "lvs-lab:topology: must be one of lvs-keepalived, lvs-heartbeat, nginx-ha (got 'nginx')"),
+    # topology lvs-heartbeat (seed 003): what heartbeat + ldirectord cannot do, and heartbeat's own rules
+    (on_heartbeat(lambda r: r.update(vrrp={"virtualRouterId": 5})),
+     "lvs-lab:vrrp: is not used with topology lvs-heartbeat: heartbeat, not VRRP, moves the VIP: set its timing "
+     "under heartbeat (got {'virtualRouterId': 5})"),
+    (on_heartbeat(lambda r: r["lvs"].update(syncDaemon=True)),
+     "lvs-lab:lvs.syncDaemon: is not used with topology lvs-heartbeat: ldirectord does not run IPVS's connection "
+     "sync daemon (got True)"),
+    (on_heartbeat(lambda r: r["lvs"].update(lbKind="NAT")),
+     "lvs-lab:lvs.lbKind: must be DR with topology lvs-heartbeat (seed 003's LVS-DR: ldirectord's gate) "
+     "(got 'NAT')"),
+    (on_heartbeat(lambda r: r["healthCheck"].update(expectStatus=204)),
+     "lvs-lab:healthCheck.expectStatus: is not used with topology lvs-heartbeat: ldirectord's negotiate check "
+     "accepts any 2xx answer whose page matches healthCheck.receive (got 204)"),
+    (on_heartbeat(lambda r: r["healthCheck"].update(receive="web1")),
+     "lvs-lab:healthCheck.receive: must match every real server's health page '<name> ok': ldirectord would keep "
+     "web2 out of the table (got 'web1')"),
+    (on_heartbeat(lambda r: r["healthCheck"].update(receive="(ok")),
+     "lvs-lab:healthCheck.receive: must be a valid regexp (missing ), unterminated subpattern at position 0) "
+     "(got '(ok')"),
+    (on_heartbeat(lambda r: r["healthCheck"].update(receive='say "ok"')),
+     "lvs-lab:healthCheck.receive: must be a non-empty regexp without double quotes or newlines (ldirectord.cf "
+     "quotes it) (got 'say \"ok\"')"),
+    (on_heartbeat(lambda r: r["healthCheck"].update(type="TCP_CHECK")),
+     "lvs-lab:healthCheck.receive: is only used with healthCheck.type HTTP_GET (ldirectord's negotiate check); "
+     "TCP_CHECK only connects (got 'ok')"),
+    (on_heartbeat(lambda r: r["heartbeat"].update(deadtime=1)),
+     "lvs-lab:heartbeat.deadtime: must be between 2 and 300 seconds (got 1)"),
+    (on_heartbeat(lambda r: r["heartbeat"].update(keepalive=3)),
+     "lvs-lab:heartbeat.deadtime: must be at least twice heartbeat.keepalive (3 s), or one lost heartbeat declares "
+     "the peer dead (got 5)"),
+    (on_heartbeat(lambda r: r["heartbeat"].update(warntime=5)),
+     "lvs-lab:heartbeat.warntime: must be below heartbeat.deadtime (5 s): it warns of a late heartbeat before the "
+     "peer is declared dead (got 5)"),
+    (on_heartbeat(lambda r: r["heartbeat"].update(initdead=9)),
+     "lvs-lab:heartbeat.initdead: must be at least twice heartbeat.deadtime (5 s), heartbeat's rule for the first "
+     "wait at boot (got 9)"),
+    (on_heartbeat(lambda r: r["heartbeat"].update(autoFailbak=True)),
+     "lvs-lab:heartbeat.autoFailbak: unknown key; did you mean 'autoFailback'? expected one of autoFailback, "
+     "deadtime, initdead, keepalive, udpPort, warntime (got True)"),
+    (on_heartbeat(lambda r: [d.update(state="BACKUP") for d in r["directors"]]),
+     "lvs-lab:directors: must be one MASTER and one BACKUP with topology lvs-heartbeat (haresources names the "
+     "MASTER; heartbeat.autoFailback decides whether the VIP returns to it) (got ['BACKUP', 'BACKUP'])"),
 ]
 
 

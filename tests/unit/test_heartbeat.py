@@ -27,6 +27,7 @@ def heartbeat_raw() -> dict[str, Any]:
 
 
 def problems(raw: dict[str, Any]) -> list[str]:
+    """(The one-mistake-one-message cases of lvs-heartbeat are in test_config.py's GOLDEN table.)"""
     with pytest.raises(ConfigError) as err:
         parse_config(raw, "heartbeat")
     return err.value.problems
@@ -43,55 +44,6 @@ def test_stack_parses_with_heartbeat_timing_and_bound() -> None:
     assert spec.health_check.page_file == "/var/www/html/health.html" and spec.health_check.receive == "ok"
     # failurecount 1, retried at the next checkinterval: removed within 2 + 1 x (2 + 2) s, re-added within 2 + 2
     assert spec.health_check.window() == (6, 4)
-
-
-@pytest.mark.parametrize("change,message", [
-    (lambda r: r.update(vrrp={"virtualRouterId": 5}),
-     "lvs-lab:vrrp: is not used with topology lvs-heartbeat: heartbeat, not VRRP, moves the VIP: set its timing "
-     "under heartbeat (got {'virtualRouterId': 5})"),
-    (lambda r: r["lvs"].update(syncDaemon=True),
-     "lvs-lab:lvs.syncDaemon: is not used with topology lvs-heartbeat: ldirectord does not run IPVS's connection "
-     "sync daemon (got True)"),
-    (lambda r: r["lvs"].update(lbKind="NAT"),
-     "lvs-lab:lvs.lbKind: must be DR with topology lvs-heartbeat (seed 003's LVS-DR: ldirectord's gate) "
-     "(got 'NAT')"),
-    (lambda r: r["healthCheck"].update(expectStatus=204),
-     "lvs-lab:healthCheck.expectStatus: is not used with topology lvs-heartbeat: ldirectord's negotiate check "
-     "accepts any 2xx answer whose page matches healthCheck.receive (got 204)"),
-    (lambda r: r["healthCheck"].update(receive="web1"),
-     "lvs-lab:healthCheck.receive: must match every real server's health page '<name> ok': ldirectord would keep "
-     "web2 out of the table (got 'web1')"),
-    (lambda r: r["healthCheck"].update(receive="(ok"),
-     "lvs-lab:healthCheck.receive: must be a valid regexp (missing ), unterminated subpattern at position 0) "
-     "(got '(ok')"),
-    (lambda r: r["healthCheck"].update(receive='say "ok"'),
-     "lvs-lab:healthCheck.receive: must be a non-empty regexp without double quotes or newlines (ldirectord.cf "
-     "quotes it) (got 'say \"ok\"')"),
-    (lambda r: r["healthCheck"].update(type="TCP_CHECK"),
-     "lvs-lab:healthCheck.receive: is only used with healthCheck.type HTTP_GET (ldirectord's negotiate check); "
-     "TCP_CHECK only connects (got 'ok')"),
-    (lambda r: r["heartbeat"].update(deadtime=1),
-     "lvs-lab:heartbeat.deadtime: must be between 2 and 300 seconds (got 1)"),
-    (lambda r: r["heartbeat"].update(keepalive=3),
-     "lvs-lab:heartbeat.deadtime: must be at least twice heartbeat.keepalive (3 s), or one lost heartbeat declares "
-     "the peer dead (got 5)"),
-    (lambda r: r["heartbeat"].update(warntime=5),
-     "lvs-lab:heartbeat.warntime: must be below heartbeat.deadtime (5 s): it warns of a late heartbeat before the "
-     "peer is declared dead (got 5)"),
-    (lambda r: r["heartbeat"].update(initdead=9),
-     "lvs-lab:heartbeat.initdead: must be at least twice heartbeat.deadtime (5 s), heartbeat's rule for the first "
-     "wait at boot (got 9)"),
-    (lambda r: r["heartbeat"].update(autoFailbak=True),
-     "lvs-lab:heartbeat.autoFailbak: unknown key; did you mean 'autoFailback'? expected one of autoFailback, "
-     "deadtime, initdead, keepalive, udpPort, warntime (got True)"),
-    (lambda r: [d.update(state="BACKUP") for d in r["directors"]],
-     "lvs-lab:directors: must be one MASTER and one BACKUP with topology lvs-heartbeat (haresources names the "
-     "MASTER; heartbeat.autoFailback decides whether the VIP returns to it) (got ['BACKUP', 'BACKUP'])"),
-])
-def test_one_mistake_one_message(change: Any, message: str) -> None:
-    raw = heartbeat_raw()
-    change(raw)
-    assert problems(raw) == [message]
 
 
 def test_heartbeat_and_ldirectord_keys_only_with_lvs_heartbeat() -> None:
