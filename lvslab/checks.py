@@ -1137,9 +1137,10 @@ def _failback(spec: VerifySpec, key: SshKey, mode: str) -> dict[str, Any]:
         t0 = time.monotonic()
         _start_master(spec, key, master, mode)
         if spec.preempt:
-            # heartbeat after a freeze: the resumed MASTER keeps the VIP it never released and the BACKUP lets
-            # go of its copy, but nobody announces the VIP again: this host keeps sending to the BACKUP's MAC
-            # (which drops it) until its ARP entry for the VIP expires. Measured, allowed for, reported.
+            # heartbeat after a freeze: the resumed MASTER keeps the VIP it never released; the BACKUP gives
+            # its copy up only when it restarts its heartbeat (its split-brain recovery), and nobody announces
+            # the VIP again: this host may keep the BACKUP's MAC until its ARP entry for the VIP expires
+            # (measured: back on the MASTER 36-50 s after the resume, the BACKUP serving meanwhile).
             stale_arp = mode == "hard" and spec.topology == "lvs-heartbeat"
             limit = spec.failover_bound_s + 20 + (NEIGHBOUR_EXPIRY_S if stale_arp else 0)
             back = poller.wait_for(lambda ev: ev.ok and ev.mac == master.mac, t0, limit)
