@@ -279,8 +279,10 @@ class Poller:
         return self
 
     def stop(self) -> None:
+        """Stop polling (again: harmless) and wait for the last poll."""
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
     def wait_for(self, predicate: object, since: float, timeout: float) -> PollEvent | None:
         """First event after `since` satisfying predicate, waiting up to timeout."""

@@ -138,9 +138,10 @@ def print_summary(outputs: dict[str, Any]) -> None:
     print(f"VIP: {outputs.get('vipUrl')}  MASTER: {outputs.get('master')}  domain type: {outputs.get('domainType')}")
 
 
-def _step_events(seen: list[tuple[str, str]], first_step_at: list[float]) -> Callable[[Any], None]:
+def _step_events(seen: list[tuple[str, str]], first_step_at: list[float],
+                 on_first_step: Callable[[], None] = lambda: None) -> Callable[[Any], None]:
     """An on_event callback: records (op, urn) of every engine step and when the first verification step
-    (a command:local:Command named <lab>-verification-<step>) started."""
+    (a command:local:Command named <lab>-verification-<step>) started, then calls on_first_step."""
     def on_event(event: Any) -> None:
         pre = getattr(event, "resource_pre_event", None)
         if pre is None or pre.metadata is None:
@@ -150,6 +151,7 @@ def _step_events(seen: list[tuple[str, str]], first_step_at: list[float]) -> Cal
         if (not first_step_at and pre.metadata.type == "command:local:Command"
                 and "-verification-" in pre.metadata.urn and pre.metadata.op != "same"):
             first_step_at.append(time.monotonic())
+            on_first_step()
     return on_event
 
 
@@ -179,13 +181,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     first_step_at: list[float] = []
     try:
         stack = select_stack(args.stack)
-        if args.watch:  # the VIP polled all along; counted until the verification begins (it breaks on purpose)
+        if args.watch:  # the VIP polled until the verification begins (its steps break the lab on purpose and
+            # count connections in ipvsadm, which the polls would skew)
             cfg = lab_config(stack, args.stack)
             poller = Poller(cfg.vip, cfg.port, interval=0.2, timeout=1.0).start()
+        watching = poller
+        on_event = _step_events(seen, first_step_at, (lambda: watching.stop()) if watching else lambda: None)
         with SignalGuard() as guard:
             t0 = time.monotonic()
-            run_guarded(guard, lambda: stack.up(on_output=print, on_event=_step_events(seen, first_step_at),
-                                                color="never"))
+            run_guarded(guard, lambda: stack.up(on_output=print, on_event=on_event, color="never"))
             log(f"up of {args.stack} finished in {time.monotonic() - t0:.0f} s")
     except (auto.errors.CommandError, Interrupted) as exc:
         # pulumi has printed the details; `make destroy` tears down whatever was created.
