@@ -9,13 +9,12 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 
+from components.connection import HypervisorAccess, node_connection
 from components.node import Node
 from lvslab.checks import cloud_init_done_script
 from lvslab.commands import keepalived_push_script
 from lvslab.model import LabFacts, NodeFacts
 from lvslab.render import director_user_data, keepalived_conf, pushes_keepalived_conf
-
-PER_DIAL_TIMEOUT_S = 5
 
 
 class Director(pulumi.ComponentResource):
@@ -23,7 +22,7 @@ class Director(pulumi.ComponentResource):
     config: command.remote.Command | None
 
     def __init__(self, name: str, facts: LabFacts, director: NodeFacts, ssh_public_key: pulumi.Output[str],
-                 auth_pass: pulumi.Output[str], private_key: pulumi.Output[str],
+                 auth_pass: pulumi.Output[str], private_key: pulumi.Output[str], access: HypervisorAccess | None,
                  opts: pulumi.ResourceOptions | None = None, **node_args: Any) -> None:
         super().__init__("lvslab:index:Director", name, None, opts)
         cfg = facts.cfg
@@ -38,10 +37,7 @@ class Director(pulumi.ComponentResource):
             # A new domain (replaced VM) gets the file again; a changed file is an in-place update (stdin).
             self.config = command.remote.Command(
                 f"{name}-keepalived-conf",
-                connection=command.remote.ConnectionArgs(
-                    host=director.address, user="root", private_key=private_key,
-                    per_dial_timeout=PER_DIAL_TIMEOUT_S,
-                    dial_error_limit=max(60, cfg.verify.ready_timeout // PER_DIAL_TIMEOUT_S)),
+                connection=node_connection(director.address, private_key, access, cfg.verify.ready_timeout),
                 create=keepalived_push_script(cloud_init_done_script(director.name),
                                               stop_after="keepalived-down-all" in cfg.faults),
                 stdin=pulumi.Output.secret(auth_pass.apply(lambda p: keepalived_conf(cfg, director, p))),

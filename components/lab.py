@@ -8,6 +8,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_libvirt as libvirt
 
+from components.connection import HypervisorAccess, hypervisor_connection
 from components.credentials import Credentials
 from components.director import Director
 from components.network import LabNetwork
@@ -23,7 +24,9 @@ class Lab(pulumi.ComponentResource):
     outputs: dict[str, Any]
 
     def __init__(self, name: str, facts: LabFacts, files: ImageFiles, domain_type: str,
-                 auth_pass: pulumi.Output[str] | None, opts: pulumi.ResourceOptions | None = None) -> None:
+                 auth_pass: pulumi.Output[str] | None, access: HypervisorAccess | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        """access: how to reach a remote hypervisor (None: this machine's libvirt)."""
         cfg = facts.cfg
         super().__init__("lvslab:index:Lab", name, None, opts)
         hypervisor = libvirt.Provider(f"{name}-libvirt", uri=cfg.libvirt_uri, opts=pulumi.ResourceOptions(parent=self))
@@ -32,15 +35,24 @@ class Lab(pulumi.ComponentResource):
                             opts=child)
         auth_pass = auth_pass if auth_pass is not None else creds.auth_pass
         assert auth_pass is not None
-        # Host directories of the lab (console logs, seed ISOs): made before the first node and removed after
-        # the last one is gone (one deleter, so parallel node deletes cannot race on them).
-        create_dirs, delete_dirs = host_dirs_commands(facts.console_dir, facts.seed_dir)
-        host_dirs = command.local.Command(f"{name}-host-dirs", create=create_dirs, delete=delete_dirs, opts=child)
+        # Host directories of the lab: made before the first node and removed after the last one is gone (one
+        # deleter, so parallel node deletes cannot race on them). The seed ISOs are built here; the console
+        # logs are written by the hypervisor's virtlogd, so their directory is made there.
+        local_dirs = [facts.seed_dir] if access else [facts.console_dir, facts.seed_dir]
+        create_dirs, delete_dirs = host_dirs_commands(*local_dirs)
+        host_dirs: pulumi.Resource = command.local.Command(f"{name}-host-dirs", create=create_dirs,
+                                                           delete=delete_dirs, opts=child)
+        if access:
+            create_dirs, delete_dirs = host_dirs_commands(facts.console_dir)
+            host_dirs = command.remote.Command(
+                f"{name}-hypervisor-dirs", connection=hypervisor_connection(access), create=create_dirs,
+                delete=delete_dirs, opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                    depends_on=[host_dirs])))
         network = LabNetwork(f"{name}-network", facts, opts=child)
         storage = Storage(f"{name}-storage", facts, files, opts=child)
         common: dict[str, Any] = dict(storage=storage, network=network, domain_type=domain_type,
                                       host_dirs=host_dirs, opts=child)
-        directors = [Director(d.name, facts, d, creds.public_key, auth_pass, creds.private_key, **common)
+        directors = [Director(d.name, facts, d, creds.public_key, auth_pass, creds.private_key, access, **common)
                      for d in facts.directors]
         servers = [RealServer(s.name, facts, s, creds.public_key, **common) for s in facts.real_servers]
         nodes = [d.node for d in directors] + [s.node for s in servers]
@@ -58,10 +70,12 @@ class Lab(pulumi.ComponentResource):
             "nodes": [{"name": n.name, "role": n.role, "address": n.address, "domain": n.domain,
                        "consoleLog": n.console_log} for n in facts.nodes],
             "consoleLogDir": facts.console_dir,
+            "hypervisor": access.hv.name if access else "local",
             "sshPrivateKey": creds.private_key,  # secret: shown only with --show-secrets
         }
         if cfg.verify.enabled:
             configs = [d.config for d in directors if d.config is not None]
-            verification = Verification(f"{name}-verification", facts, nodes, creds.private_key, configs, opts=child)
+            verification = Verification(f"{name}-verification", facts, nodes, creds.private_key, configs, access,
+                                        opts=child)
             self.outputs["verification"] = verification.results
         self.register_outputs(self.outputs)

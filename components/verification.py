@@ -2,8 +2,9 @@
 cloud-init to finish (over SSH, patient with slow emulated boots), then one `command.local.Command` per
 step running `python -m lvslab.verify STEP`, each depending on the one before.
 
-The local steps run where Pulumi runs, which must be on the lab bridge (the hypervisor host, inside the
-lab's network namespace here; README: "Where the checks run").
+The local steps run where Pulumi runs; each step goes on to where the lab's bridge is: this host (inside
+the lab's network namespace here), or a remote hypervisor over SSH (lvslab.verify relays it there), as
+the node connections hop through it (README: "Where the checks run").
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 
+from components.connection import HypervisorAccess, node_connection
 from components.node import Node
 from lvslab.checks import ready_script, steps_for
 from lvslab.model import LabFacts, verify_spec
@@ -23,7 +25,6 @@ from lvslab.report import summary
 from lvslab.verify import KEY_VARIABLE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PER_DIAL_TIMEOUT_S = 5
 
 def _python() -> str:
     """The project's interpreter, relative to the project when inside it (stable across venv rebuilds)."""
@@ -37,7 +38,8 @@ class Verification(pulumi.ComponentResource):
     results: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, facts: LabFacts, nodes: list[Node], private_key: pulumi.Output[str],
-                 configs: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None) -> None:
+                 configs: list[pulumi.Resource], access: HypervisorAccess | None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         """configs: the commands that push configuration to the nodes; the steps run after them."""
         super().__init__("lvslab:index:Verification", name, None, opts)
         cfg = facts.cfg
@@ -48,9 +50,7 @@ class Verification(pulumi.ComponentResource):
         ready = [
             command.remote.Command(
                 f"{name}-ready-{n.facts.name}",
-                connection=command.remote.ConnectionArgs(
-                    host=n.facts.address, user="root", private_key=private_key, per_dial_timeout=PER_DIAL_TIMEOUT_S,
-                    dial_error_limit=max(60, cfg.verify.ready_timeout // PER_DIAL_TIMEOUT_S)),
+                connection=node_connection(n.facts.address, private_key, access, cfg.verify.ready_timeout),
                 create=ready_script(n.facts.name), triggers=[n.domain.id],
                 logging=command.remote.Logging.STDERR,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[n.domain], custom_timeouts=timeout))

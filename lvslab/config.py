@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lvslab.faults import CLOUD_INIT_FAULTS
+from lvslab.hypervisor import HypervisorError, parse_uri
 
 PROJECT = "lvs-lab"
 
@@ -414,6 +415,15 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
     if libvirt_uri and not _URI_RE.fullmatch(libvirt_uri):
         r.fail("libvirtUri", "must be a libvirt URI of the QEMU driver, e.g. qemu:///system or "
                "qemu+ssh://user@host/system", libvirt_uri)
+    elif libvirt_uri:
+        try:
+            hv = parse_uri(libvirt_uri)
+        except HypervisorError as exc:
+            r.fail("libvirtUri", str(exc), libvirt_uri)
+        else:
+            if hv.remote and not hv.keyfile:
+                r.fail("libvirtUri", "a remote hypervisor needs keyfile=PATH in the URI (the SSH key the lab's "
+                       "commands and checks use to reach it and to hop through it to the nodes)", libvirt_uri)
     domain_type = r.string(raw, "domainType", "domainType", "auto", DOMAIN_TYPES)
 
     net = r.obj(raw.get("network", {}), "network", {"bridge", "subnet", "hostAddress", "clientSubnet",

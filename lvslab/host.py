@@ -38,6 +38,14 @@ def local_image_dir(cache: Path | None = None) -> Path:
     return path
 
 
+def read_key_file(path: str, key: str, param: str) -> str:
+    """A file a config value names (an SSH key, a known_hosts file), with an error that says which."""
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise HostError(f"lvs-lab:{key}: {param} {path} cannot be read ({exc.strerror})") from None
+
+
 def kvm_works(kernel: str, initrd: str | None, timeout: float = 15.0) -> bool:
     """Boot the guest kernel under KVM for a moment: /dev/kvm can exist and still hang real guests
     (as on hosts that only offer PVM). The result is cached per kernel and host kernel."""
@@ -64,10 +72,17 @@ def kvm_works(kernel: str, initrd: str | None, timeout: float = 15.0) -> bool:
     return works
 
 
-def resolve_domain_type(cfg: LabConfig, kernel: str | None, initrd: str | None) -> tuple[str, str | None]:
-    """(domain type, note to show once) for domainType auto/kvm/qemu."""
+def resolve_domain_type(cfg: LabConfig, kernel: str | None, initrd: str | None,
+                        remote: bool = False) -> tuple[str, str | None]:
+    """(domain type, note to show once) for domainType auto/kvm/qemu. KVM is probed on this machine only:
+    for a remote hypervisor, auto means qemu unless domainType says kvm."""
     if cfg.domain_type == "qemu":
         return "qemu", None
+    if remote:
+        if cfg.domain_type == "kvm":
+            return "kvm", None
+        return "qemu", ("domainType auto on a remote hypervisor: VMs run under QEMU software emulation (TCG); "
+                        "set lvs-lab:domainType to kvm if that hypervisor has working KVM")
     if kernel and kvm_works(kernel, initrd):
         return "kvm", None
     if cfg.domain_type == "kvm":

@@ -35,7 +35,9 @@ class SshKey:
 
     PERSIST_S = 600
 
-    def __init__(self, private_key: str) -> None:
+    def __init__(self, private_key: str, jump: list[str] | None = None) -> None:
+        """jump: OpenSSH options that reach the nodes through their remote hypervisor (lvslab.hypervisor)."""
+        self.jump = jump or []
         self.control_dir = tempfile.mkdtemp(prefix="lvslab-ssh-")
         self.path = os.path.join(self.control_dir, "key")
         with os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
@@ -43,7 +45,7 @@ class SshKey:
 
     def options(self) -> list[str]:
         return ["-i", self.path, "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C",
-                "-o", f"ControlPersist={self.PERSIST_S}"]
+                "-o", f"ControlPersist={self.PERSIST_S}", *self.jump]
 
     def masters(self) -> list[str]:
         """Control sockets of the masters still running."""

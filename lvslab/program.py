@@ -6,10 +6,12 @@ import json
 
 import pulumi
 
+from components.connection import HypervisorAccess
 from components.lab import Lab
 from lvslab import host
 from lvslab.config import PROJECT, ConfigError, LabConfig, parse_config
 from lvslab.host import ImageFiles
+from lvslab.hypervisor import Hypervisor, parse_uri, pinned_host_key
 from lvslab.model import derive
 
 
@@ -44,8 +46,10 @@ def main() -> None:
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
 
+    hv = parse_uri(cfg.libvirt_uri)  # validated with the config
     try:
-        files, domain_type, note = _host_facts(cfg)
+        files, domain_type, note = _host_facts(cfg, hv)
+        access = _hypervisor_access(hv) if hv.remote else None
     except host.HostError as exc:
         raise SystemExit(str(exc)) from None
     if note:
@@ -53,13 +57,26 @@ def main() -> None:
 
     secret_pass = pulumi.Output.secret(str(auth_pass)) if auth_pass is not None else None
     facts = derive(cfg)
-    lab = Lab(facts.prefix, facts, files, domain_type, secret_pass)
+    lab = Lab(facts.prefix, facts, files, domain_type, secret_pass, access)
     for key, value in lab.outputs.items():
         pulumi.export(key, value)
 
 
-def _host_facts(cfg: LabConfig) -> tuple[ImageFiles, str, str | None]:
-    """The image files and the domain type (KVM probed) for this host."""
+def _hypervisor_access(hv: Hypervisor) -> HypervisorAccess:
+    """The remote hypervisor's SSH key (a secret from here on) and its pinned host key."""
+    key = host.read_key_file(hv.keyfile, "libvirtUri", "keyfile")
+    pinned = None
+    if hv.known_hosts:
+        known = host.read_key_file(hv.known_hosts, "libvirtUri", "knownhosts")
+        pinned = pinned_host_key(known, hv)
+        if pinned is None:
+            raise host.HostError(f"lvs-lab:libvirtUri: knownhosts {hv.known_hosts} has no key for {hv.host} "
+                                 f"(port {hv.port}): add the hypervisor's host key, or leave knownhosts out")
+    return HypervisorAccess(hv=hv, key=pulumi.Output.secret(key), host_key=pinned)
+
+
+def _host_facts(cfg: LabConfig, hv: Hypervisor) -> tuple[ImageFiles, str, str | None]:
+    """The image files and the domain type (KVM probed on a local hypervisor) for this host."""
     if cfg.image.source == "local":
         image_dir = host.local_image_dir()
         files = ImageFiles(image=str(image_dir / "base.qcow2"), kernel=str(image_dir / "vmlinuz"),
@@ -69,5 +86,5 @@ def _host_facts(cfg: LabConfig) -> tuple[ImageFiles, str, str | None]:
         direct = cfg.image.boot_method == "kernel"
         files = ImageFiles(image=cfg.image.source, kernel=cfg.image.kernel if direct else None,
                            initrd=(cfg.image.initrd or None) if direct else None, repo=None, digest=cfg.image.source)
-    domain_type, note = host.resolve_domain_type(cfg, files.kernel, files.initrd)
+    domain_type, note = host.resolve_domain_type(cfg, files.kernel, files.initrd, remote=hv.remote)
     return files, domain_type, note

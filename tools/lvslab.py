@@ -12,6 +12,7 @@ Run it inside the lab's network namespace (the Makefile does), with tools/env.sh
 from __future__ import annotations
 
 import argparse
+import fcntl
 import ipaddress
 import json
 import os
@@ -35,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from lvslab.config import PROJECT, LabConfig, parse_config  # noqa: E402
 from lvslab.faults import RUNTIME_FAULTS  # noqa: E402
+from lvslab.hypervisor import parse_uri, place  # noqa: E402
 from lvslab.inventory import lab_leftovers, purge  # noqa: E402
 from lvslab.model import derive, verify_spec  # noqa: E402
 from lvslab.stackfile import unchanged_by_pulumi  # noqa: E402
@@ -184,6 +186,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         if args.watch:  # the VIP polled until the verification begins (its steps break the lab on purpose and
             # count connections in ipvsadm, which the polls would skew)
             cfg = lab_config(stack, args.stack)
+            if parse_uri(cfg.libvirt_uri).remote:
+                log(f"up --watch polls the VIP from this host, but lab {args.stack} runs on the remote hypervisor "
+                    f"{parse_uri(cfg.libvirt_uri).name}, whose bridge is reachable only there: run up without --watch")
+                return 2
             poller = Poller(cfg.vip, cfg.port, interval=0.2, timeout=1.0).start()
         watching = poller
         on_event = _step_events(seen, first_step_at, (lambda: watching.stop()) if watching else lambda: None)
@@ -238,8 +244,10 @@ def leak_check(stack: auto.Stack, stack_name: str, purge_left: bool = False) -> 
     if leaks:
         log(f"LEAK CHECK FAILED: left behind {leaks}")
     else:
-        log(f"leak check: no libvirt domain, network, pool or volume with prefix {facts.prefix}- is left, "
-            f"and no file under {facts.pool_path}, {facts.seed_dir} or {facts.console_dir}")
+        hv = parse_uri(facts.cfg.libvirt_uri)
+        where = f" on hypervisor {hv.name}" if hv.remote else ""
+        log(f"leak check: no libvirt domain, network, pool or volume with prefix {facts.prefix}- is left{where}, "
+            f"and no file under {facts.pool_path} or {facts.console_dir}{where}, or {facts.seed_dir} here")
     return leaks
 
 
@@ -268,11 +276,13 @@ def running_lab(name: str) -> tuple[auto.Stack, Any, str]:
     if not key:
         raise LabMissing(f"stack {name!r} has no lab up (no sshPrivateKey output): `make up STACK={name}`")
     spec = verify_spec(derive(lab_config(stack, name)))
-    probe = subprocess.run(["virsh", "-c", spec.uri, "uri"], capture_output=True, text=True)
+    hv = parse_uri(spec.uri)
+    probe = subprocess.run(hv.command(["virsh", "-c", hv.local_uri, "uri"]), capture_output=True, text=True)
     if probe.returncode != 0:
-        raise LabMissing(f"libvirt at {spec.uri} is not reachable ({probe.stderr.strip()[-200:]}): start the host "
-                         "services with `make host-start`")
-    if not Path("/sys/class/net", spec.bridge).exists():
+        where = f"on hypervisor {hv.name} (over SSH)" if hv.remote else "here: start the host services with " \
+            "`make host-start`"
+        raise LabMissing(f"libvirt at {spec.uri} is not reachable ({probe.stderr.strip()[-200:]}) {where}")
+    if not hv.remote and not Path("/sys/class/net", spec.bridge).exists():
         raise LabMissing(f"the lab's bridge {spec.bridge} is not in this network namespace: run inside the lab's "
                          f"namespace (`make verify STACK={name}` / `make status STACK={name}` do)")
     return stack, spec, key
@@ -281,8 +291,9 @@ def running_lab(name: str) -> tuple[auto.Stack, Any, str]:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Re-run the lab's verification steps against the running lab (nothing is created or replaced); the exit
     status is the result."""
-    from lvslab.checks import CheckFailed, run_step, steps_for
+    from lvslab.checks import CheckFailed, steps_for
     from lvslab.report import summary
+    from lvslab.verify import run as run_step
 
     try:
         _, spec, key = running_lab(args.stack)
@@ -320,10 +331,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 2
     daemon = ha_daemon(spec)
     ha = "heartbeat" if daemon == "heartbeat" else "vrrp"  # the HA column: heartbeat's or VRRP's view
-    with SshKey(key_text) as key:
+    hv = parse_uri(spec.uri)
+    with SshKey(key_text, hv.jump_options()) as key:
         def one(node: Any) -> dict[str, str]:
-            state = subprocess.run(["virsh", "-c", spec.uri, "domstate", node.domain], capture_output=True,
-                                   text=True).stdout.strip() or "missing"
+            state = subprocess.run(hv.command(["virsh", "-c", hv.local_uri, "domstate", node.domain]),
+                                   capture_output=True, text=True).stdout.strip() or "missing"
             row = {"node": node.name, "domain": node.domain, "state": state, "address": node.address,
                    "role": node.role}
             try:
@@ -363,6 +375,20 @@ def reserve_slot() -> int:
             if pid_file.exists() and not Path(f"/proc/{pid_file.read_text().strip()}").exists():
                 shutil.rmtree(SLOTS / str(slot), ignore_errors=True)  # stale: its runner is gone
     raise RuntimeError("no free CI slot")
+
+
+def choose_hypervisor(slot: int, candidates: list[str], default: str) -> str:
+    """Place the lab of `slot` on one of the candidate libvirt URIs ("local" = the template's own) round-robin
+    by the labs the other slots hold (lvslab.hypervisor.place), and record the choice in the slot."""
+    uris = [default if c == "local" else c for c in candidates] or [default]
+    for uri in uris:
+        parse_uri(uri)  # a bad URI stops the run here, before any resource
+    with open(SLOTS / ".placement.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        in_use = [f.read_text() for f in SLOTS.glob("*/hypervisor") if f.parent.name != str(slot)]
+        uri = place(uris, in_use)
+        (SLOTS / str(slot) / "hypervisor").write_text(uri)
+    return uri
 
 
 def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],
@@ -458,7 +484,14 @@ def collect_artefacts(stack: auto.Stack, name: str, dest: Path, extra: dict[str,
     for fname, text in extra.items():
         (dest / fname).write_text(text)
     facts = derive(lab_config(stack, name))
-    if os.path.isdir(facts.console_dir):
+    hv = parse_uri(facts.cfg.libvirt_uri)
+    if hv.remote:  # the console logs are on the hypervisor
+        (dest / "consoles").mkdir(exist_ok=True)
+        for node in facts.nodes:
+            out = subprocess.run(hv.command(["cat", node.console_log]), capture_output=True)
+            if out.returncode == 0:
+                (dest / "consoles" / os.path.basename(node.console_log)).write_bytes(out.stdout)
+    elif os.path.isdir(facts.console_dir):
         shutil.copytree(facts.console_dir, dest / "consoles", dirs_exist_ok=True)
     try:
         key_text = private_key_of(stack)
@@ -467,7 +500,7 @@ def collect_artefacts(stack: auto.Stack, name: str, dest: Path, extra: dict[str,
         return
     if not key_text:
         return
-    with SshKey(key_text) as key:
+    with SshKey(key_text, hv.jump_options()) as key:
         for node in facts.nodes:
             # keepalived's journal, or heartbeat's and ldirectord's (topology lvs-heartbeat; both log to syslog)
             journal = ("journalctl -t heartbeat -t ldirectord -t IPaddr2 --no-pager | grep -v ': debug: '"
@@ -499,10 +532,13 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
     slot = reserve_slot()
     name = f"ci{slot}-{secrets.token_hex(3)}"
     template = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{args.template}.yaml").read_text())["config"]
+    config = ephemeral_config(template, slot, args.fault, args.real_servers, args.failover_mode)
+    candidates = [c.strip() for c in args.hypervisors.split(",") if c.strip()]
+    uri = choose_hypervisor(slot, candidates, config.get(f"{PROJECT}:libvirtUri", "qemu:///system"))
+    config[f"{PROJECT}:libvirtUri"] = uri
     stack_file = ROOT / "stacks" / f"Pulumi.{name}.yaml"
-    stack_file.write_text(yaml.safe_dump({"config": ephemeral_config(template, slot, args.fault, args.real_servers,
-                                                                   args.failover_mode)}))
-    report: dict[str, Any] = {"stack": name, "slot": slot, "phases": {}}
+    stack_file.write_text(yaml.safe_dump({"config": config}))
+    report: dict[str, Any] = {"stack": name, "slot": slot, "hypervisor": parse_uri(uri).name, "phases": {}}
     events: list[str] = []
     failed: list[str] = []
     stack = None
@@ -510,7 +546,8 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
     try:
         with signals as guard:
             stack = select_stack(name)
-            log(f"ephemeral stack {name} (bridge lvsci{slot}, subnet 10.200.{slot}.0/24)")
+            log(f"ephemeral stack {name} (bridge lvsci{slot}, subnet 10.200.{slot}.0/24, hypervisor "
+                f"{parse_uri(uri).name})")
 
             def phase(label: str, fn: Callable[[], Any], limit_s: float | None = None) -> Any:
                 """Run one pulumi operation; past `limit_s` it is interrupted (it fails, the lab is still
@@ -657,8 +694,9 @@ def finish(report: dict[str, Any], expect_fail: str | None) -> int:
 
 def cmd_fault(args: argparse.Namespace) -> int:
     """Break a running lab one way, show the named check fails, repair it, show the check passes again."""
-    from lvslab.checks import CheckFailed, run_step
+    from lvslab.checks import CheckFailed
     from lvslab.probe import SshKey, ssh
+    from lvslab.verify import run as run_step
 
     fault = RUNTIME_FAULTS[args.fault]
     stack = select_stack(args.stack)
@@ -670,7 +708,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
     targets = {"real_servers": spec.real_servers, "one_real_server": spec.real_servers[:1],
                "directors": spec.directors, "master": (spec.master,), "backup": (spec.backup,)}[fault.targets]
     result: dict[str, Any] = {"fault": fault.name, "expected_check": fault.check}
-    with SshKey(key_text) as key:
+    with SshKey(key_text, parse_uri(spec.uri).jump_options()) as key:
         def on_all(script: str) -> None:
             for node in targets:
                 try:
@@ -732,6 +770,9 @@ def main(argv: list[str] | None = None) -> int:
     eph.add_argument("--real-servers", type=int)
     eph.add_argument("--failover-mode", choices=["clean", "hard"], help="clean: stop keepalived; hard: freeze VM")
     eph.add_argument("--json", help="write the run report here")
+    eph.add_argument("--hypervisors", default=os.environ.get("LVSLAB_HYPERVISORS", ""),
+                     help="comma-separated libvirt URIs the labs are placed on round-robin ('local': the "
+                          "template's own; default $LVSLAB_HYPERVISORS, else the template's)")
     verify = sub.add_parser("verify", help="re-run the verification against the running lab (exit status = result)")
     verify.add_argument("--stack", default="dev")
     verify.add_argument("--json", help="write the step results here")

@@ -83,3 +83,18 @@ def netns() -> Iterator[str]:
             run_in(name, "destroy", "--stack", stack, "--rm")
         if not shared:
             subprocess.run([str(ROOT / "tools" / "host.sh"), "stop", name, "--force"], check=False)
+
+
+@pytest.fixture(scope="session")
+def remote_hypervisor(netns: str) -> Iterator[str]:
+    """A second libvirtd in a network namespace of its own, reached from the labs' namespace only through
+    an sshd started there (tools/hypervisor.sh): the libvirt URI of a remote hypervisor."""
+    script = str(ROOT / "tools" / "hypervisor.sh")
+    proc = subprocess.run([script, "start", netns, "hv1", "1"], capture_output=True, text=True)
+    sys.stdout.write(proc.stderr)
+    if proc.returncode != 0:
+        pytest.fail(f"the test hypervisor did not start: {proc.stderr[-2000:]}")
+    try:
+        yield proc.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([script, "stop", netns, "hv1", "--force"], check=False)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lvslab.hypervisor import parse_uri
 from tests.e2e.conftest import read_report, run_in, start_in
 
 STEPS = ["readiness", "lvs-state", "round-robin", "health-check", "failover", "failback", "restore"]
@@ -163,14 +164,16 @@ def _destroy_kept(labs: dict[str, Any], lab: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def alone(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def alone(netns: str, remote_hypervisor: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The labs of ALONE, each booted by itself after the pair was destroyed (the tests below run after
-    the pair's), kept for their faults, then destroyed."""
+    the pair's), kept for their faults, then destroyed. The runner places them round-robin on this host's
+    libvirtd and a remote hypervisor (qemu+ssh): c, e, g here, d and f there."""
     work = tmp_path_factory.mktemp("alone")
-    result: dict[str, Any] = {"codes": {}, "seconds": {}, "netns": netns}
+    result: dict[str, Any] = {"codes": {}, "seconds": {}, "netns": netns, "remote": remote_hypervisor}
     for k, (template, _) in ALONE.items():
         t0 = time.monotonic()
-        proc = run_in(netns, "ephemeral", "--template", template, "--keep", "--json", str(work / f"{k}.json"))
+        proc = run_in(netns, "ephemeral", "--template", template, "--keep", "--json", str(work / f"{k}.json"),
+                      "--hypervisors", f"local,{remote_hypervisor}")
         result["codes"][k], result["seconds"][k] = proc.returncode, round(time.monotonic() - t0)
         print(f"--- lab {k} (exit {proc.returncode}) ---\n" + proc.stdout[-15000:])
         result[k] = read_report(work / f"{k}.json") if (work / f"{k}.json").exists() else None
@@ -285,6 +288,33 @@ def test_heartbeat_lab_alone(alone: dict[str, Any]) -> None:
     # a frozen director is declared dead after deadtime (5 s): the gap cannot be shorter than that
     assert 5 <= freeze["failover"]["service_gap_s"] <= fo["vrrp_bound_s"] + 1, freeze["failover"]
     assert freeze["failback"]["preempt"]
+
+
+def test_labs_on_the_remote_hypervisor(alone: dict[str, Any]) -> None:
+    """The runner placed d and f on the remote hypervisor (round-robin over `local,<qemu+ssh URI>`); they
+    came up and passed their verification there (above) although this namespace has no route to their
+    bridges: the provider went over SSH, the node commands hopped through the hypervisor and the checks ran
+    on it. `status` of the remote NAT lab goes the same way."""
+    remote = parse_uri(alone["remote"])
+    placed = {k: alone[k]["hypervisor"] for k in ALONE if alone[k]}
+    assert placed == {"c": "local", "d": remote.host, "e": "local", "f": remote.host, "g": "local"}, placed
+    netns = alone["netns"]
+    for k in ("d", "f"):
+        lab = alone[k]["lab"]
+        assert lab["hypervisor"] == remote.host
+        bridge, vip = lab["network"]["bridge"], lab["vipUrl"].split("/")[2].split(":")[0]
+        assert subprocess.run(["ip", "-n", netns, "link", "show", bridge], capture_output=True).returncode != 0
+        route = subprocess.run(["ip", "-n", netns, "route", "get", vip], capture_output=True, text=True)
+        assert route.returncode != 0 and "unreachable" in route.stderr, (route.stdout, route.stderr)
+        there = subprocess.run(["ip", "netns", "exec", netns, *remote.command(["ip", "-br", "link", "show", bridge])],
+                               capture_output=True, text=True)
+        assert there.returncode == 0 and there.stdout.startswith(bridge), there.stderr
+    proc = run_in(netns, "status", "--stack", alone["d"]["stack"])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| node ")}
+    assert rows["director1"][1] == "running" and rows["director1"][4] == "MASTER", proc.stdout
+    assert rows["web1"][5] == "nginx active" and "IPVS on director1" in proc.stdout, proc.stdout
 
 
 def test_day2_verify_and_status(alone: dict[str, Any]) -> None:

@@ -283,12 +283,40 @@ def test_services_start_once_after_the_package_install(dev_raw: dict[str, Any], 
     policy = next(f for f in doc["write_files"] if f["path"] == "/usr/sbin/policy-rc.d")
     assert policy["permissions"] == "0755" and policy["content"].splitlines()[-1] == "exit 101"
     commands = [" ".join(c) if isinstance(c, list) else c for c in doc["runcmd"]]
-    assert commands[0] == "rm -f /usr/sbin/policy-rc.d"
+    assert commands[:2] == ["rm -f /usr/sbin/policy-rc.d /usr/local/sbin/systemctl "
+                            "/etc/apt/apt.conf.d/00lvslab-first-boot", "systemctl daemon-reload"]
     started = {"director": ["reload-or-restart nginx"],  # keepalived: when its configuration is pushed
                "real-server": ["reload-or-restart nginx", "start lvslab-vip.service"]}[role]
     for service in started:
-        assert any(service in c for c in commands[1:]), (service, commands)
-    assert not any("daemon-reload" in c or "--now" in c for c in commands), commands
+        assert any(service in c for c in commands[2:]), (service, commands)
+    assert not any("daemon-reload" in c or "--now" in c for c in commands[2:]), commands
+
+
+@pytest.mark.parametrize("role", ["director", "real-server"])
+def test_package_installs_skip_daemon_reload(dev_raw: dict[str, Any], role: str, tmp_path: Path) -> None:
+    """The install-time systemctl wrapper, run for real: maintainer scripts' reloads (in any argument
+    position) are skipped, every other call reaches systemctl with its arguments unchanged."""
+    cfg = parse_config(dev_raw, "dev")
+    facts = derive(cfg)
+    text = (director_user_data(cfg, facts.directors[0], KEY, "x" * 8) if role == "director"
+            else real_server_user_data(cfg, facts.real_servers[0], KEY))
+    files = {f["path"]: f for f in yaml.safe_load(text)["write_files"]}
+    wrapper = files["/usr/local/sbin/systemctl"]
+    assert wrapper["permissions"] == "0755"
+    # apt runs dpkg with its own PATH (DPkg::Path): the wrapper's directory must come first in it.
+    dpkg_path = files["/etc/apt/apt.conf.d/00lvslab-first-boot"]["content"].split('"')[1].split(":")
+    assert dpkg_path[0] == "/usr/local/sbin" and "/usr/bin" in dpkg_path
+    log = tmp_path / "calls"
+    real = tmp_path / "systemctl"
+    real.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    real.chmod(0o755)
+    script = tmp_path / "wrapper"
+    script.write_text(wrapper["content"].replace("/usr/bin/systemctl", str(real)))
+    for args in (["--system", "daemon-reload"], ["daemon-reload"], ["--quiet", "is-enabled", "nginx.service"],
+                 ["start", "keepalived.service"], ["show", "-p", "a b"]):
+        subprocess.run(["sh", str(script), *args], check=True)
+    assert log.read_text().splitlines() == ["--quiet is-enabled nginx.service", "start keepalived.service",
+                                            "show -p a b"]
 
 
 def test_sorry_server_is_the_directors_own_nginx(dev_raw: dict[str, Any]) -> None:

@@ -110,6 +110,7 @@ def test_verify_exit_status_is_the_result(monkeypatch: pytest.MonkeyPatch, capsy
     """`verify` runs the lab's steps in order against the running lab and stops at the first failing one;
     its exit status says which way it went."""
     import lvslab.checks as checks
+    import lvslab.verify as verify
     from lvslab.model import derive, verify_spec
 
     cli = runner()
@@ -123,7 +124,7 @@ def test_verify_exit_status_is_the_result(monkeypatch: pytest.MonkeyPatch, capsy
             raise checks.CheckFailed(step, "VIP answering through director2", "no answer")
         return {"passed": True}
 
-    monkeypatch.setattr(checks, "run_step", fake_step)
+    monkeypatch.setattr(verify, "run_step", fake_step)  # what verify.run calls for a local lab
     assert cli.main(["verify", "--stack", "dev"]) == code
     expected = checks.steps_for(spec)
     assert ran == (expected if fail_at is None else expected[:expected.index(fail_at) + 1])
