@@ -44,6 +44,8 @@ ensure_sshd() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openssh-server >/dev/null \
     || { [ -z "$created_policy" ] || rm -f /usr/sbin/policy-rc.d; die "apt-get install openssh-server failed"; }
   [ -z "$created_policy" ] || rm -f /usr/sbin/policy-rc.d
+  # Installed only for this: the package's own sshd must not start at the next boot either.
+  if [ -d /run/systemd/system ]; then systemctl disable --quiet ssh.service 2>/dev/null || true; fi
 }
 
 start() {
