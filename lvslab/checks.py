@@ -472,6 +472,13 @@ def _vip_on_master_only(spec: VerifySpec, key: SshKey) -> float | None:
     holders = _vip_holders(spec, key)
     master = spec.master
     holding = sorted(n for n, h in holders.items() if h)
+    if spec.preempt and holding != [master.name]:
+        # The election may still run: the director pushed last (often the MASTER, its boot the longer) started
+        # keepalived a moment ago and preempts within a few adverts. Wait up to the failover bound.
+        deadline = time.monotonic() + spec.failover_bound_s + 2
+        while holding != [master.name] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            holding = sorted(n for n, h in _vip_holders(spec, key).items() if h)
     handed_over = None
     if not spec.preempt and holding == [spec.backup.name]:
         # nopreempt (both BACKUP): whichever director's keepalived started first took the VIP and keeps it.

@@ -416,3 +416,38 @@ def test_rs_config_script_runs_and_parses_here() -> None:
     rp = {r[1]: r[2] for r in rows if r[0] == "rp"}
     assert set(rp) == {"all", "tunl0"} and rp["all"].isdigit()
     assert any(len(r) > 3 and r[1] == "lo" and r[2] == "inet" for r in rows)
+
+
+@pytest.mark.parametrize("preempt,sequence,outcome", [
+    # preempt: the BACKUP took the VIP first (pushed first), the MASTER preempts a moment later
+    (True, [["director2"], ["director1", "director2"], ["director1"]], None),
+    (True, [["director2"]] * 50, "vip-state"),  # never moves: fails after the failover bound
+    (True, [["director1", "director2"]] * 50, "split-brain"),  # both keep it: split brain, named as such
+    (True, [[]] * 50, "vip-state"),  # nobody
+])
+def test_vip_on_master_waits_for_the_election(monkeypatch: pytest.MonkeyPatch, dev_raw: dict[str, Any],
+                                              preempt: bool, sequence: list[list[str]], outcome: str | None) -> None:
+    """lvs-state right after the directors' keepalived started: a preempting MASTER that started last takes
+    the VIP within the failover bound; the check waits for that, and only for that long."""
+    import dataclasses
+
+    import lvslab.checks as checks
+    from lvslab.config import parse_config
+    from lvslab.model import derive, verify_spec
+
+    spec = dataclasses.replace(verify_spec(derive(parse_config(dev_raw, "dev"))), failover_bound_s=0.2)
+    asked = iter(sequence)
+    monkeypatch.setattr(checks, "_vip_holders", lambda _s, _k, only=None: {
+        n: n in held for n in ("director1", "director2")} if (held := next(asked)) is not None else {})
+    monkeypatch.setattr(checks, "_split_brain", lambda _s, _k, holding: f"both: {holding}")
+    clock = [0.0]  # a fake clock: each sleep advances it
+    monkeypatch.setattr(checks, "time", SimpleNamespace(monotonic=lambda: clock[0],
+                                                        sleep=lambda s: clock.__setitem__(0, clock[0] + s)))
+    if outcome is None:
+        assert checks._vip_on_master_only(spec, None) is None  # type: ignore[arg-type]
+        assert next(asked, "done") == "done"
+    else:
+        with pytest.raises(checks.CheckFailed) as failed:
+            checks._vip_on_master_only(spec, None)  # type: ignore[arg-type]
+        assert failed.value.check == outcome
+        assert clock[0] == pytest.approx(spec.failover_bound_s + 2, abs=0.5)  # waited the bound, no longer
