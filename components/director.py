@@ -1,6 +1,7 @@
 """A director: keepalived (VRRP + IPVS virtual_server) and ipvsadm, installed by cloud-init. With topology
-lvs-keepalived its keepalived.conf is pushed by a command resource and reloaded, so day-2 changes (real
-servers, weights, scheduler, health check) update it in place instead of replacing the VM."""
+lvs-keepalived its keepalived.conf is pushed by a command resource and reloaded (lvs-heartbeat: ldirectord.cf),
+so day-2 changes (real servers, weights, scheduler, health check) update it in place instead of replacing
+the VM."""
 
 from __future__ import annotations
 
@@ -12,9 +13,16 @@ import pulumi_command as command
 from components.connection import HypervisorAccess, node_connection
 from components.node import Node
 from lvslab.checks import cloud_init_done_script
-from lvslab.commands import keepalived_push_script
+from lvslab.commands import keepalived_push_script, ldirectord_push_script
+from lvslab.config import LabConfig
 from lvslab.model import LabFacts, NodeFacts
-from lvslab.render import director_user_data, keepalived_conf, pushes_keepalived_conf
+from lvslab.render import (
+    director_user_data,
+    keepalived_conf,
+    ldirectord_cf,
+    pushes_keepalived_conf,
+    pushes_ldirectord_conf,
+)
 
 
 class Director(pulumi.ComponentResource):
@@ -32,16 +40,29 @@ class Director(pulumi.ComponentResource):
         self.node = Node(f"{name}-node", facts, director, pulumi.Output.secret(user_data),
                          opts=pulumi.ResourceOptions(parent=self), **node_args)
         self.config = None
-        if pushes_keepalived_conf(cfg):
-            timeout = f"{cfg.verify.ready_timeout}s"
+        timeout = f"{cfg.verify.ready_timeout}s"
+        push = _config_push(cfg, director, auth_pass)
+        if push is not None:
+            suffix, script, content = push
             # A new domain (replaced VM) gets the file again; a changed file is an in-place update (stdin).
             self.config = command.remote.Command(
-                f"{name}-keepalived-conf",
+                f"{name}-{suffix}",
                 connection=node_connection(director.address, private_key, access, cfg.verify.ready_timeout),
-                create=keepalived_push_script(cloud_init_done_script(director.name),
-                                              stop_after="keepalived-down-all" in cfg.faults),
-                stdin=pulumi.Output.secret(auth_pass.apply(lambda p: keepalived_conf(cfg, director, p))),
+                create=script, stdin=pulumi.Output.secret(content),
                 triggers=[self.node.domain.id], logging=command.remote.Logging.STDOUT_AND_STDERR,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.node.domain],
                                             custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout)))
         self.register_outputs({"state": director.state, "priority": director.priority})
+
+
+def _config_push(cfg: LabConfig, director: NodeFacts,
+                 auth_pass: pulumi.Output[str]) -> tuple[str, str, pulumi.Output[str]] | None:
+    """(resource suffix, script, file content) of the director's pushed configuration, if its topology has one."""
+    if pushes_keepalived_conf(cfg):
+        return ("keepalived-conf", keepalived_push_script(cloud_init_done_script(director.name),
+                                                          stop_after="keepalived-down-all" in cfg.faults),
+                auth_pass.apply(lambda p: keepalived_conf(cfg, director, p)))
+    if pushes_ldirectord_conf(cfg):
+        return ("ldirectord-conf", ldirectord_push_script(cloud_init_done_script(director.name)),
+                pulumi.Output.from_input(ldirectord_cf(cfg)))
+    return None

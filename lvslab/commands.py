@@ -55,3 +55,22 @@ def keepalived_push_script(wait_for_boot: str, stop_after: bool = False, conf: s
             "else systemctl restart keepalived; echo keepalived started; fi"
             + ("; systemctl stop keepalived; echo 'keepalived stopped (fault keepalived-down-all)'" if stop_after
                else ""))
+
+
+LDIRECTORD_CONF = "/etc/ha.d/ldirectord.cf"
+
+
+def ldirectord_push_script(wait_for_boot: str, conf: str = LDIRECTORD_CONF) -> str:
+    """A director's ldirectord.cf command (topology lvs-heartbeat), run over SSH with the file on stdin: wait
+    until cloud-init is done, have ldirectord read the new file before it replaces the running one
+    (`ldirectord -d FILE status`: 3 = read, not running; 2 = configuration error), then make the running
+    ldirectord (on the director holding heartbeat's resources) reload it, or start heartbeat the first time:
+    it starts ldirectord where the resources go. Prints what it did."""
+    new = f"{conf}.new"
+    return (f"set -e; {{ {wait_for_boot}; }} >/dev/null; install -m 0644 /dev/stdin {new}; "
+            f"rc=0; out=$(ldirectord -d {new} status 2>&1) || rc=$?; "
+            f"if [ $rc -ne 3 ]; then rm -f {new}; echo \"ldirectord refused the new configuration: $out\" >&2; "
+            f"exit 1; fi; mv {new} {conf}; "
+            "if ! systemctl -q is-active heartbeat; then systemctl restart heartbeat; echo heartbeat started; "
+            f"elif ldirectord {conf} status >/dev/null 2>&1; then ldirectord {conf} reload >/dev/null; "
+            "echo ldirectord reloaded; else echo 'ldirectord.cf replaced (ldirectord runs on the other director)'; fi")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from lvslab.config import HEALTH_PAGE_SUFFIX, SCHEDULER_MODULES, LabConfig
+from lvslab.config import HEALTH_PAGE_SUFFIX, LabConfig
 from lvslab.model import SORRY_PREFIX, STREAM_MIB, STREAM_PATH, TUN_ADVMSS, LabFacts, NodeFacts, health_page_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,8 +101,8 @@ def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str,
     nginx node's (it serves the VIP itself)."""
     if cfg.topology == "lvs-heartbeat":
         return _CLOUD_INIT.get_template("heartbeat.yaml.j2").render(
-            **_common(cfg, director, "director", ssh_public_key), scheduler_module=SCHEDULER_MODULES[cfg.lb_algo],
-            ha_cf=ha_cf(cfg, director), haresources=haresources(cfg), ldirectord_cf=ldirectord_cf(cfg),
+            **_common(cfg, director, "director", ssh_public_key),
+            ha_cf=ha_cf(cfg, director), haresources=haresources(cfg),
             auth_pass=auth_pass, sorry_site=sorry_site(cfg, director) if cfg.sorry_server else None,
         )
     if cfg.topology == "nginx-ha":
@@ -119,9 +119,14 @@ def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str,
 def pushes_keepalived_conf(cfg: LabConfig) -> bool:
     """lvs-keepalived: keepalived.conf (real servers, weights, scheduler, health check) is pushed to the
     directors by a command resource and reloaded, not baked into their first boot: day-2 changes update it in
-    place. (nginx-ha bakes its keepalived.conf into the user-data: it holds nothing that changes day to day;
-    lvs-heartbeat's ldirectord.cf is in the user-data too.)"""
+    place. (nginx-ha bakes its keepalived.conf into the user-data: it holds nothing that changes day to day.)"""
     return cfg.topology == "lvs-keepalived"
+
+
+def pushes_ldirectord_conf(cfg: LabConfig) -> bool:
+    """lvs-heartbeat: ldirectord.cf (the IPVS side) is pushed the same way; heartbeat's own files (ha.cf,
+    authkeys, haresources) stay in the user-data: they change with the directors, not with the real servers."""
+    return cfg.topology == "lvs-heartbeat"
 
 
 def real_server_user_data(cfg: LabConfig, server: NodeFacts, ssh_public_key: str) -> str:

@@ -357,15 +357,15 @@ def test_runtime_fault_fails_its_check_alone(alone: dict[str, Any], lab: str, fa
     _fault_fails_its_check(alone, lab, fault, check)
 
 
-def _day2_change(alone: dict[str, Any], edit: Callable[[list[dict[str, Any]]], None]) -> dict[str, Any]:
-    """Edit the kept lab e's real servers in its stack file, preview (no director resource rebuilt), then
-    `up --watch` (the VIP polled during the change: no failed request before the verification began)."""
+def _day2_change(alone: dict[str, Any], edit: Callable[[dict[str, Any]], None], lab: str = "e") -> dict[str, Any]:
+    """Edit a kept lab's stack config, preview (no director resource rebuilt), then `up --watch` (the VIP
+    polled during the change: no failed request before the verification began)."""
     from tests.e2e.conftest import ROOT
 
-    stack = alone["e"]["stack"]
+    stack = alone[lab]["stack"]
     path = ROOT / "stacks" / f"Pulumi.{stack}.yaml"
     doc = yaml.safe_load(path.read_text())
-    edit(doc["config"]["lvs-lab:realServers"])
+    edit(doc["config"])
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     proc = run_in(alone["netns"], "preview", "--stack", stack)
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -385,7 +385,8 @@ def test_day2_real_server_added_and_removed_in_place(alone: dict[str, Any]) -> N
     if not alone["e"] or alone["codes"]["e"] != 0:
         pytest.fail("lab e did not come up")
 
-    def add(servers: list[dict[str, Any]]) -> None:
+    def add(config: dict[str, Any]) -> None:
+        servers = config["lvs-lab:realServers"]
         last = ipaddress.IPv4Address(servers[-1]["address"])
         servers.append({"name": "web3", "address": str(last + 1), "weight": 1})
 
@@ -399,13 +400,34 @@ def test_day2_real_server_added_and_removed_in_place(alone: dict[str, Any]) -> N
     assert added["watch"]["failed"] == 0 and added["watch"]["requests"] > 100, added["watch"]
     assert "PASS round-robin" in added["output"] and "web3" in added["output"].split("PASS round-robin")[1][:400]
 
-    removed = _day2_change(alone, lambda servers: servers.pop())
+    removed = _day2_change(alone, lambda config: config["lvs-lab:realServers"].pop())
     changes = removed["preview"]["changes"]
     assert removed["preview"]["director_rebuilds"] == [], changes
     assert {"web3-node-domain", "web3-node-disk", "web3-node-seed"} <= set(changes.get("delete", []))
     assert {"director1-keepalived-conf", "director2-keepalived-conf"} <= set(changes.get("update", []))
     assert removed["watch"]["failed"] == 0, removed["watch"]
     assert "PASS round-robin" in removed["output"]
+
+
+def test_day2_heartbeat_scheduler_and_weight_in_place(alone: dict[str, Any]) -> None:
+    """The same on kept lab g (lvs-heartbeat): rr -> wrr with web1 at weight 3 updates both directors'
+    ldirectord.cf in place (the active one's ldirectord reloads it, the other keeps it for its takeover), no
+    director rebuilt, 0 failed requests; the verification then sees 24/8 of 32 requests."""
+    if not alone["g"] or alone["codes"]["g"] != 0:
+        pytest.fail("lab g did not come up")
+
+    def reweigh(config: dict[str, Any]) -> None:
+        config["lvs-lab:lvs"]["lbAlgo"] = "wrr"
+        config["lvs-lab:realServers"][0]["weight"] = 3
+
+    changed = _day2_change(alone, reweigh, lab="g")
+    changes = changed["preview"]["changes"]
+    assert changed["preview"]["director_rebuilds"] == [] and not changes.get("create"), changes
+    assert {"director1-ldirectord-conf", "director2-ldirectord-conf"} <= set(changes.get("update", []))
+    assert "ldirectord reloaded" in changed["output"] and "ldirectord.cf replaced" in changed["output"]
+    assert changed["watch"]["failed"] == 0, changed["watch"]
+    rr = json.loads(changed["output"].split("PASS round-robin", 1)[1].split("\n", 1)[0])
+    assert rr["counts"] == {"web1": 24, "web2": 8} == rr["ipvs_conns"], rr
 
 
 @pytest.mark.parametrize("lab", sorted(ALONE))

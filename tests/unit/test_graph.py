@@ -242,11 +242,11 @@ def test_nginx_ha_is_two_nodes_and_its_own_steps(image_dir: Path) -> None:
     assert spec["failover_bound_s"] == pytest.approx((2 + 1) * 2 + 3 * 1 + (256 - 100) / 256)
 
 
-def _director_inputs(mocks: Recorder) -> dict[str, tuple[Any, Any]]:
-    """Per director: (the environment its seed ISO is built from, the keepalived.conf its push command sends)."""
+def _director_inputs(mocks: Recorder, push: str = "-keepalived-conf") -> dict[str, tuple[Any, Any]]:
+    """Per director: (the environment its seed ISO is built from, the file its push command sends)."""
     seeds = {r.name.split("-")[0]: r.inputs["environment"] for r in mocks.of(LOCAL)
              if r.name.endswith("-seed-iso") and r.name.startswith("director")}
-    pushes = {r.name.split("-")[0]: r.inputs["stdin"] for r in mocks.of(REMOTE) if r.name.endswith("-keepalived-conf")}
+    pushes = {r.name.split("-")[0]: r.inputs["stdin"] for r in mocks.of(REMOTE) if r.name.endswith(push)}
     return {d: (seeds[d], pushes[d]) for d in seeds}
 
 
@@ -285,3 +285,30 @@ def test_day2_changes_leave_the_directors_vms_alone(dev_raw: dict[str, Any], ima
     for d in ("director1", "director2"):
         assert after[d][0] == before[d][0], d  # same user-data, meta-data, network-config: no new VM
         assert after[d][1] != before[d][1], d  # a new keepalived.conf
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r["realServers"].append({"name": "web3", "address": "10.86.0.23", "weight": 1}),
+    lambda r: r["realServers"].pop(),
+    lambda r: r["realServers"][0].update(weight=3),
+    lambda r: r["lvs"].update(lbAlgo="wlc"),
+])
+def test_heartbeat_day2_changes_leave_the_directors_vms_alone(image_dir: Path, change: Any) -> None:
+    """lvs-heartbeat: ldirectord.cf is pushed (and ldirectord reloaded) like keepalived.conf, so the same
+    day-2 changes leave the directors' seeds alone and change only what their ldirectord-conf commands send."""
+    from tests.conftest import stack_config
+
+    raw = stack_config("heartbeat")
+    mocks = run_program(raw, stack="heartbeat")
+    pushes = {r.name: r for r in mocks.of(REMOTE) if r.name.endswith("-ldirectord-conf")}
+    assert sorted(pushes) == ["director1-ldirectord-conf", "director2-ldirectord-conf"]
+    assert not [r for r in mocks.of(REMOTE) if r.name.endswith("-keepalived-conf")]
+    for r in pushes.values():
+        assert "virtual=10.86.0.100:80" in r.inputs["stdin"]["value"]
+        assert "ldirectord -d /etc/ha.d/ldirectord.cf.new status" in r.inputs["create"]
+    before = _director_inputs(mocks, "-ldirectord-conf")
+    change(raw)
+    after = _director_inputs(run_program(raw, stack="heartbeat"), "-ldirectord-conf")
+    for d in ("director1", "director2"):
+        assert after[d][0] == before[d][0], d
+        assert after[d][1] != before[d][1], d

@@ -89,26 +89,28 @@ def test_heartbeat_files() -> None:
 
 
 def test_director_and_real_server_user_data(tmp_path: Path) -> None:
-    """A heartbeat director installs heartbeat, ldirectord, ipvsadm and nginx (the fallback), writes the four
-    files once the packages are in (authkeys 0600 with the secret), keeps ldirectord's own unit off and starts
-    heartbeat last; a real server serves '<name> ok' as its health page. cloud-init's schema accepts both."""
+    """A heartbeat director installs heartbeat, ldirectord, ipvsadm and nginx (the fallback), writes
+    heartbeat's three files once the packages are in (authkeys 0600 with the secret), keeps ldirectord's own
+    unit off and does not start heartbeat: ldirectord.cf is pushed later, and the push starts it; a real server
+    serves '<name> ok' as its health page. cloud-init's schema accepts both."""
     cfg = parse_config(heartbeat_raw(), "heartbeat")
     facts = derive(cfg)
     text = director_user_data(cfg, facts.directors[0], KEY, "s3cret")
     doc = yaml.safe_load(text)
     assert doc["packages"] == ["heartbeat", "ldirectord", "ipvsadm", "nginx"]
     files = {f["path"]: f for f in doc["write_files"]}
-    for path in ("/etc/ha.d/ha.cf", "/etc/ha.d/authkeys", "/etc/ha.d/haresources", "/etc/ha.d/ldirectord.cf"):
+    for path in ("/etc/ha.d/ha.cf", "/etc/ha.d/authkeys", "/etc/ha.d/haresources"):
         assert files[path]["defer"] is True, path
+    assert "/etc/ha.d/ldirectord.cf" not in files and "virtual=" not in text
     assert files["/etc/ha.d/authkeys"]["permissions"] == "0600"
     assert files["/etc/ha.d/authkeys"]["content"] == "auth 1\n1 sha1 s3cret\n"
-    # in place before the package's systemd reload: heartbeat's own split-brain restart survives systemd
+    # in place before runcmd's systemd reload: heartbeat's own split-brain restart survives systemd
     restart = files["/etc/systemd/system/heartbeat.service.d/lvslab-restart.conf"]
     assert "defer" not in restart and "Restart=always\n" in restart["content"]
     assert "keepalived" not in text.replace("keepalived's", "")
     commands = [" ".join(c) if isinstance(c, list) else c for c in doc["runcmd"]]
     assert "systemctl disable --no-reload ldirectord" in commands
-    assert commands.index("systemctl restart heartbeat") > commands.index("modprobe ip_vs")
+    assert not [c for c in commands if "heartbeat" in c], commands
     web = real_server_user_data(cfg, facts.real_servers[1], KEY)
     web_files = {f["path"]: f["content"] for f in yaml.safe_load(web)["write_files"]}
     assert web_files["/var/www/html/health.html"] == "web2 ok\n"
@@ -190,3 +192,42 @@ def test_connect_only_fault_changes_just_the_check_type(ldirectord: Path, tmp_pa
     assert ldirectord_reads(ldirectord, path.read_text(), tmp_path).returncode == 3
     assert fault.repair.startswith(f"mv {LDIRECTORD_CF}.lvslab-fault {LDIRECTORD_CF} && ")
     assert fault.check == "health-check" and fault.steps == ("health-check",)
+
+
+@pytest.mark.tools
+def test_ldirectord_push_script_for_real(ldirectord: Path, tmp_path: Path) -> None:
+    """The ldirectord.cf command, run with the lab's real ldirectord (systemctl faked): the first push installs
+    the file and starts heartbeat; a later one with ldirectord not running here (the other director holds the
+    resources) only replaces the file; a file ldirectord refuses changes nothing and fails with its complaint."""
+    from lvslab.commands import ldirectord_push_script
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    perl5lib = f"{ldirectord}/usr/lib/x86_64-linux-gnu/perl5/5.36:{ldirectord}/usr/share/perl5"
+    (bin_dir / "ldirectord").write_text(  # as in ldirectord_reads: from the unpacked root (it finds ipvsadm there)
+        f'#!/bin/sh\ncd {ldirectord} && PERL5LIB={perl5lib} exec perl usr/sbin/ldirectord "$@"\n')
+    calls, active = tmp_path / "systemctl.log", tmp_path / "heartbeat-active"
+    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n'
+                                       f'case "$*" in "-q is-active heartbeat") [ -e {active} ];; '
+                                       f'"restart heartbeat") touch {active};; esac\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    conf = tmp_path / "ldirectord.cf"
+    script = ldirectord_push_script("true", conf=str(conf))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    def push(text: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", "-c", script], input=text, capture_output=True, text=True, env=env, timeout=120)
+
+    good = ldirectord_cf(parse_config(heartbeat_raw(), "heartbeat"))
+    first = push(good)
+    assert first.returncode == 0 and first.stdout.strip() == "heartbeat started", first.stdout + first.stderr
+    assert conf.read_text() == good and oct(conf.stat().st_mode & 0o777) == "0o644"
+    assert "restart heartbeat" in calls.read_text()
+    changed = good.replace("\treal=10.86.0.22:80 gate 1\n", "")
+    again = push(changed)
+    assert again.returncode == 0 and "ldirectord runs on the other director" in again.stdout, again.stderr
+    assert conf.read_text() == changed and calls.read_text().count("restart heartbeat") == 1
+    broken = push(changed.replace("checktype=negotiate", "checktype=sometimes"))
+    assert broken.returncode == 1 and "ldirectord refused the new configuration" in broken.stderr, broken.stderr
+    assert conf.read_text() == changed and not (tmp_path / "ldirectord.cf.new").exists()
