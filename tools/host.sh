@@ -46,7 +46,6 @@ packages() {
 
 libvirt_up() { virsh -c "$URI" version >/dev/null 2>&1; }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 
 # The namespace of a libvirtd this script started and that still runs (empty if none).
@@ -109,14 +108,7 @@ stop() {
       for d in $running; do virsh -c "$URI" destroy "$d" >/dev/null; virsh -c "$URI" undefine "$d" >/dev/null || true; log "forced off $d"; done
     fi
   fi
-  for f in libvirtd virtlogd; do
-    if pid_alive "$RUN/$ns/$f.pid"; then
-      local pid; pid=$(cat "$RUN/$ns/$f.pid")
-      kill "$pid"; local i; for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      log "stopped $f (pid $pid)"
-    fi
-    rm -f "$RUN/$ns/$f.pid"
-  done
+  for f in libvirtd virtlogd; do stop_by_pidfile "$RUN/$ns/$f.pid" "$f"; done
   rmdir "$RUN/$ns" 2>/dev/null || true
   if [ -e "/run/netns/$ns" ]; then ip netns del "$ns"; log "deleted network namespace $ns"; fi
 }

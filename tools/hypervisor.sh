@@ -20,7 +20,6 @@ RUN_ROOT=/run/lvs-lab-hv
 PRIVATE_DIRS=(/etc/libvirt /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt
               /var/lib/lvs-lab /var/log/lvs-lab)
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 hv_ns() { echo "lvslab-$1"; }
 hv_address() { echo "10.254.$1.2"; }
 runner_address() { echo "10.254.$1.1"; }
@@ -127,14 +126,7 @@ stop() {
       for d in $running; do hv_virsh "$name" destroy "$d" >/dev/null; hv_virsh "$name" undefine "$d" >/dev/null || true; log "forced off $d"; done
     fi
   fi
-  for f in sshd libvirtd virtlogd; do
-    if pid_alive "$run/$f.pid"; then
-      local pid; pid=$(cat "$run/$f.pid")
-      kill "$pid"; local i; for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      log "stopped $f of hypervisor $name (pid $pid)"
-    fi
-    rm -f "$run/$f.pid"
-  done
+  for f in sshd libvirtd virtlogd; do stop_by_pidfile "$run/$f.pid" "$f of hypervisor $name"; done
   rmdir "$run" 2>/dev/null || true
   ip -n "$netns" link del "hv-$name" 2>/dev/null || true
   if [ -e "/run/netns/$ns" ]; then ip netns del "$ns"; log "deleted network namespace $ns"; fi
