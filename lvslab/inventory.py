@@ -21,9 +21,15 @@ def _virsh(hv: Hypervisor, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(hv.command(["virsh", "-q", "-c", hv.local_uri, *args]), capture_output=True, text=True)
 
 
+class InventoryError(RuntimeError):
+    """The hypervisor could not be asked: nothing can be said about what is left (never 'nothing')."""
+
+
 def _names(hv: Hypervisor, *args: str) -> list[str]:
     proc = _virsh(hv, *args)
-    return proc.stdout.split() if proc.returncode == 0 else []
+    if proc.returncode != 0:
+        raise InventoryError(f"virsh {' '.join(args)} on hypervisor {hv.name}: {proc.stderr.strip()[-300:]}")
+    return proc.stdout.split()
 
 
 def existing_paths(hv: Hypervisor, paths: list[str]) -> list[str]:
@@ -32,6 +38,8 @@ def existing_paths(hv: Hypervisor, paths: list[str]) -> list[str]:
         return []
     if hv.remote:
         proc = subprocess.run(hv.command(["sh", "-c", _LIST_PATHS, "sh", *paths]), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise InventoryError(f"listing {' '.join(paths)} on hypervisor {hv.name}: {proc.stderr.strip()[-300:]}")
         return proc.stdout.splitlines()
     found: list[str] = []
     for path in paths:
@@ -69,9 +77,13 @@ def _where(facts: LabFacts) -> tuple[Hypervisor, list[str], list[str]]:
 
 
 def lab_leftovers(facts: LabFacts) -> dict[str, list[str]]:
-    """Only the kinds of which something is left."""
+    """Only the kinds of which something is left; a hypervisor that cannot be asked is reported as such
+    (kind "unknown"), so a leak check never passes blind."""
     hv, there, here = _where(facts)
-    found = leftovers(hv, facts.prefix + "-", there, here)
+    try:
+        found = leftovers(hv, facts.prefix + "-", there, here)
+    except InventoryError as exc:
+        return {"unknown": [str(exc)]}
     return {k: v for k, v in found.items() if v}
 
 
@@ -80,7 +92,10 @@ def purge(facts: LabFacts) -> None:
     destroy` could not: an operation interrupted mid-create (SIGINT/SIGTERM during `up`) leaves objects that
     libvirt made but Pulumi's state never recorded (pending creates), so destroy does not know them."""
     hv, there, here = _where(facts)
-    found = leftovers(hv, facts.prefix + "-", [])
+    try:
+        found = leftovers(hv, facts.prefix + "-", [])
+    except InventoryError:
+        return  # the leak check that follows says so
     for domain in found["domains"]:
         _virsh(hv, "destroy", domain)
         _virsh(hv, "undefine", domain)

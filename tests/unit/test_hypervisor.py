@@ -197,3 +197,18 @@ def test_leftover_paths_are_listed_alike_here_and_on_a_hypervisor(monkeypatch: p
     assert local == [f"{tmp_path}/pool/", f"{tmp_path}/pool/sub/disk.qcow2", f"{tmp_path}/seed.iso"]
     monkeypatch.setattr(Hypervisor, "command", lambda self, argv: argv)  # "remote": the same shell, here
     assert existing_paths(parse_uri(URI), paths) == local
+
+
+def test_leak_check_never_passes_blind(monkeypatch: pytest.MonkeyPatch, dev_raw: dict[str, Any]) -> None:
+    """A hypervisor that cannot be asked (SSH refused, libvirt down) is a failed leak check, not an empty one."""
+    from lvslab.inventory import lab_leftovers
+    from lvslab.model import derive
+
+    dev_raw["libvirtUri"] = URI
+    facts = derive(parse_config(dev_raw, "dev"))
+    refused = "echo 'ssh: connect to host 10.254.1.2: refused' >&2; exit 255"
+    monkeypatch.setattr(Hypervisor, "command", lambda self, argv: ["sh", "-c", refused])
+    found = lab_leftovers(facts)
+    assert list(found) == ["unknown"] and "on hypervisor 10.254.1.2: ssh: connect to host" in found["unknown"][0]
+    monkeypatch.setattr(Hypervisor, "command", lambda self, argv: ["true"])  # answers, nothing listed
+    assert lab_leftovers(facts) == {}
