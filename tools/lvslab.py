@@ -59,12 +59,17 @@ class SignalGuard:
 
     def __init__(self) -> None:
         self.fired = threading.Event()
+        self._second: threading.Timer | None = None
 
     def __enter__(self) -> SignalGuard:
         self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def __exit__(self, *_: object) -> None:
+        # The guarded operation is over: its second interrupt must not hit the cleanup's own pulumi calls
+        # (seen in CI: `pulumi stack rm` after the destroy killed by it, exit -2, no report written).
+        if self._second is not None:
+            self._second.cancel()
         for s, h in self._old.items():
             signal.signal(s, h)
 
@@ -76,9 +81,9 @@ class SignalGuard:
         self._interrupt_children()
         # pulumi finishes in-flight steps on the first SIGINT; a long check would delay the cleanup, so a
         # second SIGINT after a grace period stops it (checks change no infrastructure).
-        timer = threading.Timer(self.grace_seconds, self._interrupt_children)
-        timer.daemon = True
-        timer.start()
+        self._second = threading.Timer(self.grace_seconds, self._interrupt_children)
+        self._second.daemon = True
+        self._second.start()
 
     grace_seconds = 20.0
 

@@ -165,3 +165,23 @@ def test_day2_plan_and_vip_watch() -> None:
     events = [PollEvent(t, ok, "web1" if ok else None, "52:54:00:00:00:01")
               for t, ok in ((0.5, True), (1.0, False), (2.0, True), (9.0, False))]
     assert vip_during(events, 0.0, 5.0) == {"requests": 3, "failed": 1, "answered_by": {"web1": 2}, "seconds": 5.0}
+
+
+def test_signal_guard_second_interrupt_ends_with_the_guarded_operation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM: children interrupted at once and again after the grace period, but only while the guarded
+    operation runs; after the guard the cleanup's own pulumi calls are left alone."""
+    import signal
+    import time
+
+    cli = runner()
+    calls: list[float] = []
+    monkeypatch.setattr(cli.SignalGuard, "_interrupt_children", staticmethod(lambda: calls.append(time.monotonic())))
+    monkeypatch.setattr(cli.SignalGuard, "grace_seconds", 0.2)
+    with cli.SignalGuard() as guard:
+        guard._handle(signal.SIGTERM, None)  # noqa: SLF001
+        time.sleep(0.4)
+    assert len(calls) == 2  # at once, and after the grace period
+    with cli.SignalGuard() as guard:
+        guard._handle(signal.SIGTERM, None)  # noqa: SLF001
+    time.sleep(0.4)  # the guard is gone before the grace period ends: no second interrupt
+    assert len(calls) == 3
