@@ -30,9 +30,11 @@ class Director(pulumi.ComponentResource):
     config: command.remote.Command | None
 
     def __init__(self, name: str, facts: LabFacts, director: NodeFacts, ssh_public_key: pulumi.Output[str],
-                 auth_pass: pulumi.Output[str], private_key: pulumi.Output[str], access: HypervisorAccess | None,
-                 opts: pulumi.ResourceOptions | None = None, **node_args: Any) -> None:
+                 auth_pass: pulumi.Output[str], opts: pulumi.ResourceOptions | None = None, **node_args: Any) -> None:
+        """node_args: Node's (storage, network, private_key, access, ...)."""
         super().__init__("lvslab:index:Director", name, None, opts)
+        private_key: pulumi.Output[str] = node_args["private_key"]
+        access: HypervisorAccess | None = node_args["access"]
         cfg = facts.cfg
         # auth_pass is a secret, so the rendered user-data is one too.
         user_data = pulumi.Output.all(ssh_public_key, auth_pass).apply(

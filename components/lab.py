@@ -17,7 +17,7 @@ from components.storage import Storage
 from components.verification import Verification
 from lvslab.commands import host_dirs_commands
 from lvslab.host import ImageFiles
-from lvslab.model import LabFacts
+from lvslab.model import LabFacts, boot_after
 
 
 class Lab(pulumi.ComponentResource):
@@ -25,8 +25,9 @@ class Lab(pulumi.ComponentResource):
 
     def __init__(self, name: str, facts: LabFacts, files: ImageFiles, domain_type: str,
                  auth_pass: pulumi.Output[str] | None, access: HypervisorAccess | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        """access: how to reach a remote hypervisor (None: this machine's libvirt)."""
+                 boots_at_once: int | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+        """access: how to reach a remote hypervisor (None: this machine's libvirt); boots_at_once: vm.bootsAtOnce
+        resolved for this hypervisor (None: all at once)."""
         cfg = facts.cfg
         super().__init__("lvslab:index:Lab", name, None, opts)
         hypervisor = libvirt.Provider(f"{name}-libvirt", uri=cfg.libvirt_uri, opts=pulumi.ResourceOptions(parent=self))
@@ -51,10 +52,24 @@ class Lab(pulumi.ComponentResource):
         network = LabNetwork(f"{name}-network", facts, opts=child)
         storage = Storage(f"{name}-storage", facts, files, opts=child)
         common: dict[str, Any] = dict(storage=storage, network=network, domain_type=domain_type,
-                                      host_dirs=host_dirs, opts=child)
-        directors = [Director(d.name, facts, d, creds.public_key, auth_pass, creds.private_key, access, **common)
-                     for d in facts.directors]
-        servers = [RealServer(s.name, facts, s, creds.public_key, **common) for s in facts.real_servers]
+                                      host_dirs=host_dirs, private_key=creds.private_key, access=access, opts=child)
+        # Directors first (they take longest); node i's domain waits for node i - boots_at_once to be ready.
+        waits_for = boot_after(tuple(n.name for n in facts.nodes), boots_at_once or len(facts.nodes))
+        ready: dict[str, pulumi.Resource] = {}
+
+        def after(node: str) -> pulumi.Resource | None:
+            previous = waits_for[node]
+            return ready[previous] if previous else None
+
+        directors: list[Director] = []
+        for d in facts.directors:
+            directors.append(Director(d.name, facts, d, creds.public_key, auth_pass, boot_after=after(d.name),
+                                      **common))
+            ready[d.name] = directors[-1].node.ready
+        servers: list[RealServer] = []
+        for s in facts.real_servers:
+            servers.append(RealServer(s.name, facts, s, creds.public_key, boot_after=after(s.name), **common))
+            ready[s.name] = servers[-1].node.ready
         nodes = [d.node for d in directors] + [s.node for s in servers]
 
         self.outputs = {
@@ -75,7 +90,7 @@ class Lab(pulumi.ComponentResource):
         }
         if cfg.verify.enabled:
             configs = [d.config for d in directors if d.config is not None]
-            verification = Verification(f"{name}-verification", facts, nodes, creds.private_key, configs, access,
+            verification = Verification(f"{name}-verification", facts, nodes, creds.private_key, configs,
                                         opts=child)
             self.outputs["verification"] = verification.results
         self.register_outputs(self.outputs)

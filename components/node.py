@@ -6,8 +6,10 @@ import pulumi
 import pulumi_command as command
 import pulumi_libvirt as libvirt
 
+from components.connection import HypervisorAccess, node_connection
 from components.network import LabNetwork
 from components.storage import Storage
+from lvslab.checks import ready_script
 from lvslab.commands import SEED_ISO_COMMAND, SEED_ISO_DELETE
 from lvslab.model import OVERLAY_SIZE_MIB, LabFacts, NodeFacts
 from lvslab.render import domain_xslt, meta_data, network_config
@@ -19,13 +21,17 @@ REPLACE_DOMAIN_ON = ["kernel", "initrd", "cmdlines", "disks", "networkInterfaces
 
 
 class Node(pulumi.ComponentResource):
-    """A lab VM with a fixed MAC and static address; its serial console also goes to `facts.console_log`."""
+    """A lab VM with a fixed MAC and static address; its serial console also goes to `facts.console_log`.
+    `ready` finishes when its first boot did (cloud-init done, over SSH)."""
 
     domain: libvirt.Domain
+    ready: command.remote.Command
 
     def __init__(self, name: str, facts: LabFacts, node: NodeFacts, user_data: pulumi.Input[str],
                  storage: Storage, network: LabNetwork, domain_type: str, host_dirs: pulumi.Resource,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 private_key: pulumi.Output[str], access: HypervisorAccess | None,
+                 boot_after: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+        """boot_after: the readiness of the node whose boot this one waits for (vm.bootsAtOnce)."""
         super().__init__("lvslab:index:Node", name, None, opts)
         self.facts = node
         # The NoCloud seed: an ISO built on this machine and uploaded as a plain volume. (pulumi-libvirt
@@ -66,6 +72,15 @@ class Node(pulumi.ComponentResource):
             xml=libvirt.DomainXmlArgs(xslt=domain_xslt(facts, node, domain_type,
                                                         facts.volume("repo.iso") if storage.repo else None)),
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, replace_on_changes=REPLACE_DOMAIN_ON,
-                                        replace_with=[self.disk, self.seed], depends_on=[host_dirs]))
+                                        replace_with=[self.disk, self.seed],
+                                        depends_on=[host_dirs, *([boot_after] if boot_after else [])]))
+        # Waits over SSH, patient with slow emulated boots; a new domain is a new first boot to wait for.
+        timeout = f"{facts.cfg.verify.ready_timeout}s"
+        self.ready = command.remote.Command(
+            f"{name}-ready",
+            connection=node_connection(node.address, private_key, access, facts.cfg.verify.ready_timeout),
+            create=ready_script(node.name), triggers=[self.domain.id], logging=command.remote.Logging.STDERR,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.domain],
+                                        custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout)))
         self.register_outputs({"domain": node.domain, "address": node.address, "role": node.role, "mac": node.mac,
                                "consoleLog": node.console_log})

@@ -1,6 +1,6 @@
-"""The lab's verification as command resources: on every node a `command.remote.Command` that waits for
-cloud-init to finish (over SSH, patient with slow emulated boots), then one `command.local.Command` per
-step running `python -m lvslab.verify STEP`, each depending on the one before.
+"""The lab's verification as command resources: once every node is ready (its `ready` command: cloud-init
+done) and the directors' configuration is pushed, one `command.local.Command` per step running
+`python -m lvslab.verify STEP`, each depending on the one before.
 
 The local steps run where Pulumi runs; each step goes on to where the lab's bridge is: this host (inside
 the lab's network namespace here), or a remote hypervisor over SSH (lvslab.verify relays it there), as
@@ -17,9 +17,8 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 
-from components.connection import HypervisorAccess, node_connection
 from components.node import Node
-from lvslab.checks import ready_script, steps_for
+from lvslab.checks import steps_for
 from lvslab.model import LabFacts, verify_spec
 from lvslab.report import summary
 from lvslab.verify import KEY_VARIABLE
@@ -38,7 +37,7 @@ class Verification(pulumi.ComponentResource):
     results: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, facts: LabFacts, nodes: list[Node], private_key: pulumi.Output[str],
-                 configs: list[pulumi.Resource], access: HypervisorAccess | None,
+                 configs: list[pulumi.Resource],
                  opts: pulumi.ResourceOptions | None = None) -> None:
         """configs: the commands that push configuration to the nodes; the steps run after them."""
         super().__init__("lvslab:index:Verification", name, None, opts)
@@ -46,17 +45,7 @@ class Verification(pulumi.ComponentResource):
         spec = verify_spec(facts)
         # Lab identity: any replaced domain (new id) re-runs every check; so does a new nonce.
         triggers = pulumi.Output.all(*[n.domain.id for n in nodes]).apply(lambda ids: [*ids, cfg.verify.nonce])
-        timeout = pulumi.CustomTimeouts(create=f"{cfg.verify.ready_timeout}s", update=f"{cfg.verify.ready_timeout}s")
-        ready = [
-            command.remote.Command(
-                f"{name}-ready-{n.facts.name}",
-                connection=node_connection(n.facts.address, private_key, access, cfg.verify.ready_timeout),
-                create=ready_script(n.facts.name), triggers=[n.domain.id],
-                logging=command.remote.Logging.STDERR,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[n.domain], custom_timeouts=timeout))
-            for n in nodes
-        ]
-        previous: list[pulumi.Resource] = [*ready, *configs]
+        previous: list[pulumi.Resource] = [*(n.ready for n in nodes), *configs]
         steps: dict[str, command.local.Command] = {}
         for step in steps_for(spec):
             steps[step] = command.local.Command(

@@ -349,22 +349,25 @@ def cloud_init_done_script(name: str, run_dir: str = "/run/cloud-init",
 # Where each node's ready command leaves its boot profile (taken as soon as that node finished booting, while
 # the others still boot: the readiness step after the last node then only reads it, not 4-8 s per node).
 BOOT_PROFILE_FILE = "/var/lib/lvslab/boot-profile.txt"
+PROFILE_WAIT_S = 60
 
 
-def ready_script(name: str) -> str:
-    """The ready command of each node (components/verification.py): wait for cloud-init, then, once systemd
-    says the boot is over (its kernel/userspace split exists only then), keep the boot profile on the node.
-    The profile is diagnostics: its failure never fails readiness."""
-    return (f"{{ {cloud_init_done_script(name)}; }} && {{ timeout 60 systemctl is-system-running --wait >/dev/null; "
-            f"{{ {PROFILE_SCRIPT}; }} > {BOOT_PROFILE_FILE}.tmp 2>&1; mv {BOOT_PROFILE_FILE}.tmp {BOOT_PROFILE_FILE}; "
-            "true; }")
+def ready_script(name: str, run_dir: str = "/run/cloud-init", profile_file: str = BOOT_PROFILE_FILE) -> str:
+    """The ready command of each node (components/node.py): wait for cloud-init, then return at once (the next
+    VM's boot waits for this command: vm.bootsAtOnce) and leave the boot profile to a background job that
+    takes it once systemd says the boot is over (its kernel/userspace split exists only then). The profile
+    is diagnostics: its failure never fails readiness."""
+    return (f"{{ {cloud_init_done_script(name, run_dir)}; }} && {{ ( timeout {PROFILE_WAIT_S} systemctl "
+            f"is-system-running --wait >/dev/null; {{ {PROFILE_SCRIPT}; }} > {profile_file}.tmp 2>&1; "
+            f"mv {profile_file}.tmp {profile_file} ) </dev/null >/dev/null 2>&1 & }}")
 
 
-def readiness_script(name: str) -> str:
-    """The readiness step's one SSH call per node: cloud-init done, then the kept boot profile (taken now
-    if the ready command did not keep one)."""
-    return (f"{{ {cloud_init_done_script(name)}; }} && "
-            f"{{ cat {BOOT_PROFILE_FILE} 2>/dev/null || {{ {PROFILE_SCRIPT}; }}; }}")
+def readiness_script(name: str, run_dir: str = "/run/cloud-init", profile_file: str = BOOT_PROFILE_FILE) -> str:
+    """The readiness step's one SSH call per node: cloud-init done, then the boot profile the ready command's
+    background job keeps (waited for; taken now if there is none)."""
+    return (f"{{ {cloud_init_done_script(name, run_dir)}; }} && {{ i=0; while [ ! -e {profile_file} ] && "
+            f"[ $i -lt {PROFILE_WAIT_S + 10} ]; do sleep 1; i=$((i+1)); done; "
+            f"cat {profile_file} 2>/dev/null || {{ {PROFILE_SCRIPT}; }}; }}")
 
 
 def check_readiness(spec: VerifySpec, key: SshKey) -> dict[str, Any]:

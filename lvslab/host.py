@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lvslab.config import LabConfig
+from lvslab.hypervisor import Hypervisor
 from lvslab.imagebuild import cache_key, default_cache, default_spec
 
 
@@ -70,6 +71,21 @@ def kvm_works(kernel: str, initrd: str | None, timeout: float = 15.0) -> bool:
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(known))
     return works
+
+
+def hypervisor_cpus(hv: Hypervisor) -> int:
+    """The hypervisor's CPU count (vm.bootsAtOnce auto): this machine's, or `nproc` over SSH."""
+    if not hv.remote:
+        return os.cpu_count() or 1
+    try:
+        proc = subprocess.run(hv.command(["nproc", "--all"]), capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        proc = subprocess.CompletedProcess([], 255, "", "no answer within 60 s")
+    if proc.returncode != 0 or not proc.stdout.strip().isdigit():
+        raise HostError(f"lvs-lab:vm.bootsAtOnce is auto but the CPU count of hypervisor {hv.name} could not be read "
+                        f"({(proc.stderr or proc.stdout).strip()[-200:] or f'exit {proc.returncode}'}): "
+                        "set vm.bootsAtOnce to a number of VMs")
+    return int(proc.stdout)
 
 
 def resolve_domain_type(cfg: LabConfig, kernel: str | None, initrd: str | None,

@@ -131,6 +131,23 @@ class LabFacts(_Nodes):
         return kernel_cmdlines(f"root=LABEL=rootfs ro {self.cfg.image.kernel_cmdline}")
 
 
+def boots_at_once(setting: str | int, domain_type: str, hypervisor_cpus: int, vcpus: int, nodes: int) -> int:
+    """vm.bootsAtOnce resolved: under software emulation a booting VM keeps one core busy per vCPU, so auto
+    boots as many as the hypervisor's cores carry; under KVM (guests mostly wait on I/O) all at once."""
+    if setting == "all" or (setting == "auto" and domain_type == "kvm"):
+        return max(nodes, 1)
+    if setting == "auto":
+        return max(1, hypervisor_cpus // max(vcpus, 1))
+    return int(setting)
+
+
+def boot_after(names: tuple[str, ...], at_once: int) -> dict[str, str | None]:
+    """Which node's readiness each node's domain waits for: the i-th starts when the (i - at_once)-th is ready,
+    so at most `at_once` first boots share the CPU. In list order: directors first, as they take longest and
+    their configuration pushes follow their boot."""
+    return {name: names[i - at_once] if i >= at_once else None for i, name in enumerate(names)}
+
+
 def derive(cfg: LabConfig, pool_root: str = POOL_ROOT, log_root: str = LOG_ROOT,
            seed_root: str = SEED_ROOT) -> LabFacts:
     """All derived facts of a validated config, computed once."""

@@ -12,7 +12,7 @@ from lvslab import host
 from lvslab.config import PROJECT, ConfigError, LabConfig, parse_config
 from lvslab.host import ImageFiles
 from lvslab.hypervisor import Hypervisor, parse_uri, pinned_host_key
-from lvslab.model import derive
+from lvslab.model import boots_at_once, derive
 
 
 def raw_config() -> tuple[dict[str, object], set[str], dict[str, object]]:
@@ -57,7 +57,12 @@ def main() -> None:
 
     secret_pass = pulumi.Output.secret(str(auth_pass)) if auth_pass is not None else None
     facts = derive(cfg)
-    lab = Lab(facts.prefix, facts, files, domain_type, secret_pass, access)
+    try:
+        cpus = host.hypervisor_cpus(hv) if cfg.vm.boots_at_once == "auto" and domain_type == "qemu" else 0
+    except host.HostError as exc:
+        raise SystemExit(str(exc)) from None
+    at_once = boots_at_once(cfg.vm.boots_at_once, domain_type, cpus, cfg.vm.vcpus, len(facts.nodes))
+    lab = Lab(facts.prefix, facts, files, domain_type, secret_pass, access, boots_at_once=at_once)
     for key, value in lab.outputs.items():
         pulumi.export(key, value)
 

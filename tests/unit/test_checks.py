@@ -275,6 +275,34 @@ def test_cloud_init_done_script(tmp_path: Path, status_errors: list[str], result
         assert proc.stderr.startswith("check readiness failed: expected cloud-init done on web1; observed")
 
 
+def test_ready_returns_at_cloud_init_done_and_the_profile_follows(tmp_path: Path) -> None:
+    """The ready command (which the next VM's boot waits for) returns as soon as cloud-init is done; the boot
+    profile is taken in the background once systemd's boot is over, and the readiness step waits for it."""
+    import os
+    import time
+
+    from lvslab.checks import readiness_script, ready_script
+
+    _cloud_init_files(tmp_path / "run", [], [])
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "systemctl").write_text("#!/bin/sh\nsleep 2\n")  # the boot is over 2 s after cloud-init
+    (fake / "systemd-analyze").write_text("#!/bin/sh\necho 'Startup finished in 1.5s (kernel) + 20s (userspace)'\n")
+    for tool in ("systemctl", "systemd-analyze"):
+        (fake / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    profile = tmp_path / "boot-profile.txt"
+    t0 = time.monotonic()
+    ready = subprocess.run(["sh", "-c", ready_script("web1", str(tmp_path / "run"), str(profile))], env=env,
+                           capture_output=True, text=True, timeout=10)
+    assert ready.returncode == 0 and "cloud-init done on web1" in ready.stdout
+    assert time.monotonic() - t0 < 1.5 and not profile.exists()
+    readiness = subprocess.run(["sh", "-c", readiness_script("web1", str(tmp_path / "run"), str(profile))],
+                               env=env, capture_output=True, text=True, timeout=10)
+    assert readiness.returncode == 0 and "Startup finished in 1.5s (kernel)" in readiness.stdout
+    assert time.monotonic() - t0 >= 2 and profile.exists()
+
+
 @pytest.mark.parametrize("action_s,expect_after", [(0.3, 1.2), (2.0, 0.0)])
 def test_ssh_watch_times_from_the_end_of_the_action(monkeypatch: pytest.MonkeyPatch, action_s: float,
                                                     expect_after: float) -> None:

@@ -284,6 +284,12 @@ GOLDEN = [
     (on_heartbeat(lambda r: r["heartbeat"].update(autoFailbak=True)),
      "lvs-lab:heartbeat.autoFailbak: unknown key; did you mean 'autoFailback'? expected one of autoFailback, "
      "deadtime, initdead, keepalive, udpPort, warntime (got True)"),
+    (lambda r: r.update(vm={"bootsAtOnce": 0}),
+     "lvs-lab:vm.bootsAtOnce: must be auto (cores of the hypervisor under software emulation, all under KVM), all, "
+     "or a number of VMs between 1 and 64 (got 0)"),
+    (lambda r: r.update(vm={"bootsAtOnce": "some"}),
+     "lvs-lab:vm.bootsAtOnce: must be auto (cores of the hypervisor under software emulation, all under KVM), all, "
+     "or a number of VMs between 1 and 64 (got 'some')"),
     (on_heartbeat(lambda r: [d.update(state="BACKUP") for d in r["directors"]]),
      "lvs-lab:directors: must be one MASTER and one BACKUP with topology lvs-heartbeat (haresources names the "
      "MASTER; heartbeat.autoFailback decides whether the VIP returns to it) (got ['BACKUP', 'BACKUP'])"),
@@ -376,3 +382,10 @@ def test_nginx_check_needs_topology_nginx_ha(dev_raw: dict[str, Any]) -> None:
     assert problems(dev_raw) == ["lvs-lab:nginxCheck: is only used with topology nginx-ha (keepalived's check of "
                                  "nginx); with lvs-keepalived keepalived checks the real servers (healthCheck) "
                                  "(got {'weight': -60})"]
+
+
+@pytest.mark.parametrize("value,parsed", [(None, "auto"), ("all", "all"), (3, 3), ("2", 2), ("auto", "auto")])
+def test_boots_at_once_values(dev_raw: dict[str, Any], value: Any, parsed: str | int) -> None:
+    if value is not None:
+        dev_raw["vm"] = {"bootsAtOnce": value}
+    assert parse_config(dev_raw, "dev", auth_pass="secret9").vm.boots_at_once == parsed

@@ -63,9 +63,11 @@ class Recorder(pulumi.runtime.Mocks):
 
 @pytest.fixture
 def image_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The host facts the program reads: the image files, and a hypervisor with 2 CPUs (vm.bootsAtOnce auto)."""
     for name in ("base.qcow2", "vmlinuz", "initrd.img", "repo.iso"):
         (tmp_path / name).write_text("x")
     monkeypatch.setattr(host, "local_image_dir", lambda: tmp_path)
+    monkeypatch.setattr(host, "hypervisor_cpus", lambda hv: 2)
     return tmp_path
 
 
@@ -312,3 +314,35 @@ def test_heartbeat_day2_changes_leave_the_directors_vms_alone(image_dir: Path, c
     for d in ("director1", "director2"):
         assert after[d][0] == before[d][0], d
         assert after[d][1] != before[d][1], d
+
+
+@pytest.mark.parametrize("setting,waits", [
+    ("auto", {"director1": None, "director2": None, "web1": "director1", "web2": "director2"}),  # 2 CPUs (fixture)
+    (1, {"director1": None, "director2": "director1", "web1": "director2", "web2": "web1"}),
+    ("all", {"director1": None, "director2": None, "web1": None, "web2": None}),
+])
+def test_boots_at_once_orders_domains_after_readiness(dev_raw: dict[str, Any], image_dir: Path, setting: Any,
+                                                      waits: dict[str, str | None]) -> None:
+    """Under TCG at most vm.bootsAtOnce first boots share the CPU: a domain is created once the node it waits
+    for is ready (its node's `ready` command, which the verification also waits for)."""
+    dev_raw["domainType"] = "qemu"
+    dev_raw["vm"] = {"bootsAtOnce": setting}
+    mocks = run_program(dev_raw)
+    for node, previous in waits.items():
+        deps = {d._name for d in mocks.options[f"{node}-node-domain"].depends_on}  # noqa: SLF001
+        assert deps == {"lvs-lab-dev-host-dirs", *([f"{previous}-node-ready"] if previous else [])}, node
+        ready = next(r for r in mocks.of(REMOTE) if r.name == f"{node}-node-ready")
+        assert mocks.parents[ready.name] == f"{node}-node"
+        assert ready.inputs["triggers"] == [f"{node}-node-domain-id"]  # a new domain is a new first boot
+    first_step = next(r for r in mocks.of(LOCAL) if r.inputs.get("create", "").endswith("lvslab.verify readiness"))
+    assert {f"{n}-node-ready" for n in waits} <= {d._name for d in mocks.options[first_step.name].depends_on}  # noqa: SLF001
+
+
+def test_kvm_boots_all_at_once_and_never_asks_for_cpus(dev_raw: dict[str, Any], image_dir: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    dev_raw["domainType"] = "kvm"
+    monkeypatch.setattr(host, "kvm_works", lambda kernel, initrd: True)
+    monkeypatch.setattr(host, "hypervisor_cpus", lambda hv: pytest.fail("CPU count read for a KVM lab"))
+    mocks = run_program(dev_raw)
+    for node in ("director1", "director2", "web1", "web2"):
+        assert {d._name for d in mocks.options[f"{node}-node-domain"].depends_on} == {"lvs-lab-dev-host-dirs"}  # noqa: SLF001

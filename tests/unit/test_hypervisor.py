@@ -4,6 +4,7 @@ there), and the relay that runs a verification step on the hypervisor, run for r
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lvslab import hypervisor
+from lvslab import host, hypervisor
 from lvslab.config import ConfigError, parse_config
 from lvslab.hypervisor import Hypervisor, HypervisorError, parse_uri, pinned_host_key, place, relay
 from lvslab.verify import KEY_VARIABLE
@@ -212,3 +213,23 @@ def test_leak_check_never_passes_blind(monkeypatch: pytest.MonkeyPatch, dev_raw:
     assert list(found) == ["unknown"] and "on hypervisor 10.254.1.2: ssh: connect to host" in found["unknown"][0]
     monkeypatch.setattr(Hypervisor, "command", lambda self, argv: ["true"])  # answers, nothing listed
     assert lab_leftovers(facts) == {}
+
+
+def test_hypervisor_cpus_here_and_over_ssh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """vm.bootsAtOnce auto needs the hypervisor's CPU count: nproc over its SSH; unreadable, one clear error."""
+    assert host.hypervisor_cpus(parse_uri("qemu:///system")) == os.cpu_count()
+    remote = parse_uri(f"qemu+ssh://root@10.254.1.2/system?keyfile={tmp_path / 'id'}")
+    ran: list[list[str]] = []
+
+    def fake(argv: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "8\n", "")
+
+    monkeypatch.setattr(host.subprocess, "run", fake)
+    assert host.hypervisor_cpus(remote) == 8
+    assert ran[0][0] == "ssh" and ran[0][-2:] == ["root@10.254.1.2", "nproc --all"]
+    monkeypatch.setattr(host.subprocess, "run",
+                        lambda argv, **_: subprocess.CompletedProcess(argv, 255, "", "Connection refused"))
+    with pytest.raises(host.HostError, match=r"vm.bootsAtOnce is auto but the CPU count of hypervisor 10.254.1.2 "
+                                             r"could not be read \(Connection refused\): set vm.bootsAtOnce"):
+        host.hypervisor_cpus(remote)

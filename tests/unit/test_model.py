@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lvslab.config import parse_config
-from lvslab.model import VerifySpec, derive, kernel_cmdlines, mac_for, verify_spec
+from lvslab.model import VerifySpec, boot_after, boots_at_once, derive, kernel_cmdlines, mac_for, verify_spec
 
 
 def test_names_and_paths(dev_raw: dict[str, Any]) -> None:
@@ -65,3 +65,25 @@ def test_extra_clients_are_free_addresses_of_the_subnet(dev_raw: dict[str, Any])
             *(n.address for n in (*cfg.directors, *cfg.real_servers))}
     assert len(clients) == 6 and not used & set(clients)
     assert clients[0] == str(cfg.subnet.broadcast_address - 1)
+
+
+def test_boot_after_lets_at_most_n_first_boots_share_the_cpu() -> None:
+    names = ("director1", "director2", "web1", "web2", "web3")
+    assert boot_after(names, 2) == {"director1": None, "director2": None, "web1": "director1", "web2": "director2",
+                                     "web3": "web1"}
+    assert boot_after(names, 1) == {"director1": None, "director2": "director1", "web1": "director2",
+                                     "web2": "web1", "web3": "web2"}
+    assert set(boot_after(names, 5).values()) == {None} == set(boot_after(names, 9).values())
+
+
+@pytest.mark.parametrize("setting,domain_type,cpus,vcpus,expected", [
+    ("auto", "qemu", 2, 1, 2),   # this machine: two cores, one vCPU each
+    ("auto", "qemu", 8, 2, 4),
+    ("auto", "qemu", 1, 2, 1),   # never zero
+    ("auto", "kvm", 2, 1, 5),    # KVM guests wait on I/O: all at once
+    ("all", "qemu", 2, 1, 5),
+    (3, "qemu", 2, 1, 3),
+    (3, "kvm", 2, 1, 3),
+])
+def test_boots_at_once(setting: str | int, domain_type: str, cpus: int, vcpus: int, expected: int) -> None:
+    assert boots_at_once(setting, domain_type, cpus, vcpus, nodes=5) == expected
