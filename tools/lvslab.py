@@ -594,6 +594,7 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
                 report["verification"] = outputs.get("verification")
                 report["lab"] = {k: v for k, v in outputs.items() if k not in ("sshPrivateKey", "verification")}
                 report["ready_after_up_start_s"] = ready_after_up_start(started_at, report["verification"])
+                report["domain_started_after_up_start_s"] = dict(started_at)
                 print_summary(outputs)
                 report["resource_types"] = resource_types(stack)
                 preview = phase("preview", lambda: stack.preview(on_output=on_output, color="never"), limit_s=300)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import subprocess
 import time
@@ -66,6 +67,11 @@ def side_by_side(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             (work / f"{k}-destroy.exit").write_text(str(down.returncode))
 
 
+def most_booting_at_once(started: dict[str, float], ready: dict[str, float]) -> int:
+    """The most first boots in progress at any moment: each node boots from its domain's start to its ready."""
+    return max(sum(started[m] <= started[n] < ready[m] for m in ready) for n in ready)
+
+
 def _assert_verified(report: dict[str, Any], counts: dict[str, int] | None, health_check_server: str, extra: list[str],
                      preempt: bool = True) -> None:
     assert report["failed"] == [], report["failed"]  # includes: no changes in preview, nor after refresh
@@ -79,6 +85,14 @@ def _assert_verified(report: dict[str, Any], counts: dict[str, int] | None, heal
     nodes = verification["readiness"]["nodes"]
     # make bench's figures: when each node got ready from the start of `up`, and its boot profile
     assert set(report["ready_after_up_start_s"]) == set(nodes)
+    # Boots in waves (vm.bootsAtOnce auto): no more first boots at once than the hypervisor's cores (the
+    # test hypervisor shares this machine's), directors first.
+    started, ready = report["domain_started_after_up_start_s"], report["ready_after_up_start_s"]
+    assert most_booting_at_once(started, ready) == min(os.cpu_count() or 1, len(nodes)), (started, ready)
+    roles = {n["name"]: n["role"] for n in report["lab"]["nodes"]}
+    if len(nodes) > (os.cpu_count() or 1):
+        assert max(started[n] for n, r in roles.items() if r == "director") < min(
+            started[n] for n, r in roles.items() if r != "director"), started
     # (the lab's image runs two cloud-init stages: its local and config stages are masked; the profile is
     # taken once the boot finished, so systemd's kernel/userspace split is in it)
     assert all(set(n["boot_profile"]["cloud_init_stages"]) == {"init-network", "modules-final"}
