@@ -50,6 +50,8 @@ def main() -> None:
     try:
         files, domain_type, note = _host_facts(cfg, hv)
         access = _hypervisor_access(hv) if hv.remote else None
+        # vm.bootsAtOnce auto under TCG: the hypervisor's cores (asked only then: over SSH when remote)
+        cpus = host.hypervisor_cpus(hv) if cfg.vm.boots_at_once == "auto" and domain_type == "qemu" else 0
     except host.HostError as exc:
         raise SystemExit(str(exc)) from None
     if note:
@@ -57,10 +59,6 @@ def main() -> None:
 
     secret_pass = pulumi.Output.secret(str(auth_pass)) if auth_pass is not None else None
     facts = derive(cfg)
-    try:
-        cpus = host.hypervisor_cpus(hv) if cfg.vm.boots_at_once == "auto" and domain_type == "qemu" else 0
-    except host.HostError as exc:
-        raise SystemExit(str(exc)) from None
     at_once = boots_at_once(cfg.vm.boots_at_once, domain_type, cpus, cfg.vm.vcpus, len(facts.nodes))
     lab = Lab(facts.prefix, facts, files, domain_type, secret_pass, access, boots_at_once=at_once)
     for key, value in lab.outputs.items():

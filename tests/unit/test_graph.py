@@ -346,3 +346,20 @@ def test_kvm_boots_all_at_once_and_never_asks_for_cpus(dev_raw: dict[str, Any], 
     mocks = run_program(dev_raw)
     for node in ("director1", "director2", "web1", "web2"):
         assert {d._name for d in mocks.options[f"{node}-node-domain"].depends_on} == {"lvs-lab-dev-host-dirs"}  # noqa: SLF001
+
+
+def test_unreadable_cpu_count_stops_the_program(dev_raw: dict[str, Any], image_dir: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """vm.bootsAtOnce auto on a hypervisor whose cores cannot be read: one clear error, nothing created."""
+    dev_raw["domainType"] = "qemu"
+
+    def unreadable(hv: Any) -> int:
+        raise host.HostError("lvs-lab:vm.bootsAtOnce is auto but the CPU count of hypervisor h could not be read")
+
+    monkeypatch.setattr(host, "hypervisor_cpus", unreadable)
+    mocks = Recorder()
+    with pytest.raises(SystemExit) as err:
+        run_program(dev_raw, mocks=mocks)
+    assert "vm.bootsAtOnce is auto but the CPU count" in str(err.value) and mocks.resources == []
+    dev_raw["vm"] = {"bootsAtOnce": 2}  # a number needs no count
+    assert len(run_program(dev_raw).of(DOMAIN)) == 4
