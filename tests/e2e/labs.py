@@ -1,0 +1,151 @@
+"""What the e2e modules share: booting a kept ephemeral lab (its module's fixture owns its lifetime: booted on
+first use, destroyed when the module ends), the assertions every verified lab meets, runtime faults, day-2
+changes and the leak-free destroy. One lab family per module, so `pytest tests/e2e -k <family>` boots only
+that lab, any order works, and no more than the pair of tests/e2e/test_pair.py runs at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import ROOT, read_report, run_in, start_in
+
+STEPS = ["readiness", "lvs-state", "round-robin", "health-check", "failover", "failback", "restore"]
+SORRY = "sorry-server"  # only in labs with lvs.sorryServer (the ci template)
+
+
+def ephemeral_args(template: str, report: Path, hypervisors: str | None = None) -> list[str]:
+    args = ["ephemeral", "--template", template, "--keep", "--json", str(report)]
+    return [*args, "--hypervisors", hypervisors] if hypervisors else args
+
+
+def _lab_result(netns: str, code: int, seconds: float, report: Path, output: str, name: str) -> dict[str, Any]:
+    print(f"--- lab {name} (exit {code}, {seconds:.0f} s) ---\n" + output[-15000:])
+    return {"code": code, "seconds": round(seconds), "netns": netns,
+            "report": read_report(report) if report.exists() else None}
+
+
+@contextmanager
+def kept_labs(netns: str, work: Path, templates: dict[str, str],
+              hypervisors: str | None = None) -> Iterator[dict[str, dict[str, Any]]]:
+    """Boot the labs {name: template} at once (each an ephemeral run with --keep), yield {name: {code, seconds,
+    netns, report}}, and destroy whatever is still up when the block ends (a test may have destroyed it)."""
+    t0 = time.monotonic()
+    logs = {k: work / f"{k}.log" for k in templates}
+    procs = {k: start_in(netns, *ephemeral_args(t, work / f"{k}.json", hypervisors), log=logs[k])
+             for k, t in templates.items()}
+    codes = {k: p.wait(timeout=3000) for k, p in procs.items()}
+    labs = {k: _lab_result(netns, codes[k], time.monotonic() - t0, work / f"{k}.json", logs[k].read_text(), k)
+            for k in templates}
+    try:
+        yield labs
+    finally:
+        for lab in labs.values():
+            if lab["report"]:
+                run_in(netns, "destroy", "--stack", lab["report"]["stack"], "--rm")
+
+
+def up(lab: dict[str, Any]) -> dict[str, Any]:
+    """The report of a lab that came up (fail the test otherwise)."""
+    if not lab["report"] or lab["code"] != 0:
+        pytest.fail(f"the lab did not come up (exit {lab['code']})")
+    return lab["report"]
+
+
+def most_booting_at_once(started: dict[str, float], ready: dict[str, float]) -> int:
+    """The most first boots in progress at any moment: each node boots from its domain's start to its ready."""
+    return max(sum(started[m] <= started[n] < ready[m] for m in ready) for n in ready)
+
+
+def assert_boots_in_waves(report: dict[str, Any]) -> None:
+    """vm.bootsAtOnce auto: no more first boots at once than the hypervisor's cores (the test hypervisor shares
+    this machine's), directors first."""
+    nodes = report["verification"]["readiness"]["nodes"]
+    assert set(report["ready_after_up_start_s"]) == set(nodes)
+    started, ready = report["domain_started_after_up_start_s"], report["ready_after_up_start_s"]
+    assert most_booting_at_once(started, ready) == min(os.cpu_count() or 1, len(nodes)), (started, ready)
+    roles = {n["name"]: n["role"] for n in report["lab"]["nodes"]}
+    if len(nodes) > (os.cpu_count() or 1):
+        assert max(started[n] for n, r in roles.items() if r == "director") < min(
+            started[n] for n, r in roles.items() if r != "director"), started
+
+
+def assert_verified(report: dict[str, Any], counts: dict[str, int] | None, health_check_server: str,
+                    extra: list[str], preempt: bool = True) -> None:
+    assert report["failed"] == [], report["failed"]  # includes: no changes in preview, nor after refresh
+    # The real providers only: no dynamic provider resource in the state.
+    assert {t.split(":")[0] for t in report["resource_types"]} == {"pulumi", "lvslab", "libvirt", "command"}
+    assert "libvirt:index/domain:Domain" in report["resource_types"]
+    assert "command:remote:Command" in report["resource_types"]
+    assert not [t for t in report["resource_types"] if "dynamic" in t]
+    verification = report["verification"]
+    assert sorted(verification) == sorted(STEPS + extra)  # outputs come back key-sorted
+    assert_boots_in_waves(report)
+    # (the lab's image runs two cloud-init stages: its local and config stages are masked; the profile is
+    # taken once the boot finished, so systemd's kernel/userspace split is in it)
+    nodes = verification["readiness"]["nodes"]
+    assert all(set(n["boot_profile"]["cloud_init_stages"]) == {"init-network", "modules-final"}
+               and n["boot_profile"]["userspace_s"] > 0 for n in nodes.values()), nodes
+    assert all(r["passed"] for r in verification.values())
+    rr = verification["round-robin"]
+    if counts is None:  # persistence or sh: every request of the one client on one server
+        assert len(rr["counts"]) == 1 and sum(rr["counts"].values()) == rr["requests"], rr["counts"]
+        counts = rr["counts"]
+    assert rr["counts"] == counts and {k: v for k, v in rr["ipvs_conns"].items() if v} == counts
+    fo = verification["failover"]
+    assert fo["service_gap_s"] <= fo["vrrp_bound_s"] + 1.0
+    assert verification["failback"]["preempt"] is preempt
+    hc = verification["health-check"]
+    assert hc["server"] == health_check_server
+    assert hc["removed_after_s"] <= hc["remove_window_s"] + 10 and hc["readded_after_s"] <= hc["add_window_s"] + 10
+
+
+def fault_fails_its_check(lab: dict[str, Any], fault: str, check: str) -> subprocess.CompletedProcess[str]:
+    """`tools/lvslab.py fault` on a kept lab: the named check fails, and passes again after the repair."""
+    report = up(lab)
+    proc = run_in(lab["netns"], "fault", "--stack", report["stack"], "--fault", fault)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert f'"failed_check": "{check}"' in proc.stdout and '"after_repair": true' in proc.stdout
+    return proc
+
+
+def destroy_kept(lab: dict[str, Any]) -> None:
+    """Destroy a kept lab and check nothing with its prefix is left (the fixture then has nothing to do)."""
+    report = up(lab)
+    proc = run_in(lab["netns"], "destroy", "--stack", report["stack"], "--rm")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "leak check: no libvirt domain" in proc.stdout
+    lab["report"] = None  # already destroyed
+
+
+def day2_change(lab: dict[str, Any], edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Edit a kept lab's stack config, preview (no director resource rebuilt), then `up --watch` (the VIP
+    polled during the change: no failed request before the verification began)."""
+    stack = up(lab)["stack"]
+    path = ROOT / "stacks" / f"Pulumi.{stack}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    edit(doc["config"])
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    proc = run_in(lab["netns"], "preview", "--stack", stack)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    preview = json.loads(proc.stdout.split("preview: ", 1)[1].splitlines()[0])
+    proc = run_in(lab["netns"], "up", "--stack", stack, "--watch")
+    print(proc.stdout[-6000:])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    watch = json.loads(proc.stdout.split("vip-watch: ", 1)[1].splitlines()[0])
+    return {"preview": preview, "watch": watch, "output": proc.stdout}
+
+
+def status_rows(output: str) -> dict[str, list[str]]:
+    """`tools/lvslab.py status`'s node table: {node: its cells after the name}."""
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in output.splitlines() if line.startswith("| ") and not line.startswith("| node ")}

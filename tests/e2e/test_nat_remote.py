@@ -1,0 +1,69 @@
+"""Lab d (stacks/Pulumi.nat.yaml), booted alone on the test hypervisor (qemu+ssh): LVS-NAT (replies cross the
+director, the real servers route through the gateway VIP, which moves with the VIP), lc, and unicast VRRP
+with multicast VRRP dropped on the bridge."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import run_in
+from tests.e2e.labs import (
+    assert_verified,
+    destroy_kept,
+    fault_fails_its_check,
+    kept_labs,
+    status_rows,
+    up,
+)
+from tests.e2e.remote import assert_on_remote_hypervisor
+
+
+@pytest.fixture(scope="module")
+def lab(netns: str, remote_hypervisor: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with kept_labs(netns, tmp_path_factory.mktemp("nat"), {"d": "nat"}, hypervisors=remote_hypervisor) as labs:
+        yield labs["d"] | {"remote": remote_hypervisor}
+
+
+def test_nat_lab(lab: dict[str, Any]) -> None:
+    """Replies cross the director (OutPkts > 0, unlike DR); lc avoids the server holding connections; the
+    unicast VRRP probes to 224.0.0.18 were dropped, unicast adverts crossed, and failover and failback ran
+    with multicast VRRP dropped."""
+    d = up(lab)
+    assert_verified(d, {"web1": 4, "web2": 4}, "web2", ["vrrp-unicast"])
+    rr = d["verification"]["round-robin"]
+    outpkts = [int(line.split()[4]) for line in rr["ipvsadm_stats"].splitlines() if line.strip().startswith("->")
+               and line.split()[1][0].isdigit()]
+    assert len(outpkts) == 2 and all(n > 0 for n in outpkts), rr["ipvsadm_stats"]
+    lc = rr["least_connection"]
+    assert lc["counts"] == {"web1" if lc["loaded"] == "web2" else "web2": rr["requests"]}, lc
+    unicast = d["verification"]["vrrp-unicast"]
+    assert unicast["multicast_vrrp_dropped"] >= 3 and unicast["unicast_vrrp_seen"] >= 3
+    for step in ("failover", "failback"):
+        assert d["verification"][step]["unicast_vrrp_seen"] > 0, d["verification"][step]
+
+
+def test_nat_lab_on_the_remote_hypervisor(lab: dict[str, Any]) -> None:
+    """Placed there (--hypervisors), verified there; `status` of the remote lab goes the same way."""
+    d = up(lab)
+    assert_on_remote_hypervisor(d, lab["netns"], lab["remote"])
+    proc = run_in(lab["netns"], "status", "--stack", d["stack"])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    rows = status_rows(proc.stdout)
+    assert rows["director1"][1] == "running" and rows["director1"][4] == "MASTER", proc.stdout
+    assert rows["web1"][5] == "nginx active" and "IPVS on director1" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("fault,check", [
+    ("gateway-vip-stays", "failover"),
+    ("scheduler-rr", "round-robin"),
+    ("unicast-off", "vrrp-unicast"),
+])
+def test_runtime_fault_fails_its_check(lab: dict[str, Any], fault: str, check: str) -> None:
+    fault_fails_its_check(lab, fault, check)
+
+
+def test_destroys_without_leaks(lab: dict[str, Any]) -> None:
+    destroy_kept(lab)

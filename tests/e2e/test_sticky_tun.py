@@ -1,0 +1,44 @@
+"""Lab c (stacks/Pulumi.sticky.yaml), booted alone: persistence (template in ipvsadm -Lnc, expiry, the client
+moves) and nopreempt (VIP stays on the BACKUP that took it, 0 failed requests), forwarded by LVS-TUN
+(replies bypass the director, a large request and response get through the tunnel)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.labs import assert_verified, destroy_kept, fault_fails_its_check, kept_labs, up
+
+
+@pytest.fixture(scope="module")
+def lab(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with kept_labs(netns, tmp_path_factory.mktemp("sticky"), {"c": "sticky"}) as labs:
+        yield labs["c"]
+
+
+def test_sticky_tun_lab(lab: dict[str, Any]) -> None:
+    c = up(lab)
+    assert_verified(c, None, "web2", ["persistence"], preempt=False)
+    persistence = c["verification"]["persistence"]
+    assert persistence["moved"] and persistence["second_server"] != persistence["first_server"]
+    assert persistence["template_gone_after_s"] <= persistence["bound_s"] == 10 + 5 + 60 + 10
+    failback = c["verification"]["failback"]
+    assert failback["failed_requests"] == 0 and failback["vip_stayed_on"] == "director2"
+    tunnel = c["verification"]["round-robin"]["tunnel_mtu"]
+    assert tunnel["large_request_ok"] and tunnel["response_bytes"] == 1 << 20 and tunnel["pmtu_learned"] is None
+
+
+@pytest.mark.parametrize("fault,check", [
+    ("persistence-off", "persistence"),
+    ("preempt-on", "failback"),
+    ("rp-filter-strict", "round-robin"),
+    ("mss-unclamped", "round-robin"),
+])
+def test_runtime_fault_fails_its_check(lab: dict[str, Any], fault: str, check: str) -> None:
+    fault_fails_its_check(lab, fault, check)
+
+
+def test_destroys_without_leaks(lab: dict[str, Any]) -> None:
+    destroy_kept(lab)
