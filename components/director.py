@@ -12,9 +12,9 @@ import pulumi_command as command
 
 from components.connection import HypervisorAccess, node_connection
 from components.node import Node
-from lvslab.checks import cloud_init_done_script
 from lvslab.commands import keepalived_push_script, ldirectord_push_script
 from lvslab.config import LabConfig
+from lvslab.guest import cloud_init_done_script
 from lvslab.model import LabFacts, NodeFacts
 from lvslab.render import (
     director_user_data,

@@ -9,8 +9,8 @@ import pulumi_libvirt as libvirt
 from components.connection import HypervisorAccess, node_connection
 from components.network import LabNetwork
 from components.storage import Storage
-from lvslab.checks import ready_script
 from lvslab.commands import SEED_ISO_COMMAND, SEED_ISO_DELETE
+from lvslab.guest import ready_script
 from lvslab.model import OVERLAY_SIZE_MIB, LabFacts, NodeFacts
 from lvslab.render import domain_xslt, meta_data, network_config
 

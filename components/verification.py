@@ -18,10 +18,10 @@ import pulumi
 import pulumi_command as command
 
 from components.node import Node
-from lvslab.checks import steps_for
 from lvslab.model import LabFacts, verify_spec
 from lvslab.report import summary
-from lvslab.verify import KEY_VARIABLE
+from lvslab.verify.registry import steps_for
+from lvslab.verify.run import KEY_VARIABLE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,6 +1,6 @@
 """Where a VM's boot time goes: systemd-analyze and cloud-init's event log, read from the guest once it is
 ready and reduced to numbers (the readiness step reports them per node; `make bench` and README's
-performance table sum them up). Pure parsing; the script runs over SSH in lvslab.checks.
+performance table sum them up). Pure parsing; the script runs over SSH (lvslab.guest).
 """
 
 from __future__ import annotations

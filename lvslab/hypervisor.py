@@ -15,10 +15,8 @@ import shlex
 import subprocess
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-PACKAGE_DIR = Path(__file__).resolve().parent
 # Set on the hypervisor's side of a relay: the step runs there, it must not relay again.
 RELAYED_VARIABLE = "LVSLAB_RELAYED"
 SSH_BASE = ["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5"]
@@ -144,11 +142,14 @@ finally:
 
 
 def package_zip() -> bytes:
-    """This package's modules as a zip importable by the remote python3 (stdlib-only modules)."""
+    """The verification's modules (its import closure, computed: standard library only, test_layers.py) as a
+    zip importable by the remote python3."""
+    from lvslab.imports import ROOT, VERIFY_ENTRY, closure
+
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for source in sorted(PACKAGE_DIR.glob("*.py")):
-            z.write(source, f"lvslab/{source.name}")
+        for _, source in sorted(closure(VERIFY_ENTRY).items()):
+            z.write(source, str(source.relative_to(ROOT)))
     return buf.getvalue()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lvslab.checks import STEPS
+from lvslab.verify.registry import STEPS
 
 # Bulky or per-node detail left out of the one-line-per-step summary.
 _OMITTED = ("passed", "sequence", "ipvsadm_stats", "nodes", "timeline")

@@ -181,7 +181,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from lvslab.day2 import vip_during
-    from lvslab.probe import Poller
+    from lvslab.verify.probe import Poller
 
     poller = None
     seen: list[tuple[str, str]] = []
@@ -296,9 +296,10 @@ def running_lab(name: str) -> tuple[auto.Stack, Any, str]:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Re-run the lab's verification steps against the running lab (nothing is created or replaced); the exit
     status is the result."""
-    from lvslab.checks import CheckFailed, steps_for
     from lvslab.report import summary
-    from lvslab.verify import run as run_step
+    from lvslab.verify.failure import CheckFailed
+    from lvslab.verify.registry import steps_for
+    from lvslab.verify.run import run as run_step
 
     try:
         _, spec, key = running_lab(args.stack)
@@ -325,9 +326,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Each node's domain state, address, role, VRRP state and services, then the IPVS table of the director
     holding the VIP."""
-    from lvslab.checks import _parallel, ha_daemon
-    from lvslab.probe import SshKey, ssh
     from lvslab.report import NODE_STATUS_SCRIPT, parse_node_status, services_column, status_table, vrrp_state
+    from lvslab.verify.live import ha_daemon, parallel
+    from lvslab.verify.probe import SshKey, ssh
 
     try:
         _, spec, key_text = running_lab(args.stack)
@@ -353,7 +354,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             return {**row, ha: vrrp_state(node.role, vip, services.get(daemon, "unknown"), daemon),
                     "services": services_column(node.role, services, daemon)}
 
-        rows = _parallel(one, spec.nodes)
+        rows = parallel(one, spec.nodes)
         print(status_table(rows, ("node", "domain", "state", "address", "role", ha, "services")))
         print(f"VIP {spec.vip}:{spec.port} ({spec.topology}, {spec.lb_kind if spec.real_servers else 'no IPVS'})")
         holder = next((d for d, r in zip(spec.directors, rows, strict=False) if r[ha] == "MASTER"), None)
@@ -483,7 +484,7 @@ def lab_config(stack: auto.Stack, name: str) -> LabConfig:
 
 def collect_artefacts(stack: auto.Stack, name: str, dest: Path, extra: dict[str, str]) -> None:
     """Diagnostics before destroy: consoles, cloud-init logs, the HA daemon's journal and ipvsadm, event log."""
-    from lvslab.probe import SshKey, ssh
+    from lvslab.verify.probe import SshKey, ssh
 
     dest.mkdir(parents=True, exist_ok=True)
     for fname, text in extra.items():
@@ -700,9 +701,9 @@ def finish(report: dict[str, Any], expect_fail: str | None) -> int:
 
 def cmd_fault(args: argparse.Namespace) -> int:
     """Break a running lab one way, show the named check fails, repair it, show the check passes again."""
-    from lvslab.checks import CheckFailed
-    from lvslab.probe import SshKey, ssh
-    from lvslab.verify import run as run_step
+    from lvslab.verify.failure import CheckFailed
+    from lvslab.verify.probe import SshKey, ssh
+    from lvslab.verify.run import run as run_step
 
     fault = RUNTIME_FAULTS[args.fault]
     stack = select_stack(args.stack)

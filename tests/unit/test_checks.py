@@ -11,15 +11,9 @@ from typing import Any
 
 import pytest
 
-from lvslab.checks import (
-    evaluate_distribution,
-    expected_counts,
-    outage,
-    parse_ipvsadm_list,
-    parse_ipvsadm_stats,
-    table_watch_script,
-)
 from lvslab.model import HealthCheckSpec
+from lvslab.verify.evaluate import evaluate_distribution, expected_counts, outage
+from lvslab.verify.ipvsadm import parse_ipvsadm_list, parse_ipvsadm_stats, table_watch_script
 
 SERVERS = {"web1": 1, "web2": 1}
 
@@ -140,7 +134,7 @@ TCP 00:06  ASSURED     10.77.0.2:0        10.77.0.100:80     10.77.0.22:80
 
 
 def test_fresh_source_ports_avoid_ipvs_entries() -> None:
-    from lvslab.checks import fresh_source_ports
+    from lvslab.verify.evaluate import fresh_source_ports
 
     listing = CONNECTIONS
     # Every free port of the range: deterministic, so the test cannot pass or fail by chance.
@@ -151,7 +145,7 @@ def test_fresh_source_ports_avoid_ipvs_entries() -> None:
 
 
 def test_parse_connections_finds_the_persistence_template() -> None:
-    from lvslab.checks import parse_ipvsadm_connections
+    from lvslab.verify.ipvsadm import parse_ipvsadm_connections
 
     template, conn, _, _, assured = parse_ipvsadm_connections(CONNECTIONS)
     assert assured.is_template and assured.client == "10.77.0.2"
@@ -161,7 +155,7 @@ def test_parse_connections_finds_the_persistence_template() -> None:
 
 
 def test_parse_timeouts_and_sync_daemons() -> None:
-    from lvslab.checks import parse_ipvsadm_timeouts, parse_sync_daemons
+    from lvslab.verify.ipvsadm import parse_ipvsadm_timeouts, parse_sync_daemons
 
     assert parse_ipvsadm_timeouts("Timeout (tcp tcpfin udp): 900 5 300\n") == (900, 5, 300)
     assert parse_ipvsadm_timeouts("") is None
@@ -174,9 +168,9 @@ def test_parse_timeouts_and_sync_daemons() -> None:
 def test_optional_steps_follow_the_features() -> None:
     from dataclasses import replace
 
-    from lvslab.checks import steps_for
     from lvslab.config import parse_config
     from lvslab.model import derive, verify_spec
+    from lvslab.verify.registry import steps_for
 
     base = verify_spec(derive(parse_config({"network": {"subnet": "10.77.0.0/24", "hostAddress": "10.77.0.1",
                                                          "bridge": "b0"}, "vip": "10.77.0.100",
@@ -193,7 +187,7 @@ def test_optional_steps_follow_the_features() -> None:
 
 
 def test_least_connection_evaluation() -> None:
-    from lvslab.checks import evaluate_least_connection
+    from lvslab.verify.evaluate import evaluate_least_connection
 
     servers = ["web1", "web2", "web3"]
     assert evaluate_least_connection({"web2": 4, "web3": 4}, "web1", servers, 8) is None
@@ -204,7 +198,7 @@ def test_least_connection_evaluation() -> None:
 
 
 def test_source_hashing_evaluation() -> None:
-    from lvslab.checks import evaluate_source_hashing
+    from lvslab.verify.evaluate import evaluate_source_hashing
 
     good = {"10.0.0.250": ["web1"] * 4, "10.0.0.249": ["web2"] * 4}
     assert evaluate_source_hashing(good) is None
@@ -219,7 +213,7 @@ def test_readiness_retries_an_ssh_attempt_that_times_out(monkeypatch: pytest.Mon
     """Many VMs booting on two cores: one SSH attempt may hang past its timeout; readiness asks again."""
     from dataclasses import replace
 
-    import lvslab.checks as checks
+    import lvslab.verify.steps.state as checks
     from lvslab.config import parse_config
     from lvslab.model import derive, verify_spec
 
@@ -260,7 +254,7 @@ def test_cloud_init_done_script(tmp_path: Path, status_errors: list[str], result
                                 code: int | None, said: str) -> None:
     """The shell the readiness waits run on each node (no Python in the booting guest), against files
     written the way cloud-init writes them."""
-    from lvslab.checks import cloud_init_done_script
+    from lvslab.guest import cloud_init_done_script
 
     _cloud_init_files(tmp_path / "run", status_errors, result_errors)
     (tmp_path / "ready").write_text("1700000000\n")
@@ -281,7 +275,7 @@ def test_ready_returns_at_cloud_init_done_and_the_profile_follows(tmp_path: Path
     import os
     import time
 
-    from lvslab.checks import readiness_script, ready_script
+    from lvslab.guest import readiness_script, ready_script
 
     _cloud_init_files(tmp_path / "run", [], [])
     fake = tmp_path / "bin"
@@ -310,7 +304,7 @@ def test_ssh_watch_times_from_the_end_of_the_action(monkeypatch: pytest.MonkeyPa
     is 1.2 s after a 0.3 s action, and 0 s after an action that outlasted it."""
     import time
 
-    from lvslab import probe
+    from lvslab.verify import probe
 
     real_popen = subprocess.Popen
 
@@ -332,7 +326,7 @@ def test_ssh_watch_times_from_the_end_of_the_action(monkeypatch: pytest.MonkeyPa
 def test_ssh_key_shares_one_connection_per_node_and_ends_its_masters(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every ssh of one SshKey goes through a ControlMaster socket in the key's own 0700 directory; close()
     asks each master still running to exit and removes the key."""
-    from lvslab import probe
+    from lvslab.verify import probe
 
     key = probe.SshKey("secret key")
     argv = probe._ssh_argv(key, "10.77.0.21", "true")
@@ -386,14 +380,14 @@ TUN_RS = rs_output(vip_on="tunl0", rp_all="0", rp_tunl0="0")
      ["VIP 10.77.0.100 on lo (NAT: the director rewrites it; the real server must not own it)"]),
 ])
 def test_real_server_problems_per_forwarding_method(text: str, kind: str, expect: list[str]) -> None:
-    from lvslab.checks import real_server_problems
+    from lvslab.verify.evaluate import real_server_problems
 
     assert real_server_problems(text, kind, "10.77.0.100", "10.77.0.254" if kind == "NAT" else "") == expect
 
 
 def test_reply_path_from_ipvsadm_stats() -> None:
     """DR: OutPkts 0 everywhere; NAT: OutPkts on every server that took connections (idle ones aside)."""
-    from lvslab.checks import evaluate_reply_path
+    from lvslab.verify.evaluate import evaluate_reply_path
 
     dr = parse_ipvsadm_stats(STATS)
     assert evaluate_reply_path(dr, "DR") is None
@@ -410,7 +404,7 @@ def test_multicast_vrrp_ruleset_passes_nft_check() -> None:
     and a typo in it is refused, so the check has teeth."""
     import shutil
 
-    from lvslab.probe import multicast_vrrp_ruleset, nft_table_name
+    from lvslab.verify.probe import multicast_vrrp_ruleset, nft_table_name
 
     if not shutil.which("nft"):
         pytest.fail("nft not installed: run tools/host.sh packages")
@@ -424,7 +418,7 @@ def test_multicast_vrrp_ruleset_passes_nft_check() -> None:
 
 
 def test_nft_counters_by_rule_comment() -> None:
-    from lvslab.probe import parse_nft_counters
+    from lvslab.verify.probe import parse_nft_counters
 
     listing = ('{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "bridge", "name": "t"}}, '
                '{"rule": {"comment": "multicast-vrrp", "expr": [{"match": {}}, {"counter": {"packets": 3, '
@@ -436,7 +430,7 @@ def test_nft_counters_by_rule_comment() -> None:
 def test_rs_config_script_runs_and_parses_here() -> None:
     """The real servers' config script really runs (sh, ip, sysctl on this host) and yields the rows the
     evaluation reads: the ARP sysctls of all/lo/eth0 and the rp_filter of all/tunl0 ('-' when absent)."""
-    from lvslab.checks import RS_CONFIG_SCRIPT
+    from lvslab.verify.evaluate import RS_CONFIG_SCRIPT
 
     out = subprocess.run(["sh", "-c", RS_CONFIG_SCRIPT], capture_output=True, text=True, timeout=20).stdout
     rows = [line.split() for line in out.splitlines()]
@@ -459,23 +453,23 @@ def test_vip_on_master_waits_for_the_election(monkeypatch: pytest.MonkeyPatch, d
     the VIP within the failover bound; the check waits for that, and only for that long."""
     import dataclasses
 
-    import lvslab.checks as checks
+    import lvslab.verify.steps.state as checks
     from lvslab.config import parse_config
     from lvslab.model import derive, verify_spec
 
     spec = dataclasses.replace(verify_spec(derive(parse_config(dev_raw, "dev"))), failover_bound_s=0.2)
     asked = iter(sequence)
-    monkeypatch.setattr(checks, "_vip_holders", lambda _s, _k, only=None: {
+    monkeypatch.setattr(checks, "vip_holders", lambda _s, _k, only=None: {
         n: n in held for n in ("director1", "director2")} if (held := next(asked)) is not None else {})
-    monkeypatch.setattr(checks, "_split_brain", lambda _s, _k, holding: f"both: {holding}")
+    monkeypatch.setattr(checks, "split_brain", lambda _s, _k, holding: f"both: {holding}")
     clock = [0.0]  # a fake clock: each sleep advances it
     monkeypatch.setattr(checks, "time", SimpleNamespace(monotonic=lambda: clock[0],
                                                         sleep=lambda s: clock.__setitem__(0, clock[0] + s)))
     if outcome is None:
-        assert checks._vip_on_master_only(spec, None) is None  # type: ignore[arg-type]
+        assert checks.vip_on_master_only(spec, None) is None  # type: ignore[arg-type]
         assert next(asked, "done") == "done"
     else:
         with pytest.raises(checks.CheckFailed) as failed:
-            checks._vip_on_master_only(spec, None)  # type: ignore[arg-type]
+            checks.vip_on_master_only(spec, None)  # type: ignore[arg-type]
         assert failed.value.check == outcome
         assert clock[0] == pytest.approx(spec.failover_bound_s + 2, abs=0.5)  # waited the bound, no longer

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from lvslab.checks import STEPS
 from lvslab.faults import RUNTIME_FAULTS
+from lvslab.verify.registry import STEPS
 
 # The check names each step can raise (CheckFailed's first argument).
 CHECKS_OF_STEPS = {

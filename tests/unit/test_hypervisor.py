@@ -16,7 +16,8 @@ import pytest
 from lvslab import host, hypervisor
 from lvslab.config import ConfigError, parse_config
 from lvslab.hypervisor import Hypervisor, HypervisorError, parse_uri, pinned_host_key, place, relay
-from lvslab.verify import KEY_VARIABLE
+from lvslab.imports import ROOT
+from lvslab.verify.run import KEY_VARIABLE
 from tests.unit.test_graph import LOCAL, REMOTE, image_dir, is_secret, run_program  # noqa: F401
 
 URI = "qemu+ssh://root@10.254.1.2/system?keyfile=/k/id_ed25519&knownhosts=/k/known_hosts"
@@ -159,7 +160,7 @@ def test_relay_runs_the_package_from_the_zip_with_its_stdin_and_environment(
     err = capfd.readouterr().err
     # The key arrived (no "is not set"), stdin arrived (the empty spec is refused), from the zip.
     assert proc.returncode == 1 and "verification spec keys differ" in err, err
-    assert "lvslab.zip/lvslab/verify.py" in err
+    assert "lvslab.zip/lvslab/verify/__main__.py" in err
     assert "SECRET-KEY" not in " ".join(proc.args)  # the secret travels on stdin only
     proc = relay(here, "lvslab.verify", ["readiness"], stdin="{}", env={})
     assert proc.returncode == 2 and f"{KEY_VARIABLE} is not set" in capfd.readouterr().err
@@ -176,13 +177,12 @@ def test_package_zip_holds_only_stdlib_modules() -> None:
     from io import BytesIO
 
     names = zipfile.ZipFile(BytesIO(hypervisor.package_zip())).namelist()
-    assert "lvslab/verify.py" in names and "lvslab/checks.py" in names
+    assert "lvslab/verify/__main__.py" in names and "lvslab/verify/steps/failover.py" in names
     third_party = subprocess.run(
         ["grep", "-lE", r"^(import|from) (yaml|jinja2|pulumi|pulumi_libvirt|pulumi_command)\b",
-         *[str(hypervisor.PACKAGE_DIR / n.split("/")[1]) for n in names]], capture_output=True, text=True).stdout
-    relayed = {"verify.py", "checks.py", "probe.py", "model.py", "config.py", "faults.py", "bootprofile.py",
-               "hypervisor.py"}
-    assert not [p for p in third_party.split() if Path(p).name in relayed], third_party
+         *[str(ROOT / n) for n in names]], capture_output=True, text=True).stdout
+    assert third_party == "", third_party
+    assert "lvslab/render.py" not in names and not [n for n in names if n.startswith("components/")]
 
 
 def test_leftover_paths_are_listed_alike_here_and_on_a_hypervisor(monkeypatch: pytest.MonkeyPatch,
@@ -206,7 +206,7 @@ def test_leak_check_never_passes_blind(monkeypatch: pytest.MonkeyPatch, dev_raw:
     from lvslab.model import derive
 
     dev_raw["libvirtUri"] = URI
-    facts = derive(parse_config(dev_raw, "dev"))
+    facts = derive(parse_config(dev_raw, "unit-leak-check"))  # (not "dev": a running dev lab has seeds here)
     refused = "echo 'ssh: connect to host 10.254.1.2: refused' >&2; exit 255"
     monkeypatch.setattr(Hypervisor, "command", lambda self, argv: ["sh", "-c", refused])
     found = lab_leftovers(facts)

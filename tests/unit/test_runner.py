@@ -109,8 +109,9 @@ def test_verify_exit_status_is_the_result(monkeypatch: pytest.MonkeyPatch, capsy
                                           dev_raw: dict, fail_at: str | None, code: int) -> None:
     """`verify` runs the lab's steps in order against the running lab and stops at the first failing one;
     its exit status says which way it went."""
-    import lvslab.checks as checks
-    import lvslab.verify as verify
+    import lvslab.verify.registry as checks
+    import lvslab.verify.run as verify
+    from lvslab.verify.failure import CheckFailed
     from lvslab.model import derive, verify_spec
 
     cli = runner()
@@ -121,7 +122,7 @@ def test_verify_exit_status_is_the_result(monkeypatch: pytest.MonkeyPatch, capsy
     def fake_step(step: str, _spec: object, _key: str) -> dict:
         ran.append(step)
         if step == fail_at:
-            raise checks.CheckFailed(step, "VIP answering through director2", "no answer")
+            raise CheckFailed(step, "VIP answering through director2", "no answer")
         return {"passed": True}
 
     monkeypatch.setattr(verify, "run_step", fake_step)  # what verify.run calls for a local lab
@@ -147,7 +148,7 @@ def test_day2_plan_and_vip_watch() -> None:
     """The preview's engine steps become one list per operation; a director resource created, replaced or
     deleted is named (a day-2 change must have none); the VIP polls count only inside the change window."""
     from lvslab.day2 import director_rebuilds, plan, vip_during
-    from lvslab.probe import PollEvent
+    from lvslab.verify.probe import PollEvent
 
     urn = ("urn:pulumi:ci1::lvs-lab::lvslab:index:Lab$lvslab:index:RealServer$lvslab:index:Node"
            "$libvirt:index/domain:Domain::")

@@ -1,0 +1,136 @@
+"""Questions to a running lab that several steps ask: who holds the VIP, the IPVS table, heartbeat's view,
+what a split brain looks like, libvirt actions on a node."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lvslab.model import NodeFacts, VerifySpec
+from lvslab.verify.failure import CheckFailed
+from lvslab.verify.ipvsadm import parse_ipvsadm_list
+from lvslab.verify.probe import (
+    SshKey,
+    arp_responders,
+    ssh,
+)
+
+# --- helpers on a live lab -------------------------------------------------------------------------
+
+def parallel(fn: Callable[[Any], Any], items: list[Any] | tuple[Any, ...]) -> list[Any]:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def eth0_addresses(spec: VerifySpec, key: SshKey, only: list[str] | None = None) -> dict[str, str]:
+    """`ip -4 -o addr show dev eth0` of each director (asked over SSH; `only` skips a frozen one)."""
+    directors = [d for d in spec.directors if only is None or d.name in only]
+
+    def addresses(d: NodeFacts) -> str:
+        out = ssh(key, d.address, "ip -4 -o addr show dev eth0", timeout=60)
+        if out.returncode != 0:
+            raise CheckFailed("vip-state", f"SSH to {d.name}", out.stderr.strip())
+        return out.stdout
+    return dict(zip([d.name for d in directors], parallel(addresses, directors), strict=True))
+
+
+def vip_holders(spec: VerifySpec, key: SshKey, only: list[str] | None = None) -> dict[str, bool]:
+    """Which directors have the VIP configured (`only` skips a frozen one)."""
+    return {name: f" {spec.vip}/" in text for name, text in eth0_addresses(spec, key, only).items()}
+
+
+def gateway_with_vip(spec: VerifySpec, key: SshKey, holder: str, check: str,
+                      only: list[str] | None = None) -> None:
+    """LVS-NAT: the real servers' gateway VIP is on the VIP's holder only (one vrrp_sync_group), or their
+    replies reach a director that does not translate them back. Nothing to check with DR."""
+    if spec.lb_kind != "NAT":
+        return
+    gateways = {name: f" {spec.gateway_vip}/" in text for name, text in eth0_addresses(spec, key, only).items()}
+    if [n for n, h in gateways.items() if h] != [holder]:
+        raise CheckFailed(check, f"gateway VIP {spec.gateway_vip} moved with the VIP: on {holder} only",
+                          f"gateway VIP held by {sorted(n for n, h in gateways.items() if h) or 'nobody'}")
+
+
+def ipvs_list(key: SshKey, director: NodeFacts, stats: bool = False) -> str:
+    out = ssh(key, director.address, "ipvsadm -Ln" + (" --stats" if stats else ""))
+    if out.returncode != 0:
+        raise CheckFailed("ipvs", f"ipvsadm on {director.name}", out.stderr.strip())
+    return out.stdout
+
+
+def virsh(spec: VerifySpec, *args: str) -> None:
+    subprocess.run(["virsh", "-q", "-c", spec.uri, *args], check=True, capture_output=True)
+
+
+def weights(spec: VerifySpec) -> dict[str, int]:
+    return {rs.name: rs.weight for rs in spec.real_servers}
+
+
+# heartbeat's view of a node's resources (cl_status rscstatus): "local" = the ones haresources gives it (the
+# MASTER: VIP + ldirectord; the BACKUP: none), "foreign" = only its peer's, "all" = both, "none" = none at all,
+# "transition" = being moved.
+HEARTBEAT_SETTLED = "cl_status rscstatus"
+
+
+# What cl_status rscstatus says on each director once heartbeat has settled.
+ON_MASTER = {"master": ("local", "all"), "backup": ("local", "none")}  # the initial state
+ON_BACKUP = {"backup": ("all",)}  # after a takeover (the MASTER stopped or frozen: not asked)
+
+
+def heartbeat_settled(spec: VerifySpec, key: SshKey, wanted: dict[str, tuple[str, ...]],
+                       check: str = "vip-state") -> float:
+    """lvs-heartbeat: wait until heartbeat on each director named in `wanted` reports one of its states
+    (ON_MASTER, ON_BACKUP): after boot it waits up to initdead for its peer; a takeover is done only when
+    ldirectord runs too. Checks act only on a settled cluster: heartbeat 3 mishandles a stop or start
+    that arrives during a takeover (seen: both nodes then claim the resources). Returns the seconds."""
+    t0 = time.monotonic()
+    deadline = t0 + spec.heartbeat_initdead + spec.failover_bound_s + 20
+    nodes = {"master": spec.master, "backup": spec.backup}
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        states = {role: ssh(key, nodes[role].address, HEARTBEAT_SETTLED).stdout.strip() or "not running"
+                  for role in wanted}
+        if all(states[role] in ok for role, ok in wanted.items()):
+            return round(time.monotonic() - t0, 1)
+        time.sleep(1)
+    raise CheckFailed(check, "heartbeat settled (cl_status rscstatus): " + ", ".join(
+        f"{nodes[role].name} {'/'.join(ok)}" for role, ok in wanted.items()),
+        ", ".join(f"{nodes[role].name} {state}" for role, state in states.items()))
+
+
+def split_brain(spec: VerifySpec, key: SshKey, holding: list[str]) -> str:
+    """Both directors hold the VIP (seed 001: keepalived killed with -9 leaves its VIP behind while the
+    BACKUP takes over): name both, the MACs that answer ARP for the VIP, and how to repair it."""
+    names = {n.mac: n.name for n in spec.nodes}
+    responders = sorted(f"{names.get(m, '?')} ({m})"
+                        for m in arp_responders(spec.bridge, spec.vip, spec.client_address))
+    by_name = {d.name: d for d in spec.directors}
+    daemon = ha_daemon(spec)
+    stale = [n for n in holding if ssh(key, by_name[n].address, f"pidof {daemon}").returncode != 0]
+    repair = (f"on {', '.join(stale)} ({daemon} not running, stale VIP): ip addr del {spec.vip}/32 dev eth0 && "
+              f"systemctl restart {daemon}" if stale else
+              f"restart {daemon} on both directors")
+    return f"held by {holding}; ARP replies for {spec.vip} from {responders}; repair: {repair}"
+
+
+def wait_all_in_ipvs(spec: VerifySpec, key: SshKey, timeout: float, check: str = "round-robin") -> str:
+    master = spec.master
+    wanted = {rs.address for rs in spec.real_servers if rs.weight > 0}
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = ipvs_list(key, master)
+        present = {a for a, v in parse_ipvsadm_list(text).items() if v["weight"] > 0}
+        if wanted <= present:
+            return text
+        time.sleep(1)
+    raise CheckFailed(check, f"every real server in the IPVS table of {master.name} within {timeout:g} s",
+                      text.strip() or "empty table")
+
+
+def ha_daemon(spec: VerifySpec) -> str:
+    """The unit that moves the VIP: heartbeat with topology lvs-heartbeat (seed 003), keepalived otherwise."""
+    return "heartbeat" if spec.topology == "lvs-heartbeat" else "keepalived"

@@ -1,0 +1,1 @@
+"""The verification steps by family; lvslab.verify.registry names them."""

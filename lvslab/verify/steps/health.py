@@ -1,0 +1,135 @@
+"""Steps on health checking: a real server leaves and rejoins the table; the sorry server answers when
+none is left."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lvslab.config import HEALTH_PAGE_SUFFIX
+from lvslab.model import SORRY_PREFIX, NodeFacts, VerifySpec
+from lvslab.verify.failure import CheckFailed
+from lvslab.verify.ipvsadm import table_watch_script
+from lvslab.verify.live import ipvs_list, parallel, wait_all_in_ipvs
+from lvslab.verify.probe import (
+    SshKey,
+    http_get,
+    ssh,
+    ssh_watch,
+)
+
+
+def health_fault(spec: VerifySpec, victim: NodeFacts) -> tuple[str, str, str]:
+    """What the health-check step does to one real server, and how it undoes it: nginx stopped (keepalived's
+    checks, ldirectord's connect check), or, for ldirectord's negotiate check (seed 003), the health page
+    still served with 200 but no longer matching `receive`. Returns (what, break command, repair command)."""
+    page = spec.health_check.page_file
+    if page:
+        return (f"{page} no longer matching receive {spec.health_check.receive!r}",
+                f"echo maintenance > {page}", f"echo '{victim.name}{HEALTH_PAGE_SUFFIX}' > {page}")
+    return "nginx stopped", "systemctl stop nginx", "systemctl start nginx"
+
+
+def check_health(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+    """Stop nginx on one real server (lvs-heartbeat: make its health page stop matching ldirectord's
+    receive): the health checker takes it out of the IPVS table (quiescent: weight 0); start it (restore the
+    page): it comes back. Both decided from the MASTER's table (right for every scheduler and weight), timed
+    on this host by a watcher that already runs on the director, from the moment the command on the real
+    server returned (that command's own SSH round trip, seconds on starved guests, is reported beside it,
+    not counted)."""
+    victim = next((rs for rs in reversed(spec.real_servers) if rs.weight > 0), spec.real_servers[-1])
+    master = spec.master
+    remove_window, add_window = spec.health_check.window()
+    slack = 10.0
+    what, break_cmd, repair_cmd = health_fault(spec, victim)
+    result: dict[str, Any] = {"server": victim.name, "fault": what, "remove_window_s": remove_window,
+                              "add_window_s": add_window}
+    wait_all_in_ipvs(spec, key, timeout=add_window + 60, check="health-check")
+    stopped = False
+    try:
+        def act_stop() -> None:
+            nonlocal stopped
+            out = ssh(key, victim.address, break_cmd)
+            stopped = out.returncode == 0
+            if not stopped:
+                raise CheckFailed("health-check", f"{what} on {victim.name}", out.stderr.strip())
+
+        removed, stop_s, table = ssh_watch(key, master.address,
+                                   table_watch_script(victim.address, spec.port, False, remove_window + slack),
+                                   act_stop, remove_window + slack + 30)
+        if removed is None:
+            raise CheckFailed("health-check", f"{victim.name} ({what}) out of the IPVS table within "
+                              f"{remove_window + slack:g} s", f"still in table: {' '.join(table.split())[-300:]}")
+        result["removed_after_s"] = round(removed, 1)
+        result["stop_command_s"] = round(stop_s, 1)
+
+        def act_start() -> None:
+            nonlocal stopped
+            ssh(key, victim.address, repair_cmd)
+            stopped = False
+
+        back, start_s, table = ssh_watch(key, master.address,
+                                table_watch_script(victim.address, spec.port, True, add_window + slack),
+                                act_start, add_window + slack + 30)
+        if back is None:
+            raise CheckFailed("health-check", f"{victim.name} back in the IPVS table within {add_window + slack:g} s",
+                              f"table: {' '.join(table.split())[-300:]}")
+        result["readded_after_s"] = round(back, 1)
+        result["start_command_s"] = round(start_s, 1)
+        answered = any(http_get(spec.vip, spec.port, timeout=2).server == victim.name
+                       for _ in range(4 * len(spec.real_servers)))
+        if spec.lb_algo in ("rr", "wrr") and not spec.persistence and not answered:
+            raise CheckFailed("health-check", f"{victim.name} answering through the VIP after it was re-added",
+                              "no answer from it")
+    finally:
+        if stopped:
+            ssh(key, victim.address, repair_cmd)
+    result["passed"] = True
+    return result
+
+
+def check_sorry_server(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+    """nginx stopped on every real server: the VIP answers from the MASTER's sorry server (keepalived's
+    sorry_server, IPVS local node); nginx started on one real server: it answers again. Both transitions
+    timed from the moment the last stop (the start) command returned, polling the VIP every 0.2 s."""
+    servers = [rs for rs in spec.real_servers if rs.weight > 0]
+    remove_window, add_window = spec.health_check.window()
+    slack = 10.0
+    result: dict[str, Any] = {"remove_window_s": remove_window, "add_window_s": add_window}
+    wait_all_in_ipvs(spec, key, timeout=add_window + 60, check="sorry-server")
+
+    def first_answer(accept: Callable[[str], bool], limit: float) -> tuple[float | None, str | None, int]:
+        t0 = time.monotonic()
+        others = 0
+        while time.monotonic() - t0 < limit:
+            res = http_get(spec.vip, spec.port, timeout=1)
+            if res.ok and res.server and accept(res.server):
+                return round(time.monotonic() - t0, 2), res.server, others
+            others += 1
+            time.sleep(0.2)
+        return None, None, others
+
+    try:
+        parallel(lambda rs: ssh(key, rs.address, "systemctl stop nginx"), servers)
+        after, answer, polls = first_answer(lambda s: s.startswith(SORRY_PREFIX), remove_window + slack)
+        if after is None:
+            table = ipvs_list(key, spec.master)
+            raise CheckFailed("sorry-server", f"the sorry page ({SORRY_PREFIX}{spec.master.name}) through the VIP "
+                              f"within {remove_window + slack:g} s of nginx stopping on every real server",
+                              f"no sorry answer in {polls} polls; table: {' '.join(table.split())[-300:]}")
+        result.update(sorry_after_s=after, sorry_answered_by=answer)
+        if answer != SORRY_PREFIX + spec.master.name:
+            raise CheckFailed("sorry-server", f"the sorry page of the MASTER {spec.master.name}", str(answer))
+        back = servers[0]
+        ssh(key, back.address, "systemctl start nginx")
+        after, answer, polls = first_answer(lambda s: not s.startswith(SORRY_PREFIX), add_window + slack)
+        if after is None:
+            raise CheckFailed("sorry-server", f"{back.name} answering through the VIP within {add_window + slack:g} s "
+                              "of its nginx starting", f"still the sorry page after {polls} polls")
+        result.update(normal_after_s=after, normal_answered_by=answer)
+    finally:
+        parallel(lambda rs: ssh(key, rs.address, "systemctl start nginx"), servers)
+    wait_all_in_ipvs(spec, key, timeout=add_window + 60, check="sorry-server")
+    result["passed"] = True
+    return result

@@ -1,0 +1,215 @@
+"""Steps on the lab's state: readiness (cloud-init done), lvs-state (VIP, ARP, real servers, IPVS
+settings), vip-state (nginx-ha)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections import Counter
+from typing import Any
+
+from lvslab.bootprofile import parse_profile
+from lvslab.guest import readiness_script
+from lvslab.model import NodeFacts, VerifySpec
+from lvslab.verify.evaluate import RS_CONFIG_SCRIPT, real_server_problems
+from lvslab.verify.failure import CheckFailed
+from lvslab.verify.ipvsadm import parse_ipvsadm_timeouts, parse_sync_daemons
+from lvslab.verify.live import (
+    ON_MASTER,
+    gateway_with_vip,
+    ha_daemon,
+    heartbeat_settled,
+    parallel,
+    split_brain,
+    vip_holders,
+)
+from lvslab.verify.probe import (
+    SshKey,
+    arp_responders,
+    http_get,
+    ssh,
+)
+
+# --- the steps -------------------------------------------------------------------------------------
+
+_FINISHED = re.compile(r"Cloud-init v\. \S+ finished at .* Up ([0-9.]+) seconds")
+
+
+def console_finished(path: str | None) -> float | None:
+    """Guest uptime at which cloud-init finished, read from the serial console log on this host."""
+    if not path or not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        text = f.read().decode(errors="replace")
+    match = _FINISHED.search(text)
+    return float(match.group(1)) if match else None
+
+
+def check_readiness(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+    """Every node finished cloud-init (marker written) without errors. Where the serial console log is on
+    this host, wait on it (costs the busy, emulated guests nothing); then confirm over SSH, retried."""
+    deadline = time.monotonic() + spec.ready_timeout
+    t0 = time.monotonic()
+
+    def wait(node: NodeFacts) -> dict[str, Any]:
+        last = "no answer"
+        uptime = None
+        while time.monotonic() < deadline:
+            uptime = console_finished(node.console_log)
+            if uptime is not None or not os.path.exists(node.console_log):
+                break
+            time.sleep(2)
+        while time.monotonic() < deadline:
+            try:
+                out = ssh(key, node.address, readiness_script(node.name), timeout=60)
+            except subprocess.TimeoutExpired:  # a guest starved of CPU (many VMs booting at once): ask again
+                last = "SSH did not answer within 60 s"
+                continue
+            if out.returncode == 0 and "cloud-init done" in out.stdout:
+                return {"seconds": round(time.monotonic() - t0, 1), "boot_to_ready_s": uptime,
+                        "boot_profile": parse_profile(out.stdout)}
+            if "check readiness failed" in out.stderr:
+                raise CheckFailed("readiness", f"cloud-init done on {node.name}",
+                                  "cloud-init error: " + out.stderr.split("observed", 1)[1].strip()[:400])
+            last = (out.stderr or out.stdout).strip()[-200:] or f"exit {out.returncode}"
+            time.sleep(10)
+        raise CheckFailed("readiness", f"{node.name} ready within {spec.ready_timeout} s", last)
+
+    results = parallel(wait, spec.nodes)
+    return {"passed": True, "nodes": {n.name: r for n, r in zip(spec.nodes, results, strict=True)},
+            "seconds": round(time.monotonic() - t0, 1)}
+
+
+def check_lvs_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+    """The VIP is on the MASTER only (nopreempt: handed to it first if the other director came up first);
+    only the MASTER answers ARP for it; every real server holds the VIP on lo as /32 with arp_ignore=1/
+    arp_announce=2."""
+    master = spec.master
+    result: dict[str, Any] = {}
+    if spec.topology == "lvs-heartbeat":
+        result["vip_settled_after_s"] = heartbeat_settled(spec, key, ON_MASTER)
+    handed_over = vip_on_master_only(spec, key)
+    gateway_with_vip(spec, key, master.name, "vip-state")
+
+    def rs_config(rs: NodeFacts) -> str | None:
+        out = ssh(key, rs.address, RS_CONFIG_SCRIPT)
+        if out.returncode != 0:
+            return f"{rs.name}: SSH failed: {out.stderr.strip()}"
+        problems = real_server_problems(out.stdout, spec.lb_kind, spec.vip, spec.gateway_vip)
+        return f"{rs.name}: " + ", ".join(problems) if problems else None
+
+    rs_problems = [p for p in parallel(rs_config, spec.real_servers) if p]
+    if rs_problems:
+        wanted = {"DR": "VIP/32 on lo and arp_ignore=1, arp_announce=2",
+                  "TUN": "VIP/32 on tunl0, arp_ignore=1, arp_announce=2 and rp_filter not strict",
+                  "NAT": f"the default route via the gateway VIP {spec.gateway_vip} and no VIP"}[spec.lb_kind]
+        raise CheckFailed("real-server-config", f"{wanted} on every real server", "; ".join(rs_problems))
+
+    _check_ipvs_settings(spec, key, master)
+    result |= {"passed": True, "vip_holder": master.name, "arp_responders": _arp_from_master_only(spec)}
+    if handed_over is not None:
+        result["nopreempt_vip_handed_over_after_s"] = handed_over
+    return result
+
+
+def vip_on_master_only(spec: VerifySpec, key: SshKey) -> float | None:
+    """The VIP is on the MASTER only (split-brain names both holders otherwise). nopreempt: if the other
+    node came up first and kept it, hand it over first; returns the seconds that took, else None."""
+    holders = vip_holders(spec, key)
+    master = spec.master
+    holding = sorted(n for n, h in holders.items() if h)
+    if spec.preempt and holding != [master.name]:
+        # The election may still run: the director pushed last (often the MASTER, its boot the longer) started
+        # keepalived a moment ago and preempts within a few adverts. Wait up to the failover bound.
+        deadline = time.monotonic() + spec.failover_bound_s + 2
+        while holding != [master.name] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            holding = sorted(n for n, h in vip_holders(spec, key).items() if h)
+    handed_over = None
+    if not spec.preempt and holding == [spec.backup.name]:
+        # nopreempt (both BACKUP): whichever director's keepalived started first took the VIP and keeps it.
+        # Hand it to the higher priority, as an operator would: restart keepalived on the holder.
+        handed_over = _hand_vip_to_master(spec, key)
+        holding = [master.name]
+    if len(holding) > 1:
+        raise CheckFailed("split-brain", f"VIP {spec.vip} on one director only", split_brain(spec, key, holding))
+    if holding != [master.name]:
+        raise CheckFailed("vip-state", f"VIP {spec.vip} on {master.name} only", f"held by {holding or 'nobody'}")
+    return handed_over
+
+
+def _arp_from_master_only(spec: VerifySpec) -> list[str]:
+    """Only the MASTER's MAC answers ARP for the VIP on the bridge."""
+    master = spec.master
+    responders = arp_responders(spec.bridge, spec.vip, spec.client_address)
+    if responders != {master.mac}:
+        names = {n.mac: n.name for n in spec.nodes}
+        raise CheckFailed("vip-arp", f"only {master.name} ({master.mac}) answers ARP for {spec.vip}",
+                          f"answered by {sorted(names.get(m, m) for m in responders) or 'nobody'}")
+    return sorted(responders)
+
+
+def check_vip_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+    """topology nginx-ha (seed 004's `curl VIP`): the VIP is on the MASTER only, only it answers ARP for it,
+    and every fresh request to the VIP is served by the MASTER's nginx."""
+    master = spec.master
+    handed_over = vip_on_master_only(spec, key)
+    responders = _arp_from_master_only(spec)
+    requests = 2 * spec.requests_per_server
+    answers = Counter(http_get(spec.vip, spec.port).server or "failed" for _ in range(requests))
+    if answers != Counter({master.name: requests}):
+        raise CheckFailed("vip-state", f"all {requests} requests to the VIP served by {master.name}",
+                          f"answered by {dict(answers)}")
+    result: dict[str, Any] = {"passed": True, "vip_holder": master.name, "arp_responders": responders,
+                              "requests": requests, "answered_by": dict(answers)}
+    if handed_over is not None:
+        result["nopreempt_vip_handed_over_after_s"] = handed_over
+    return result
+
+
+def _hand_vip_to_master(spec: VerifySpec, key: SshKey) -> float:
+    """nopreempt: move the VIP from the lower-priority director (it came up first) to the MASTER by
+    restarting the HA daemon on the holder; seconds until the VIP is on the MASTER only."""
+    t0 = time.monotonic()
+    daemon = ha_daemon(spec)
+    out = ssh(key, spec.backup.address, f"systemctl restart {daemon}")
+    if out.returncode != 0:
+        raise CheckFailed("vip-state", f"{daemon} restarted on {spec.backup.name} (nopreempt hand-over)",
+                          out.stderr.strip())
+    deadline = t0 + spec.failover_bound_s + 20
+    holders: dict[str, bool] = {}
+    while time.monotonic() < deadline:
+        holders = vip_holders(spec, key)
+        if [n for n, h in holders.items() if h] == [spec.master.name]:
+            return round(time.monotonic() - t0, 1)
+        time.sleep(0.5)
+    raise CheckFailed("vip-state", f"VIP on {spec.master.name} after {daemon} restarted on {spec.backup.name} "
+                      "(nopreempt: the first director up keeps the VIP)", f"holders {holders}")
+
+
+def _check_ipvs_settings(spec: VerifySpec, key: SshKey, master: NodeFacts) -> None:
+    """Both directors run IPVS with the configured connection timeouts (lvs.timeouts, the kernel's when
+    unset) and, with lvs.syncDaemon, the sync daemon of their VRRP role (master sends, backup receives)."""
+    def settings(d: NodeFacts) -> str:
+        return ssh(key, d.address, "ipvsadm -L --timeout; ipvsadm -L --daemon").stdout
+
+    problems = []
+    sync_ids = set()
+    for d, text in zip(spec.directors, parallel(settings, spec.directors), strict=True):
+        timeouts = parse_ipvsadm_timeouts(text)
+        if timeouts != spec.lvs_timeouts:
+            problems.append(f"{d.name}: timeouts (tcp tcpfin udp) {timeouts}, expected {spec.lvs_timeouts}")
+        daemons = parse_sync_daemons(text)
+        role = "master" if d == master else "backup"
+        if set(daemons) != ({role} if spec.sync_daemon else set()) or any(
+                not v.startswith("eth0 ") for v in daemons.values()):
+            problems.append(f"{d.name}: sync daemons {daemons or 'none'}, expected "
+                            f"{role + ' on eth0' if spec.sync_daemon else 'none'}")
+        sync_ids |= {v.split()[1] for v in daemons.values()}
+    if len(sync_ids) > 1:
+        problems.append(f"sync ids differ: {sorted(sync_ids)} (the backup drops the master's messages)")
+    if problems:
+        raise CheckFailed("ipvs-settings", "the configured IPVS timeouts and sync daemons on both directors",
+                          "; ".join(problems))
