@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from lvslab.render import ROOT, _env
+from lvslab.render import ROOT, template_env
 
 PICTURES_DIR = ROOT / "pictures"
-_TEMPLATES = _env(PICTURES_DIR)
+_TEMPLATES = template_env(PICTURES_DIR)
 
 
 def topology_dot(report: dict[str, Any]) -> str:

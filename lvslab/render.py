@@ -17,15 +17,15 @@ CLOUD_INIT_DIR = ROOT / "cloud-init"
 XSLT_DIR = ROOT / "xslt"
 
 
-def _env(directory: Path) -> jinja2.Environment:
+def template_env(directory: Path) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(directory), undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
     )
 
 
-_CLOUD_INIT = _env(CLOUD_INIT_DIR)
-_XSLT = _env(XSLT_DIR)
+_CLOUD_INIT = template_env(CLOUD_INIT_DIR)
+_XSLT = template_env(XSLT_DIR)
 
 
 def keepalived_conf(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:

@@ -4,8 +4,10 @@ resource is registered."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pulumi
@@ -13,8 +15,20 @@ import pytest
 import yaml
 from pulumi.runtime import rpc
 
-from lvslab import host, program
+from lvslab import host
+from lvslab.imports import ROOT
 
+
+def load_program() -> ModuleType:
+    """The composition root, /__main__.py, as a module of its own name (its main() declares the lab)."""
+    spec = importlib.util.spec_from_file_location("lvs_lab_program", ROOT / "__main__.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+program = load_program()
 DOMAIN = "libvirt:index/domain:Domain"
 VOLUME = "libvirt:index/volume:Volume"
 NETWORK = "libvirt:index/network:Network"

@@ -111,8 +111,8 @@ def test_verify_exit_status_is_the_result(monkeypatch: pytest.MonkeyPatch, capsy
     its exit status says which way it went."""
     import lvslab.verify.registry as checks
     import lvslab.verify.run as verify
-    from lvslab.verify.failure import CheckFailed
     from lvslab.model import derive, verify_spec
+    from lvslab.verify.failure import CheckFailed
 
     cli = runner()
     spec = verify_spec(derive(parse_config(dev_raw, "dev")))
