@@ -5,6 +5,7 @@ the VM."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -16,13 +17,7 @@ from lvslab.commands import keepalived_push_script, ldirectord_push_script
 from lvslab.config import LabConfig
 from lvslab.guest import cloud_init_done_script
 from lvslab.model import LabFacts, NodeFacts
-from lvslab.render import (
-    director_user_data,
-    keepalived_conf,
-    ldirectord_cf,
-    pushes_keepalived_conf,
-    pushes_ldirectord_conf,
-)
+from lvslab.render import director_user_data, pushed_file
 
 
 class Director(pulumi.ComponentResource):
@@ -59,12 +54,14 @@ class Director(pulumi.ComponentResource):
 
 def _config_push(cfg: LabConfig, director: NodeFacts,
                  auth_pass: pulumi.Output[str]) -> tuple[str, str, pulumi.Output[str]] | None:
-    """(resource suffix, script, file content) of the director's pushed configuration, if its topology has one."""
-    if pushes_keepalived_conf(cfg):
-        return ("keepalived-conf", keepalived_push_script(cloud_init_done_script(director.name),
-                                                          stop_after="keepalived-down-all" in cfg.faults),
-                auth_pass.apply(lambda p: keepalived_conf(cfg, director, p)))
-    if pushes_ldirectord_conf(cfg):
-        return ("ldirectord-conf", ldirectord_push_script(cloud_init_done_script(director.name)),
-                pulumi.Output.from_input(ldirectord_cf(cfg)))
-    return None
+    """(resource suffix, script, file content) of the director's pushed configuration (Topology.pushed), if its
+    topology has one."""
+    pushed = cfg.topo.pushed
+    if pushed is None:
+        return None
+    done = cloud_init_done_script(director.name)
+    scripts: dict[str, Callable[[], str]] = {
+        "keepalived.conf": lambda: keepalived_push_script(done, stop_after="keepalived-down-all" in cfg.faults),
+        "ldirectord.cf": lambda: ldirectord_push_script(done)}
+    return (pushed.resource_suffix, scripts[pushed.name](),
+            auth_pass.apply(lambda p: pushed_file(cfg, director, p)))

@@ -16,15 +16,11 @@ from typing import Any
 
 from lvslab.faults import CLOUD_INIT_FAULTS
 from lvslab.hypervisor import HypervisorError, parse_uri
+from lvslab.lab.scheduler import DEFAULT_SCHEDULER, SCHEDULERS
+from lvslab.lab.topology import DEFAULT_TOPOLOGY, KEEPALIVED, NGINX_HA, TOPOLOGIES, Topology
 
 PROJECT = "lvs-lab"
 
-# Every IPVS scheduler keepalived's lb_algo accepts (keepalived 2.2).
-SCHEDULER_MODULES: dict[str, str] = {
-    "rr": "ip_vs_rr", "wrr": "ip_vs_wrr", "lc": "ip_vs_lc", "wlc": "ip_vs_wlc", "lblc": "ip_vs_lblc",
-    "lblcr": "ip_vs_lblcr", "dh": "ip_vs_dh", "sh": "ip_vs_sh", "sed": "ip_vs_sed", "nq": "ip_vs_nq",
-    "fo": "ip_vs_fo", "ovf": "ip_vs_ovf", "mh": "ip_vs_mh",
-}
 HEALTH_CHECKS = ("TCP_CHECK", "HTTP_GET")
 DOMAIN_TYPES = ("auto", "kvm", "qemu")
 BOOT_METHODS = ("kernel", "bootloader")
@@ -32,21 +28,8 @@ PACKAGE_SOURCES = ("local", "mirror")
 FAILOVER_MODES = ("clean", "hard")
 # IPVS forwarding methods (keepalived's lb_kind) the lab builds and verifies.
 LB_KINDS = ("DR", "NAT", "TUN")
-# What the lab builds (seed 000-002: LVS directors with keepalived in front of real servers; seed 003: the
-# same directors with heartbeat moving the VIP and ldirectord running IPVS; seed 004: two nginx nodes sharing
-# a VIP through keepalived, no IPVS).
-TOPOLOGIES = ("lvs-keepalived", "lvs-heartbeat", "nginx-ha")
 # Config sections that only mean something with IPVS (topologies lvs-*).
 LVS_ONLY_KEYS = ("realServers", "lvs", "healthCheck")
-# What keepalived does that heartbeat + ldirectord (seed 003) do not: refused with lvs-heartbeat, each with why.
-NOT_WITH_HEARTBEAT = {
-    "vrrp": "heartbeat, not VRRP, moves the VIP: set its timing under heartbeat",
-    "lvs.syncDaemon": "ldirectord does not run IPVS's connection sync daemon",
-    "lvs.timeouts": "ldirectord does not set IPVS's connection timeouts",
-    "healthCheck.delayBeforeRetry": "ldirectord retries every checkinterval (healthCheck.delayLoop)",
-    "healthCheck.expectStatus": "ldirectord's negotiate check accepts any 2xx answer whose page matches "
-                                "healthCheck.receive",
-}
 # The real servers' health page with topology lvs-heartbeat says "<name> ok"; healthCheck.receive must match it.
 HEALTH_PAGE_SUFFIX = " ok"
 # Host names (RFC 1123 labels, lowercase, starting with a letter): they become hostnames and libvirt names.
@@ -225,6 +208,11 @@ class LabConfig:
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
 
     @property
+    def topo(self) -> Topology:
+        """This lab's row of the topology table."""
+        return TOPOLOGIES[self.topology]
+
+    @property
     def client(self) -> str:
         """The address the lab's client (this host) talks to the VIP from."""
         return self.client_address or self.host_address
@@ -256,7 +244,7 @@ class LabConfig:
     def preempt(self) -> bool:
         """Does the VIP go back to the MASTER when it returns? (keepalived's preempt, heartbeat's
         auto_failback)"""
-        return self.heartbeat.auto_failback if self.topology == "lvs-heartbeat" else self.vrrp.preempt
+        return self.heartbeat.auto_failback if self.topo.heartbeat else self.vrrp.preempt
 
     def failover_bound_seconds(self) -> float:
         """keepalived's master-down interval on the BACKUP: 3 x advert_int + skew. nginx-ha: the vrrp_script
@@ -265,9 +253,9 @@ class LabConfig:
         prio = self.backup.priority
         skew = (256 - prio) / 256 if self.vrrp.version == 2 else (256 - prio) * self.vrrp.advert_int / 256
         vrrp = 3 * self.vrrp.advert_int + skew
-        if self.topology == "nginx-ha":
+        if self.topo.failover_bound == "vrrp-script":
             return (self.nginx_check.fall + 1) * self.nginx_check.interval + vrrp
-        if self.topology == "lvs-heartbeat":
+        if self.topo.failover_bound == "heartbeat":
             # A silent peer is dead after deadtime (clean stops hand over sooner); then heartbeat runs the
             # resource scripts: IPaddr2 (VIP + gratuitous ARP) and ldirectord (a Perl start, first checks).
             return self.heartbeat.deadtime + HEARTBEAT_TAKEOVER_S
@@ -395,21 +383,22 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
     for unknown in sorted(set(raw) - KNOWN_KEYS):
         r.unknown(unknown, unknown, KNOWN_KEYS, raw[unknown])
 
-    topology = r.string(raw, "topology", "topology", "lvs-keepalived", TOPOLOGIES)
+    topology = r.string(raw, "topology", "topology", DEFAULT_TOPOLOGY, tuple(TOPOLOGIES))
     if topology not in TOPOLOGIES:  # reported; validate the rest as the topology its keys suggest
-        topology = "lvs-keepalived" if "realServers" in raw else "nginx-ha"
-    nginx_ha = topology == "nginx-ha"
-    heartbeat_ha = topology == "lvs-heartbeat"
+        topology = KEEPALIVED if "realServers" in raw else NGINX_HA
+    topo = TOPOLOGIES[topology]
+    nginx_ha = not topo.uses_ipvs
+    heartbeat_ha = topo.heartbeat
     if "heartbeat" in raw and not heartbeat_ha:
         r.fail("heartbeat", f"is only used with topology lvs-heartbeat (heartbeat's timing); with {topology} "
                "keepalived's VRRP moves the VIP (vrrp)", raw["heartbeat"])
     if heartbeat_ha:
-        for dotted, why in NOT_WITH_HEARTBEAT.items():
+        for dotted, why in topo.refused.items():
             section, _, name = dotted.partition(".")
             holder = raw.get(section) if name else raw
             if isinstance(holder, dict) and (name or section) in holder:
                 r.fail(dotted, f"is not used with topology lvs-heartbeat: {why}", holder[name or section])
-        raw = _without(raw, NOT_WITH_HEARTBEAT)
+        raw = _without(raw, topo.refused)
     else:
         for dotted, what in (("healthCheck.receive", "ldirectord's receive regexp"),
                              ("lvs.quiescent", "ldirectord's quiescent")):
@@ -613,7 +602,7 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
         udp=r.integer(tmo, "udp", "lvs.timeouts.udp", KERNEL_LVS_TIMEOUTS["udp"], 1, 86400, unit) or 0,
         configured=bool(tmo),
     )
-    lb_algo = r.string(lvs, "lbAlgo", "lvs.lbAlgo", "rr", tuple(SCHEDULER_MODULES))
+    lb_algo = r.string(lvs, "lbAlgo", "lvs.lbAlgo", DEFAULT_SCHEDULER, tuple(SCHEDULERS))
     persistence = r.integer(lvs, "persistenceTimeout", "lvs.persistenceTimeout", 0, 0, MAX_PERSISTENCE_S,
                             "seconds (0 = off; keepalived's maximum is 31 days)")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lvslab.lab.vip import DROP_VIP, HOLDS_VIP_TEST
+
 # name -> what it breaks (templates in cloud-init/ and lvslab/render.py test for these names).
 CLOUD_INIT_FAULTS: dict[str, str] = {
     "rs-no-arp-sysctls": "real servers keep the default ARP sysctls (they answer ARP for the VIP)",
@@ -54,7 +56,7 @@ RUNTIME_FAULTS = {
         # stop timeout), and a parent killed first makes the VRRP child remove the VIP on its way out
         # (keepalived's children get SIGTERM when the parent dies), which is not the failure shown here.
         Fault("keepalived-kill9-master", "master", "pids=$(pidof keepalived); kill -STOP $pids; kill -9 $pids",
-              "ip addr del {vip}/32 dev eth0 2>/dev/null; systemctl restart keepalived", ("lvs-state",),
+              f"{DROP_VIP} 2>/dev/null; systemctl restart keepalived", ("lvs-state",),
               "split-brain", settle=True),
         # Persistence off on both directors (ipvsadm -E without -p): the client spreads over the servers.
         Fault("persistence-off", "directors", "ipvsadm -E -t {vip}:{port} -s {algo}",
@@ -67,7 +69,7 @@ RUNTIME_FAULTS = {
         # (keepalived restarts the daemon of a director whose VRRP state changes: the repair starts only
         # what is missing.)
         Fault("sync-daemon-off", "directors", "ipvsadm --stop-daemon master; ipvsadm --stop-daemon backup; true",
-              "if ip -4 -o addr show dev eth0 | grep -q ' {vip}/'; then role=master; else role=backup; fi; "
+              f"if {HOLDS_VIP_TEST}; then role=master; else role=backup; fi; "
               "ipvsadm -L --daemon | grep -q \"$role sync daemon\" || "
               "ipvsadm --start-daemon $role --mcast-interface eth0 "
               "--syncid $(awk '/lvs_sync_daemon/ {{print $NF}}' /etc/keepalived/keepalived.conf)", ("connection-sync",),

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from lvslab.config import PROJECT, Director, LabConfig, RealServer
+from lvslab.lab.scheduler import SCHEDULERS, Scheduler
+from lvslab.lab.topology import LDIRECTORD, TOPOLOGIES, Topology
 
 POOL_ROOT = os.environ.get("LVSLAB_POOL_DIR") or "/var/lib/lvs-lab/pools"
 SEED_ROOT = os.environ.get("LVSLAB_SEED_DIR") or "/var/lib/lvs-lab/seeds"
@@ -197,7 +199,7 @@ class HealthCheckSpec:
 class VerifySpec(_Nodes):
     """Everything the checks know about a lab (no secrets: the SSH key travels separately)."""
 
-    topology: str  # lvs-keepalived, lvs-heartbeat or nginx-ha (config.TOPOLOGIES): which steps run
+    topology: str  # a name of lvslab.lab.topology.TOPOLOGIES: which daemons, which steps
     uri: str
     vip: str
     port: int
@@ -220,6 +222,16 @@ class VerifySpec(_Nodes):
     failover_mode: str
     requests_per_server: int
     ready_timeout: int
+
+    @property
+    def topo(self) -> Topology:
+        """This lab's row of the topology table."""
+        return TOPOLOGIES[self.topology]
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """What the checks may predict of the lab's IPVS scheduler."""
+        return SCHEDULERS[self.lb_algo]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -262,7 +274,7 @@ def verify_spec(facts: LabFacts) -> VerifySpec:
         health_check=_health_check_spec(cfg),
         advert_int=cfg.vrrp.advert_int, preempt=cfg.preempt,
         unicast_peers=cfg.vrrp.unicast_peers, failover_bound_s=cfg.failover_bound_seconds(),
-        heartbeat_initdead=cfg.heartbeat.initdead if cfg.topology == "lvs-heartbeat" else 0,
+        heartbeat_initdead=cfg.heartbeat.initdead if cfg.topo.heartbeat else 0,
         failover_mode=cfg.verify.failover_mode, requests_per_server=cfg.verify.requests_per_server,
         ready_timeout=cfg.verify.ready_timeout,
     )
@@ -272,7 +284,7 @@ def _health_check_spec(cfg: LabConfig) -> HealthCheckSpec:
     """keepalived's check as configured; ldirectord's (lvs-heartbeat) mapped onto the same windows: it retries
     at the next checkinterval (delay_loop), failurecount = retry + 1."""
     hc = cfg.health_check
-    heartbeat = cfg.topology == "lvs-heartbeat"
+    heartbeat = cfg.topo.ipvs_manager == LDIRECTORD
     return HealthCheckSpec(
         type=hc.type, delay_loop=hc.delay_loop, connect_timeout=hc.connect_timeout, retry=hc.retry,
         delay_before_retry=hc.delay_loop if heartbeat else hc.delay_before_retry,

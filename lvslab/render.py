@@ -5,11 +5,13 @@ only chooses the values. StrictUndefined: a missing value is an error, never an 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import jinja2
 
 from lvslab.config import HEALTH_PAGE_SUFFIX, LabConfig
+from lvslab.lab.topology import LDIRECTORD
 from lvslab.model import SORRY_PREFIX, STREAM_MIB, STREAM_PATH, TUN_ADVMSS, LabFacts, NodeFacts, health_page_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +52,7 @@ def keepalived_conf(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:
 def _health_page(cfg: LabConfig) -> str | None:
     """lvs-heartbeat: the file behind the health path that ldirectord's receive reads (else None: nginx
     answers the health path itself)."""
-    if cfg.topology == "lvs-heartbeat" and cfg.health_check.type == "HTTP_GET":
+    if cfg.topo.ipvs_manager == LDIRECTORD and cfg.health_check.type == "HTTP_GET":
         return health_page_file(cfg.health_check.path)
     return None
 
@@ -97,36 +99,31 @@ def _common(cfg: LabConfig, node: NodeFacts, role: str, ssh_public_key: str) -> 
 
 def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str, auth_pass: str) -> str:
     """An LVS director's user-data (keepalived, whose configuration a command pushes later, see
-    pushes_keepalived_conf; heartbeat + ldirectord with topology lvs-heartbeat), or with topology nginx-ha an
+    pushed_file; heartbeat + ldirectord with topology lvs-heartbeat), or with topology nginx-ha an
     nginx node's (it serves the VIP itself)."""
-    if cfg.topology == "lvs-heartbeat":
-        return _CLOUD_INIT.get_template("heartbeat.yaml.j2").render(
-            **_common(cfg, director, "director", ssh_public_key),
-            ha_cf=ha_cf(cfg, director), haresources=haresources(cfg),
-            auth_pass=auth_pass, sorry_site=sorry_site(cfg, director) if cfg.sorry_server else None,
-        )
-    if cfg.topology == "nginx-ha":
-        return _CLOUD_INIT.get_template("nginx-ha.yaml.j2").render(
-            **_common(cfg, director, "nginx-ha", ssh_public_key), nginx_site=nginx_site(cfg, director),
-            keepalived_conf=keepalived_conf(cfg, director, auth_pass),
-        )
-    return _CLOUD_INIT.get_template("director.yaml.j2").render(
-        **_common(cfg, director, "director", ssh_public_key),
-        sorry_site=sorry_site(cfg, director) if cfg.sorry_server else None,
-    )
+    topo = cfg.topo
+    sorry = sorry_site(cfg, director) if cfg.sorry_server else None
+    extra: dict[str, Callable[[], dict[str, object]]] = {  # what each template renders besides the common part
+        "heartbeat.yaml.j2": lambda: {"ha_cf": ha_cf(cfg, director), "haresources": haresources(cfg),
+                                      "auth_pass": auth_pass, "sorry_site": sorry},
+        "nginx-ha.yaml.j2": lambda: {"nginx_site": nginx_site(cfg, director),
+                                     "keepalived_conf": keepalived_conf(cfg, director, auth_pass)},
+        "director.yaml.j2": lambda: {"sorry_site": sorry},
+    }
+    return _CLOUD_INIT.get_template(topo.director_template).render(
+        **_common(cfg, director, topo.director_role, ssh_public_key), **extra[topo.director_template]())
 
 
-def pushes_keepalived_conf(cfg: LabConfig) -> bool:
-    """lvs-keepalived: keepalived.conf (real servers, weights, scheduler, health check) is pushed to the
-    directors by a command resource and reloaded, not baked into their first boot: day-2 changes update it in
-    place. (nginx-ha bakes its keepalived.conf into the user-data: it holds nothing that changes day to day.)"""
-    return cfg.topology == "lvs-keepalived"
-
-
-def pushes_ldirectord_conf(cfg: LabConfig) -> bool:
-    """lvs-heartbeat: ldirectord.cf (the IPVS side) is pushed the same way; heartbeat's own files (ha.cf,
-    authkeys, haresources) stay in the user-data: they change with the directors, not with the real servers."""
-    return cfg.topology == "lvs-heartbeat"
+def pushed_file(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:
+    """The content of the topology's pushed file (Topology.pushed): lvs-keepalived's keepalived.conf (real
+    servers, weights, scheduler, health check), lvs-heartbeat's ldirectord.cf (the IPVS side; heartbeat's own
+    files stay in the user-data: they change with the directors, not with the real servers). nginx-ha bakes its
+    keepalived.conf into the user-data: it holds nothing that changes day to day."""
+    pushed = cfg.topo.pushed
+    assert pushed is not None, f"topology {cfg.topology} pushes no file"
+    renderers: dict[str, Callable[[], str]] = {"keepalived.conf": lambda: keepalived_conf(cfg, director, auth_pass),
+                                               "ldirectord.cf": lambda: ldirectord_cf(cfg)}
+    return renderers[pushed.name]()
 
 
 def real_server_user_data(cfg: LabConfig, server: NodeFacts, ssh_public_key: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lvslab.lab.vip import HOLDS_VIP_TEST
 from lvslab.verify.registry import STEPS
 
 # Bulky or per-node detail left out of the one-line-per-step summary.
@@ -26,7 +27,7 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
 
 # What `tools/lvslab.py status` asks each node over SSH (one connection): does it hold the VIP on eth0, and
 # the state of the lab's services.
-NODE_STATUS_SCRIPT = ("echo vip $(ip -4 -o addr show dev eth0 | grep -c ' {vip}/'); "
+NODE_STATUS_SCRIPT = (f"echo vip $({HOLDS_VIP_TEST} && echo 1 || echo 0); "
                       "for s in keepalived heartbeat nginx; do "
                       "echo service $s $(systemctl is-active $s 2>/dev/null); done")
 

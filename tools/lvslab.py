@@ -38,6 +38,7 @@ from lvslab.config import PROJECT, LabConfig, parse_config  # noqa: E402
 from lvslab.faults import RUNTIME_FAULTS  # noqa: E402
 from lvslab.hypervisor import parse_uri, place  # noqa: E402
 from lvslab.inventory import lab_leftovers, purge  # noqa: E402
+from lvslab.lab.topology import DEFAULT_TOPOLOGY, TOPOLOGIES  # noqa: E402
 from lvslab.model import derive, verify_spec  # noqa: E402
 from lvslab.stackfile import unchanged_by_pulumi  # noqa: E402
 
@@ -336,7 +337,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         log(str(exc))
         return 2
     daemon = ha_daemon(spec)
-    ha = "heartbeat" if daemon == "heartbeat" else "vrrp"  # the HA column: heartbeat's or VRRP's view
+    ha = "vrrp" if spec.topo.uses_vrrp else "heartbeat"  # the HA column: VRRP's or heartbeat's view
     hv = parse_uri(spec.uri)
     with SshKey(key_text, hv.jump_options()) as key:
         def one(node: Any) -> dict[str, str]:
@@ -438,7 +439,7 @@ def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],
             for s in servers:
                 s["address"] = move(s["address"])
         cfg[ns + "realServers"] = servers
-    if cfg.get(ns + "topology") != "lvs-heartbeat":  # (heartbeat, not VRRP, moves its VIP)
+    if TOPOLOGIES[cfg.get(ns + "topology", DEFAULT_TOPOLOGY)].uses_vrrp:  # (else heartbeat moves its VIP)
         cfg[ns + "vrrp"] = {**cfg.get(ns + "vrrp", {}), "virtualRouterId": 100 + slot % 150}
     if faults:
         cfg[ns + "faults"] = faults
@@ -508,9 +509,7 @@ def collect_artefacts(stack: auto.Stack, name: str, dest: Path, extra: dict[str,
         return
     with SshKey(key_text, hv.jump_options()) as key:
         for node in facts.nodes:
-            # keepalived's journal, or heartbeat's and ldirectord's (topology lvs-heartbeat; both log to syslog)
-            journal = ("journalctl -t heartbeat -t ldirectord -t IPaddr2 --no-pager | grep -v ': debug: '"
-                       if facts.cfg.topology == "lvs-heartbeat" else "journalctl -u keepalived --no-pager")
+            journal = facts.cfg.topo.ha_log_command  # the HA daemon's log (keepalived's, heartbeat's)
             role_script = (f"{journal}; ipvsadm -Ln; ipvsadm -Ln --stats; ip addr"
                            if node.role == "director" else
                            "systemctl status nginx --no-pager; ip addr; sysctl -a 2>/dev/null | grep arp_")

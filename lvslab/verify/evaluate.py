@@ -6,19 +6,22 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from lvslab.lab.scheduler import EQUAL, SCHEDULERS, WEIGHTED
 from lvslab.verify.ipvsadm import parse_ipvsadm_connections
 
 # --- pure evaluation -------------------------------------------------------------------------------
 
 def expected_counts(weights: dict[str, int], lb_algo: str, total: int) -> dict[str, float] | None:
     """Requests each real server should get for `total` fresh connections from one client, or None if the
-    scheduler's split is not predictable that way (lc, sh, mh, ...). Servers of weight 0 get none."""
+    scheduler's split is not predictable that way (lc, sh, mh, ...: Scheduler.split). Servers of weight 0 get
+    none. EQUAL: total / active servers; WEIGHTED: total x weight / sum of active weights."""
     active = {n: w for n, w in weights.items() if w > 0}
+    split = SCHEDULERS[lb_algo].split if lb_algo in SCHEDULERS else None
     if not active:
         return None
-    if lb_algo == "rr":
+    if split == EQUAL:
         return {n: (total / len(active) if n in active else 0) for n in weights}
-    if lb_algo == "wrr":
+    if split == WEIGHTED:
         weight_sum = sum(active.values())
         return {n: total * weights[n] / weight_sum if n in active else 0 for n in weights}
     return None

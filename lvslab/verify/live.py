@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from lvslab.lab.vip import ADDRESSES_COMMAND, DROP_VIP, holds_vip
 from lvslab.model import NodeFacts, VerifySpec
 from lvslab.verify.failure import CheckFailed
 from lvslab.verify.ipvsadm import parse_ipvsadm_list
@@ -30,7 +31,7 @@ def eth0_addresses(spec: VerifySpec, key: SshKey, only: list[str] | None = None)
     directors = [d for d in spec.directors if only is None or d.name in only]
 
     def addresses(d: NodeFacts) -> str:
-        out = ssh(key, d.address, "ip -4 -o addr show dev eth0", timeout=60)
+        out = ssh(key, d.address, ADDRESSES_COMMAND, timeout=60)
         if out.returncode != 0:
             raise CheckFailed("vip-state", f"SSH to {d.name}", out.stderr.strip())
         return out.stdout
@@ -39,7 +40,7 @@ def eth0_addresses(spec: VerifySpec, key: SshKey, only: list[str] | None = None)
 
 def vip_holders(spec: VerifySpec, key: SshKey, only: list[str] | None = None) -> dict[str, bool]:
     """Which directors have the VIP configured (`only` skips a frozen one)."""
-    return {name: f" {spec.vip}/" in text for name, text in eth0_addresses(spec, key, only).items()}
+    return {name: holds_vip(text, spec.vip) for name, text in eth0_addresses(spec, key, only).items()}
 
 
 def gateway_with_vip(spec: VerifySpec, key: SshKey, holder: str, check: str,
@@ -48,7 +49,7 @@ def gateway_with_vip(spec: VerifySpec, key: SshKey, holder: str, check: str,
     replies reach a director that does not translate them back. Nothing to check with DR."""
     if spec.lb_kind != "NAT":
         return
-    gateways = {name: f" {spec.gateway_vip}/" in text for name, text in eth0_addresses(spec, key, only).items()}
+    gateways = {name: holds_vip(text, spec.gateway_vip) for name, text in eth0_addresses(spec, key, only).items()}
     if [n for n, h in gateways.items() if h] != [holder]:
         raise CheckFailed(check, f"gateway VIP {spec.gateway_vip} moved with the VIP: on {holder} only",
                           f"gateway VIP held by {sorted(n for n, h in gateways.items() if h) or 'nobody'}")
@@ -110,7 +111,7 @@ def split_brain(spec: VerifySpec, key: SshKey, holding: list[str]) -> str:
     by_name = {d.name: d for d in spec.directors}
     daemon = ha_daemon(spec)
     stale = [n for n in holding if ssh(key, by_name[n].address, f"pidof {daemon}").returncode != 0]
-    repair = (f"on {', '.join(stale)} ({daemon} not running, stale VIP): ip addr del {spec.vip}/32 dev eth0 && "
+    repair = (f"on {', '.join(stale)} ({daemon} not running, stale VIP): {DROP_VIP.format(vip=spec.vip)} && "
               f"systemctl restart {daemon}" if stale else
               f"restart {daemon} on both directors")
     return f"held by {holding}; ARP replies for {spec.vip} from {responders}; repair: {repair}"
@@ -133,4 +134,4 @@ def wait_all_in_ipvs(spec: VerifySpec, key: SshKey, timeout: float, check: str =
 
 def ha_daemon(spec: VerifySpec) -> str:
     """The unit that moves the VIP: heartbeat with topology lvs-heartbeat (seed 003), keepalived otherwise."""
-    return "heartbeat" if spec.topology == "lvs-heartbeat" else "keepalived"
+    return spec.topo.ha_daemon

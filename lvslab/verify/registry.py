@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from lvslab.lab.topology import TOPOLOGIES
 from lvslab.model import VerifySpec
 from lvslab.verify.probe import (
     SshKey,
@@ -48,18 +49,11 @@ OPTIONAL_STEPS: dict[str, Callable[[VerifySpec], bool]] = {
 }
 
 
-# The steps of each topology, in order (config.TOPOLOGIES).
-TOPOLOGY_STEPS: dict[str, tuple[str, ...]] = {
-    "lvs-keepalived": tuple(s for s in STEPS if s not in ("vip-state", "freeze")),
-    "lvs-heartbeat": ("readiness", "lvs-state", "round-robin", "health-check", "persistence", "sorry-server",
-                      "freeze", "failover", "failback", "restore"),
-    "nginx-ha": ("readiness", "vip-state", "vrrp-unicast", "failover", "failback", "restore"),
-}
 
 
 def steps_for(spec: VerifySpec) -> list[str]:
     """The steps this lab runs, in order."""
-    return [s for s in TOPOLOGY_STEPS[spec.topology] if s not in OPTIONAL_STEPS or OPTIONAL_STEPS[s](spec)]
+    return [s for s in TOPOLOGIES[spec.topology].steps if s not in OPTIONAL_STEPS or OPTIONAL_STEPS[s](spec)]
 
 
 def run_step(name: str, spec: VerifySpec, private_key: str) -> dict[str, Any]:

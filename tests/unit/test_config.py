@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from lvslab.config import SCHEDULER_MODULES, ConfigError, parse_config
+from lvslab.config import ConfigError, parse_config
+from lvslab.lab.scheduler import SCHEDULERS as SCHEDULER_MODULES
 
 
 def problems(raw: dict[str, Any], auth_pass: str | None = None, secret: bool = True) -> list[str]:

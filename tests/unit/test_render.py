@@ -182,7 +182,7 @@ def test_keepalived_config_test_passes(dev_raw: dict[str, Any], tmp_path: Path) 
 @pytest.mark.tools
 def test_every_scheduler_passes_keepalived_config_test(dev_raw: dict[str, Any], tmp_path: Path) -> None:
     """Each scheduler lvs.lbAlgo accepts is one keepalived accepts; an unknown one is refused by the tool."""
-    from lvslab.config import SCHEDULER_MODULES
+    from lvslab.lab.scheduler import SCHEDULERS as SCHEDULER_MODULES
 
     for algo in [*SCHEDULER_MODULES, "bogus"]:
         cfg = parse_config({**dev_raw, "lvs": {**dev_raw["lvs"], "lbAlgo": algo if algo != "bogus" else "rr"}}, "dev")

@@ -65,9 +65,9 @@ def check_round_robin(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     result = {"passed": True, "requests": total, "counts": dict(counts), "sequence": sequence,
               "ipvs_conns": ipvs_counts, "ipvsadm_stats": stats_text}
     active = [rs.name for rs in spec.real_servers if rs.weight > 0]
-    if spec.lb_algo in ("lc", "wlc") and not spec.persistence and len(active) > 1:
+    if spec.scheduler.least_connection and not spec.persistence and len(active) > 1:
         result["least_connection"] = _least_connection(spec, key, total, active)
-    if spec.lb_algo == "sh" and not spec.persistence and len(active) > 1:
+    if spec.scheduler.source_hash and not spec.persistence and len(active) > 1:
         result["source_hashing"] = _source_hashing(spec, key)
     if spec.lb_kind == "TUN":
         result["tunnel_mtu"] = _tunnel_mtu(spec)
@@ -185,7 +185,7 @@ def check_persistence(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     # another 60 s (ip_vs_conn_expire), so a connection that lingers past persistence_timeout costs 60 s.
     limit = spec.persistence + spec.lvs_timeouts[1] + IPVS_TEMPLATE_DEFER_S + 10
     active = [rs for rs in spec.real_servers if rs.weight > 0]
-    must_move = spec.lb_algo == "rr" and len(active) > 1
+    must_move = spec.scheduler.rotates and len(active) > 1
 
     def wait_expired(t_last: float) -> float:
         """Seconds from t_last (the last request) until the client's template is gone."""

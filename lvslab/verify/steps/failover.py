@@ -99,7 +99,7 @@ def check_connection_sync(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
 def _taken_away(spec: VerifySpec) -> str:
     """What failover stops on the MASTER (clean mode): the HA daemon itself, or with topology nginx-ha nginx,
     which keepalived's vrrp_script must notice (seed 004's test)."""
-    return "nginx" if spec.topology == "nginx-ha" else ha_daemon(spec)
+    return spec.topo.failover_stops
 
 
 def _stop_master(spec: VerifySpec, key: SshKey, master: NodeFacts, mode: str) -> None:
@@ -182,7 +182,7 @@ def check_failover(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
 def failover(spec: VerifySpec, key: SshKey, mode: str) -> dict[str, Any]:
     master, backup = spec.master, spec.backup
     bound = spec.failover_bound_s
-    heartbeat = spec.topology == "lvs-heartbeat"
+    heartbeat = spec.topo.heartbeat
     if heartbeat:
         heartbeat_settled(spec, key, ON_MASTER, "failover")
     poller = Poller(spec.vip, spec.port).start()
@@ -271,7 +271,7 @@ def failback(spec: VerifySpec, key: SshKey, mode: str) -> dict[str, Any]:
             # its copy up only when it restarts its heartbeat (its split-brain recovery), and nobody announces
             # the VIP again: this host may keep the BACKUP's MAC until its ARP entry for the VIP expires
             # (measured: back on the MASTER 36-50 s after the resume, the BACKUP serving meanwhile).
-            stale_arp = mode == "hard" and spec.topology == "lvs-heartbeat"
+            stale_arp = mode == "hard" and spec.topo.heartbeat
             limit = spec.failover_bound_s + 20 + (NEIGHBOUR_EXPIRY_S if stale_arp else 0)
             back = poller.wait_for(lambda ev: ev.ok and ev.mac == master.mac, t0, limit)
             time.sleep(1)
@@ -285,11 +285,11 @@ def failback(spec: VerifySpec, key: SshKey, mode: str) -> dict[str, Any]:
                       "service_gap_s": round(gap, 2), "failed_requests": failed}
             if stale_arp:
                 result["arp_expiry_allowance_s"] = NEIGHBOUR_EXPIRY_S
-            if spec.topology == "lvs-heartbeat":
+            if spec.topo.heartbeat:
                 result["settled_after_s"] = heartbeat_settled(spec, key, ON_MASTER, "failback")
             return result
         # nopreempt / auto_failback off: long enough for the returning MASTER to have taken the VIP if it would
-        time.sleep(spec.failover_bound_s if spec.topology == "lvs-heartbeat" else 3 * spec.advert_int + 2)
+        time.sleep(spec.failover_bound_s if spec.topo.heartbeat else 3 * spec.advert_int + 2)
         gap, failed = outage(poller.events, t0)
         holders = vip_holders(spec, key)
         if holders != {master.name: False, backup.name: True}:

@@ -79,7 +79,7 @@ def check_health(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
         result["start_command_s"] = round(start_s, 1)
         answered = any(http_get(spec.vip, spec.port, timeout=2).server == victim.name
                        for _ in range(4 * len(spec.real_servers)))
-        if spec.lb_algo in ("rr", "wrr") and not spec.persistence and not answered:
+        if spec.scheduler.split and not spec.persistence and not answered:
             raise CheckFailed("health-check", f"{victim.name} answering through the VIP after it was re-added",
                               "no answer from it")
     finally:

@@ -88,7 +88,7 @@ def check_lvs_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     arp_announce=2."""
     master = spec.master
     result: dict[str, Any] = {}
-    if spec.topology == "lvs-heartbeat":
+    if spec.topo.heartbeat:
         result["vip_settled_after_s"] = heartbeat_settled(spec, key, ON_MASTER)
     handed_over = vip_on_master_only(spec, key)
     gateway_with_vip(spec, key, master.name, "vip-state")
