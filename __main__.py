@@ -9,7 +9,7 @@ import json
 import pulumi
 
 from components.connection import HypervisorAccess
-from components.lab import Lab
+from components.lab import Lab, LabArgs
 from lvslab import host
 from lvslab.config import PROJECT, ConfigError, LabConfig, parse_config
 from lvslab.host import ImageFiles
@@ -62,7 +62,7 @@ def main() -> None:
     secret_pass = pulumi.Output.secret(str(auth_pass)) if auth_pass is not None else None
     facts = derive(cfg)
     at_once = boots_at_once(cfg.vm.boots_at_once, domain_type, cpus, cfg.vm.vcpus, len(facts.nodes))
-    lab = Lab(facts.prefix, facts, files, domain_type, secret_pass, access, boots_at_once=at_once)
+    lab = Lab(facts.prefix, LabArgs(facts, files, domain_type, secret_pass, access, boots_at_once=at_once))
     for key, value in lab.outputs.items():
         pulumi.export(key, value)
 

@@ -6,17 +6,16 @@ the VM."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pulumi
 import pulumi_command as command
 
-from components.connection import HypervisorAccess, node_connection
-from components.node import Node
+from components.connection import node_connection
+from components.node import Node, NodeArgs
 from lvslab.commands import keepalived_push_script, ldirectord_push_script
 from lvslab.config import LabConfig
 from lvslab.guest import cloud_init_done_script
-from lvslab.model import LabFacts, NodeFacts
+from lvslab.model import NodeFacts
 from lvslab.render import director_user_data, pushed_file
 
 
@@ -24,18 +23,16 @@ class Director(pulumi.ComponentResource):
     node: Node
     config: command.remote.Command | None
 
-    def __init__(self, name: str, facts: LabFacts, director: NodeFacts, ssh_public_key: pulumi.Output[str],
-                 auth_pass: pulumi.Output[str], opts: pulumi.ResourceOptions | None = None, **node_args: Any) -> None:
-        """node_args: Node's (storage, network, private_key, access, ...)."""
+    def __init__(self, name: str, shared: NodeArgs, director: NodeFacts, ssh_public_key: pulumi.Output[str],
+                 auth_pass: pulumi.Output[str], boot_after: pulumi.Resource | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lvslab:index:Director", name, None, opts)
-        private_key: pulumi.Output[str] = node_args["private_key"]
-        access: HypervisorAccess | None = node_args["access"]
-        cfg = facts.cfg
+        cfg = shared.facts.cfg
         # auth_pass is a secret, so the rendered user-data is one too.
         user_data = pulumi.Output.all(ssh_public_key, auth_pass).apply(
             lambda v: director_user_data(cfg, director, v[0], v[1]))
-        self.node = Node(f"{name}-node", facts, director, pulumi.Output.secret(user_data),
-                         opts=pulumi.ResourceOptions(parent=self), **node_args)
+        self.node = Node(f"{name}-node", shared, director, pulumi.Output.secret(user_data), boot_after=boot_after,
+                         opts=pulumi.ResourceOptions(parent=self))
         self.config = None
         timeout = f"{cfg.verify.ready_timeout}s"
         push = _config_push(cfg, director, auth_pass)
@@ -44,7 +41,8 @@ class Director(pulumi.ComponentResource):
             # A new domain (replaced VM) gets the file again; a changed file is an in-place update (stdin).
             self.config = command.remote.Command(
                 f"{name}-{suffix}",
-                connection=node_connection(director.address, private_key, access, cfg.verify.ready_timeout),
+                connection=node_connection(director.address, shared.private_key, shared.access,
+                                           cfg.verify.ready_timeout),
                 create=script, stdin=pulumi.Output.secret(content),
                 triggers=[self.node.domain.id], logging=command.remote.Logging.STDOUT_AND_STDERR,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.node.domain],

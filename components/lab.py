@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -12,6 +13,7 @@ from components.connection import HypervisorAccess, hypervisor_connection
 from components.credentials import Credentials
 from components.director import Director
 from components.network import LabNetwork
+from components.node import NodeArgs
 from components.real_server import RealServer
 from components.storage import Storage
 from components.verification import Verification
@@ -20,21 +22,33 @@ from lvslab.host import ImageFiles
 from lvslab.model import LabFacts, boot_after
 
 
+@dataclass(frozen=True)
+class LabArgs:
+    """What the composition root read and derived: the lab's facts, the image files and domain type of this
+    host, the stack's authPass (None: generated), the way to a remote hypervisor (None: this machine's libvirt)
+    and vm.bootsAtOnce resolved for that hypervisor (None: all at once)."""
+
+    facts: LabFacts
+    files: ImageFiles
+    domain_type: str
+    auth_pass: pulumi.Output[str] | None
+    access: HypervisorAccess | None = None
+    boots_at_once: int | None = None
+
+
 class Lab(pulumi.ComponentResource):
     outputs: dict[str, Any]
 
-    def __init__(self, name: str, facts: LabFacts, files: ImageFiles, domain_type: str,
-                 auth_pass: pulumi.Output[str] | None, access: HypervisorAccess | None = None,
-                 boots_at_once: int | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
-        """access: how to reach a remote hypervisor (None: this machine's libvirt); boots_at_once: vm.bootsAtOnce
-        resolved for this hypervisor (None: all at once)."""
+    def __init__(self, name: str, args: LabArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        facts, files, domain_type, access, boots_at_once = (args.facts, args.files, args.domain_type, args.access,
+                                                            args.boots_at_once)
         cfg = facts.cfg
         super().__init__("lvslab:index:Lab", name, None, opts)
         hypervisor = libvirt.Provider(f"{name}-libvirt", uri=cfg.libvirt_uri, opts=pulumi.ResourceOptions(parent=self))
         child = pulumi.ResourceOptions(parent=self, providers={"libvirt": hypervisor})
-        creds = Credentials(f"{name}-credentials", f"{facts.prefix}-verification", generate_auth_pass=auth_pass is None,
-                            opts=child)
-        auth_pass = auth_pass if auth_pass is not None else creds.auth_pass
+        creds = Credentials(f"{name}-credentials", f"{facts.prefix}-verification",
+                            generate_auth_pass=args.auth_pass is None, opts=child)
+        auth_pass = args.auth_pass if args.auth_pass is not None else creds.auth_pass
         assert auth_pass is not None
         # Host directories of the lab: made before the first node and removed after the last one is gone (one
         # deleter, so parallel node deletes cannot race on them). The seed ISOs are built here; the console
@@ -51,8 +65,8 @@ class Lab(pulumi.ComponentResource):
                     depends_on=[host_dirs])))
         network = LabNetwork(f"{name}-network", facts, opts=child)
         storage = Storage(f"{name}-storage", facts, files, opts=child)
-        common: dict[str, Any] = dict(storage=storage, network=network, domain_type=domain_type,
-                                      host_dirs=host_dirs, private_key=creds.private_key, access=access, opts=child)
+        shared = NodeArgs(facts=facts, storage=storage, network=network, domain_type=domain_type,
+                          host_dirs=host_dirs, private_key=creds.private_key, access=access)
         # Directors first (they take longest); node i's domain waits for node i - boots_at_once to be ready.
         waits_for = boot_after(tuple(n.name for n in facts.nodes), boots_at_once or len(facts.nodes))
         ready: dict[str, pulumi.Resource] = {}
@@ -63,17 +77,19 @@ class Lab(pulumi.ComponentResource):
 
         directors: list[Director] = []
         for d in facts.directors:
-            directors.append(Director(d.name, facts, d, creds.public_key, auth_pass, boot_after=after(d.name),
-                                      **common))
+            directors.append(Director(d.name, shared, d, creds.public_key, auth_pass, boot_after=after(d.name),
+                                      opts=child))
             ready[d.name] = directors[-1].node.ready
         servers: list[RealServer] = []
         for s in facts.real_servers:
-            servers.append(RealServer(s.name, facts, s, creds.public_key, boot_after=after(s.name), **common))
+            servers.append(RealServer(s.name, shared, s, creds.public_key, boot_after=after(s.name), opts=child))
             ready[s.name] = servers[-1].node.ready
         nodes = [d.node for d in directors] + [s.node for s in servers]
 
         self.outputs = {
             "vipUrl": f"http://{cfg.vip}:{cfg.port}/",
+            "vip": cfg.vip,
+            "port": cfg.port,
             "master": facts.master.name,
             "domainType": domain_type,
             "lbKind": cfg.lb_kind,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_command as command
 import pulumi_libvirt as libvirt
@@ -20,6 +22,21 @@ REPLACE_DOMAIN_ON = ["kernel", "initrd", "cmdlines", "disks", "networkInterfaces
                      "memory", "vcpu", "xml"]
 
 
+@dataclass(frozen=True)
+class NodeArgs:
+    """What every node of a lab shares: the lab's facts, its storage and network, the domain type, the host
+    directories made before the first node, the SSH key its commands log in with, and the way to a remote
+    hypervisor (None: this machine's libvirt)."""
+
+    facts: LabFacts
+    storage: Storage
+    network: LabNetwork
+    domain_type: str
+    host_dirs: pulumi.Resource
+    private_key: pulumi.Output[str]
+    access: HypervisorAccess | None
+
+
 class Node(pulumi.ComponentResource):
     """A lab VM with a fixed MAC and static address; its serial console also goes to `facts.console_log`.
     `ready` finishes when its first boot did (cloud-init done, over SSH)."""
@@ -27,12 +44,12 @@ class Node(pulumi.ComponentResource):
     domain: libvirt.Domain
     ready: command.remote.Command
 
-    def __init__(self, name: str, facts: LabFacts, node: NodeFacts, user_data: pulumi.Input[str],
-                 storage: Storage, network: LabNetwork, domain_type: str, host_dirs: pulumi.Resource,
-                 private_key: pulumi.Output[str], access: HypervisorAccess | None,
+    def __init__(self, name: str, shared: NodeArgs, node: NodeFacts, user_data: pulumi.Input[str],
                  boot_after: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         """boot_after: the readiness of the node whose boot this one waits for (vm.bootsAtOnce)."""
         super().__init__("lvslab:index:Node", name, None, opts)
+        facts, storage, network, host_dirs = shared.facts, shared.storage, shared.network, shared.host_dirs
+        domain_type = shared.domain_type
         self.facts = node
         # The NoCloud seed: an ISO built on this machine and uploaded as a plain volume. (pulumi-libvirt
         # 0.5.4's CloudInitDisk reads its ISO back over a libvirt stream at every refresh; here that hung
@@ -78,7 +95,8 @@ class Node(pulumi.ComponentResource):
         timeout = f"{facts.cfg.verify.ready_timeout}s"
         self.ready = command.remote.Command(
             f"{name}-ready",
-            connection=node_connection(node.address, private_key, access, facts.cfg.verify.ready_timeout),
+            connection=node_connection(node.address, shared.private_key, shared.access,
+                                       facts.cfg.verify.ready_timeout),
             create=ready_script(node.name), triggers=[self.domain.id], logging=command.remote.Logging.STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.domain],
                                         custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout)))
