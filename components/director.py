@@ -14,6 +14,7 @@ from components.connection import node_connection
 from components.node import Node, NodeArgs
 from lvslab.commands import keepalived_push_script, ldirectord_push_script
 from lvslab.config import LabConfig
+from lvslab.faults import render_flags
 from lvslab.guest import cloud_init_done_script
 from lvslab.model import NodeFacts
 from lvslab.render import director_user_data, pushed_file
@@ -58,8 +59,9 @@ def _config_push(cfg: LabConfig, director: NodeFacts,
     if pushed is None:
         return None
     done = cloud_init_done_script(director.name)
+    stopped = not render_flags(cfg.faults).keepalived_running
     scripts: dict[str, Callable[[], str]] = {
-        "keepalived.conf": lambda: keepalived_push_script(done, stop_after="keepalived-down-all" in cfg.faults),
+        "keepalived.conf": lambda: keepalived_push_script(done, stop_after=stopped),
         "ldirectord.cf": lambda: ldirectord_push_script(done)}
     return (pushed.resource_suffix, scripts[pushed.name](),
             auth_pass.apply(lambda p: pushed_file(cfg, director, p)))

@@ -46,7 +46,7 @@ def keepalived_push_script(wait_for_boot: str, stop_after: bool = False, conf: s
     wait until cloud-init is done (keepalived installed; `wait_for_boot`), check the new file with
     keepalived --config-test before it replaces the running one, then reload keepalived (VRRP state and the
     VIP stay; IPVS follows the new virtual_server) or start it the first time. Prints what it did.
-    stop_after: the cloud-init fault keepalived-down-all (keepalived stopped on both directors)."""
+    stop_after: keepalived is left stopped (RenderFlags.keepalived_running off)."""
     new = f"{conf}.new"
     return (f"set -e; {{ {wait_for_boot}; }} >/dev/null; install -m 0600 /dev/stdin {new}; "
             f"if ! out=$(keepalived --config-test -f {new} 2>&1); then rm -f {new}; "

@@ -5,19 +5,51 @@ them and the repair that puts the lab back."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from lvslab.lab.vip import DROP_VIP, HOLDS_VIP_TEST
 
-# name -> what it breaks (templates in cloud-init/ and lvslab/render.py test for these names).
-CLOUD_INIT_FAULTS: dict[str, str] = {
-    "rs-no-arp-sysctls": "real servers keep the default ARP sysctls (they answer ARP for the VIP)",
-    "rs-no-vip": "real servers do not hold the VIP on lo (DR replies cannot come from the VIP)",
-    "nginx-down-all": "nginx stopped on every real server",
-    "keepalived-down-all": "keepalived stopped on both directors",
-    "backup-wrong-vrid": "the BACKUP director uses another virtual_router_id (both become MASTER)",
-    "no-sorry-server": "keepalived.conf without the sorry_server line (lvs.sorryServer: true)",
+
+@dataclass(frozen=True)
+class RenderFlags:
+    """What the rendered files see of the cloud-init faults: features on or off, never a fault's name."""
+
+    arp_sysctls: bool = True  # real servers: arp_ignore=1 / arp_announce=2 (DR, TUN)
+    vip_on_real_servers: bool = True  # real servers: the VIP on lo (DR) or tunl0 (TUN)
+    real_server_nginx: bool = True  # real servers: nginx left running after the first boot
+    keepalived_running: bool = True  # directors: keepalived left running after its first start
+    backup_vrid_offset: int = 0  # added to the BACKUP's virtual_router_id (modulo 255)
+    sorry_server_line: bool = True  # keepalived.conf / ldirectord.cf: the sorry server (lvs.sorryServer)
+
+
+@dataclass(frozen=True)
+class CloudInitFault:
+    breaks: str  # what it breaks, in words
+    flags: dict[str, bool | int]  # RenderFlags it changes
+
+
+# `lvs-lab:faults` in a stack: rendered into the nodes' first boot through render_flags().
+CLOUD_INIT_FAULTS: dict[str, CloudInitFault] = {
+    "rs-no-arp-sysctls": CloudInitFault("real servers keep the default ARP sysctls (they answer ARP for the VIP)",
+                                        {"arp_sysctls": False}),
+    "rs-no-vip": CloudInitFault("real servers do not hold the VIP on lo (DR replies cannot come from the VIP)",
+                                {"vip_on_real_servers": False}),
+    "nginx-down-all": CloudInitFault("nginx stopped on every real server", {"real_server_nginx": False}),
+    "keepalived-down-all": CloudInitFault("keepalived stopped on both directors", {"keepalived_running": False}),
+    "backup-wrong-vrid": CloudInitFault("the BACKUP director uses another virtual_router_id (both become MASTER)",
+                                        {"backup_vrid_offset": 1}),
+    "no-sorry-server": CloudInitFault("keepalived.conf without the sorry_server line (lvs.sorryServer: true)",
+                                      {"sorry_server_line": False}),
 }
+
+
+def render_flags(faults: Iterable[str]) -> RenderFlags:
+    """The one place a cloud-init fault becomes what the templates and commands see."""
+    flags = RenderFlags()
+    for name in faults:
+        flags = replace(flags, **CLOUD_INIT_FAULTS[name].flags)
+    return flags
 
 
 @dataclass(frozen=True)

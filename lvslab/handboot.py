@@ -84,15 +84,11 @@ def main() -> int:
     import json
     import sys
 
-    import yaml
-
-    from lvslab.config import PROJECT, parse_config
+    from lvslab.config import parse_config
+    from lvslab.stackfile import load_config
 
     stack = sys.argv[1] if len(sys.argv) > 1 else "dev"
-    root = Path(__file__).resolve().parent.parent
-    raw = yaml.safe_load((root / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
-    cfg = parse_config({k.partition(":")[2]: v for k, v in raw.items() if k.startswith(f"{PROJECT}:")}, stack,
-                       auth_pass=None)
+    cfg = parse_config(load_config(stack), stack, auth_pass=None)
     print(json.dumps(boot_one(cfg)))
     return 0
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import jinja2
 
 from lvslab.config import HEALTH_PAGE_SUFFIX, LabConfig
+from lvslab.faults import render_flags
 from lvslab.lab.topology import LDIRECTORD
 from lvslab.model import SORRY_PREFIX, STREAM_MIB, STREAM_PATH, TUN_ADVMSS, LabFacts, NodeFacts, health_page_file
 
@@ -32,8 +33,9 @@ _XSLT = template_env(XSLT_DIR)
 
 def keepalived_conf(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:
     vrid = cfg.vrrp.virtual_router_id
-    if "backup-wrong-vrid" in cfg.faults and director.state == "BACKUP":
-        vrid = vrid % 255 + 1  # fault: the BACKUP listens for another router id
+    offset = render_flags(cfg.faults).backup_vrid_offset
+    if offset and director.state == "BACKUP":
+        vrid = (vrid + offset - 1) % 255 + 1  # fault: the BACKUP listens for another router id
     advert = cfg.vrrp.advert_int
     return _CLOUD_INIT.get_template("keepalived.conf.j2").render(
         stack=cfg.stack, director=director, virtual_router_id=vrid,
@@ -42,7 +44,7 @@ def keepalived_conf(cfg: LabConfig, director: NodeFacts, auth_pass: str) -> str:
         peer=next(d for d in cfg.directors if d.name != director.name),
         auth_pass=auth_pass, vip=cfg.vip, port=cfg.port, hc=cfg.health_check, lb_algo=cfg.lb_algo,
         lb_kind=cfg.lb_kind, persistence_timeout=cfg.persistence_timeout, real_servers=cfg.real_servers,
-        sorry_server=cfg.sorry_server and "no-sorry-server" not in cfg.faults,
+        sorry_server=cfg.sorry_server and render_flags(cfg.faults).sorry_server_line,
         sync_daemon=cfg.sync_daemon, sync_id=cfg.vrrp.virtual_router_id, timeouts=cfg.timeouts,
         gateway_vip=cfg.gateway_vip, gateway_router_id=cfg.gateway_router_id, prefixlen=cfg.prefixlen,
         vip_prefixlen=cfg.vip_subnet.prefixlen, topology=cfg.topology, nginx_check=cfg.nginx_check,
@@ -80,7 +82,7 @@ def ldirectord_cf(cfg: LabConfig) -> str:
     """ldirectord.cf (lvs-heartbeat), the same on both directors."""
     return _CLOUD_INIT.get_template("ldirectord.cf.j2").render(
         stack=cfg.stack, hc=cfg.health_check, vip=cfg.vip, port=cfg.port, real_servers=cfg.real_servers,
-        sorry_server=cfg.sorry_server and "no-sorry-server" not in cfg.faults, lb_algo=cfg.lb_algo,
+        sorry_server=cfg.sorry_server and render_flags(cfg.faults).sorry_server_line, lb_algo=cfg.lb_algo,
         persistence_timeout=cfg.persistence_timeout,
     )
 
@@ -94,7 +96,8 @@ def sorry_site(cfg: LabConfig, director: NodeFacts) -> str:
 
 def _common(cfg: LabConfig, node: NodeFacts, role: str, ssh_public_key: str) -> dict[str, object]:
     return {"stack": cfg.stack, "role": role, "node": node, "ssh_public_key": ssh_public_key.strip(),
-            "package_source": cfg.package_source, "faults": cfg.faults, "vip": cfg.vip, "lb_kind": cfg.lb_kind}
+            "package_source": cfg.package_source, "flags": render_flags(cfg.faults), "vip": cfg.vip,
+            "lb_kind": cfg.lb_kind}
 
 
 def director_user_data(cfg: LabConfig, director: NodeFacts, ssh_public_key: str, auth_pass: str) -> str:

@@ -1,4 +1,5 @@
-"""Committed stack files stay as committed. The passphrase secrets provider writes an `encryptionsalt:` line
+"""Stack files (stacks/Pulumi.<stack>.yaml): the one loader the runner, the handboot baseline and the tests
+use, and committed stack files stay as committed. The passphrase secrets provider writes an `encryptionsalt:` line
 into stacks/Pulumi.<stack>.yaml whenever it selects a stack; that salt belongs to this checkout's
 passphrase, not to the repository (committed, it breaks every other checkout). The stack's state keeps
 its own copy of the secrets configuration, so a config without secret values needs no salt in the file."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 SALT_KEY = "encryptionsalt:"
 
@@ -32,3 +34,37 @@ def unchanged_by_pulumi(path: Path) -> Iterator[None]:
             restored = without_added_salt(before, path.read_text())
             if restored is not None:
                 path.write_text(restored)
+
+
+ROOT = Path(__file__).resolve().parent.parent  # the project: Pulumi.yaml, stacks/
+STACKS = ROOT / "stacks"
+
+
+def stack_file(stack: str, root: Path = ROOT) -> Path:
+    return root / "stacks" / f"Pulumi.{stack}.yaml"
+
+
+def read_stack(stack: str, root: Path = ROOT) -> dict[str, Any]:
+    """The one loader of a stack file: its `config:` as written (keys with their namespace, "lvs-lab:vip")."""
+    import yaml  # (PyYAML: the runner's and the tests' side, never the relayed verification)
+
+    return dict(yaml.safe_load(stack_file(stack, root).read_text()).get("config") or {})
+
+
+def project_config(config: dict[str, Any], project: str = "lvs-lab") -> dict[str, Any]:
+    """A stack's config as the program sees it: this project's keys without the namespace."""
+    return {k.partition(":")[2]: v for k, v in config.items() if k.startswith(f"{project}:")}
+
+
+def load_config(stack: str, root: Path = ROOT) -> dict[str, Any]:
+    """read_stack + project_config: what parse_config takes."""
+    return project_config(read_stack(stack, root))
+
+
+def write_stack(stack: str, config: dict[str, Any], root: Path = ROOT) -> Path:
+    """A stack file with this config (keys with their namespace), as the runner's ephemeral stacks are made."""
+    import yaml
+
+    path = stack_file(stack, root)
+    path.write_text(yaml.safe_dump({"config": config}))
+    return path

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -16,8 +15,9 @@ sys.path.insert(0, str(ROOT))
 
 def stack_config(stack: str) -> dict[str, Any]:
     """stacks/Pulumi.<stack>.yaml config with the project prefix removed."""
-    data = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
-    return {k.partition(":")[2]: v for k, v in data.items() if k.startswith("lvs-lab:")}
+    from lvslab.stackfile import load_config
+
+    return load_config(stack)
 
 
 @pytest.fixture

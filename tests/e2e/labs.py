@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.e2e.conftest import ROOT, read_report, run_in, start_in
+from lvslab.stackfile import read_stack, write_stack
+from tests.e2e.conftest import read_report, run_in, start_in
 
 STEPS = ["readiness", "lvs-state", "round-robin", "health-check", "failover", "failback", "restore"]
 SORRY = "sorry-server"  # only in labs with lvs.sorryServer (the ci template)
@@ -131,10 +131,9 @@ def day2_change(lab: dict[str, Any], edit: Callable[[dict[str, Any]], None]) -> 
     """Edit a kept lab's stack config, preview (no director resource rebuilt), then `up --watch` (the VIP
     polled during the change: no failed request before the verification began)."""
     stack = up(lab)["stack"]
-    path = ROOT / "stacks" / f"Pulumi.{stack}.yaml"
-    doc = yaml.safe_load(path.read_text())
-    edit(doc["config"])
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    config = read_stack(stack)
+    edit(config)
+    write_stack(stack, config)
     proc = run_in(lab["netns"], "preview", "--stack", stack)
     assert proc.returncode == 0, proc.stdout[-3000:]
     preview = json.loads(proc.stdout.split("preview: ", 1)[1].splitlines()[0])

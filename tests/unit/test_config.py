@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from lvslab.config import ConfigError, parse_config
 from lvslab.lab.scheduler import SCHEDULERS as SCHEDULER_MODULES
+from lvslab.stackfile import load_config
 
 
 def problems(raw: dict[str, Any], auth_pass: str | None = None, secret: bool = True) -> list[str]:
@@ -59,8 +58,7 @@ def test_every_keepalived_scheduler_is_accepted(dev_raw: dict[str, Any], algo: s
 
 def stack_raw(stack: str) -> dict[str, Any]:
     """A committed stack file's lvs-lab config (keys without the prefix)."""
-    doc = yaml.safe_load((Path(__file__).parents[2] / "stacks" / f"Pulumi.{stack}.yaml").read_text())
-    return {k.split(":", 1)[1]: v for k, v in doc["config"].items()}
+    return load_config(stack)
 
 
 def nginx_ha() -> dict[str, Any]:

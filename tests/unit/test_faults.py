@@ -136,3 +136,20 @@ def test_wrong_process_fault_changes_only_what_the_script_looks_for(tmp_path: Pa
     assert changed == ['-     script "/usr/bin/pgrep -x nginx"', '+     script "/usr/bin/pgrep -x keepalived"']
     proc = subprocess.run(["keepalived", "--config-test", "-f", str(conf)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_templates_and_components_see_flags_never_fault_names() -> None:
+    """A cloud-init fault reaches the rendered files only as RenderFlags (render_flags is the one place that
+    maps them); no template or component tests a fault's name."""
+    from lvslab.faults import CLOUD_INIT_FAULTS, RenderFlags, render_flags
+    from lvslab.imports import ROOT
+
+    for path in [*(ROOT / "cloud-init").glob("*.j2"), *(ROOT / "components").glob("*.py"), ROOT / "lvslab/render.py"]:
+        text = path.read_text()
+        for name in CLOUD_INIT_FAULTS:
+            assert f'"{name}"' not in text and f"'{name}'" not in text, f"{path.name} tests fault {name}"
+    assert render_flags([]) == RenderFlags()
+    for name, fault in CLOUD_INIT_FAULTS.items():
+        flags = render_flags([name])
+        changed = {f for f in RenderFlags.__dataclass_fields__ if getattr(flags, f) != getattr(RenderFlags(), f)}
+        assert changed == set(fault.flags), name  # each fault turns exactly its own features off

@@ -12,11 +12,11 @@ from typing import Any
 
 import pulumi
 import pytest
-import yaml
 from pulumi.runtime import rpc
 
 from lvslab import host
 from lvslab.imports import ROOT
+from lvslab.stackfile import load_config
 
 
 def load_program() -> ModuleType:
@@ -243,8 +243,7 @@ def test_misspelt_namespace_stops_the_program(dev_raw: dict[str, Any], image_dir
 def test_nginx_ha_is_two_nodes_and_its_own_steps(image_dir: Path) -> None:
     """topology nginx-ha: two VRRP nodes (the Director component with nginx-ha user-data), no real server,
     and the steps of that topology: the VIP served by the MASTER, then failover by stopping nginx."""
-    doc = yaml.safe_load((Path(__file__).parents[2] / "stacks" / "Pulumi.nginx-ha.yaml").read_text())
-    raw = {k.split(":", 1)[1]: v for k, v in doc["config"].items()}
+    raw = load_config("nginx-ha")
     mocks = run_program(raw, stack="nginx-ha")
     kinds = [r.typ for r in mocks.resources if r.typ.startswith("lvslab:index:")]
     assert kinds.count("lvslab:index:Director") == 2 and "lvslab:index:RealServer" not in kinds

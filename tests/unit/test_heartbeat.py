@@ -16,14 +16,14 @@ from lvslab.faults import LDIRECTORD_CF, RUNTIME_FAULTS
 from lvslab.imagebuild import cache_key, default_cache, default_spec
 from lvslab.model import derive, verify_spec
 from lvslab.render import director_user_data, ha_cf, haresources, ldirectord_cf, nginx_site, real_server_user_data
+from lvslab.stackfile import load_config
 
 STACKS = Path(__file__).parents[2] / "stacks"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH0VtHs3aV1aQ8x7mBq0p2U6vYpVdJt3b6yJ0a8bW9c0 lvs-lab-test"
 
 
 def heartbeat_raw() -> dict[str, Any]:
-    doc = yaml.safe_load((STACKS / "Pulumi.heartbeat.yaml").read_text())
-    return {k.split(":", 1)[1]: v for k, v in doc["config"].items()}
+    return load_config("heartbeat")
 
 
 def problems(raw: dict[str, Any]) -> list[str]:
@@ -47,8 +47,7 @@ def test_stack_parses_with_heartbeat_timing_and_bound() -> None:
 
 
 def test_heartbeat_and_ldirectord_keys_only_with_lvs_heartbeat() -> None:
-    raw = yaml.safe_load((STACKS / "Pulumi.dev.yaml").read_text())["config"]
-    raw = {k.split(":", 1)[1]: v for k, v in raw.items()}
+    raw = load_config("dev")
     raw["heartbeat"] = {"deadtime": 5}
     raw["healthCheck"]["receive"] = "ok"
     raw["lvs"]["quiescent"] = True

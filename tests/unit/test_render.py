@@ -26,6 +26,7 @@ from lvslab.render import (
     real_server_user_data,
     sorry_site,
 )
+from lvslab.stackfile import load_config
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH0VtHs3aV1aQ8x7mBq0p2U6vYpVdJt3b6yJ0a8bW9c0 lvs-lab-test"
@@ -530,8 +531,7 @@ def test_nat_gateway_survives_cloud_inits_eni_renderer(dev_raw: dict[str, Any], 
 
 def nginx_ha_raw() -> dict[str, Any]:
     """stacks/Pulumi.nginx-ha.yaml (topology nginx-ha, weight -60)."""
-    doc = yaml.safe_load((Path(__file__).parents[2] / "stacks" / "Pulumi.nginx-ha.yaml").read_text())
-    return {k.split(":", 1)[1]: v for k, v in doc["config"].items()}
+    return load_config("nginx-ha")
 
 
 @pytest.mark.tools

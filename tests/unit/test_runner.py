@@ -10,14 +10,17 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import yaml
 
 from lvslab.config import parse_config
+from lvslab.runner import ephemeral, lab, slots, stacks
+from lvslab.runner import guard as guard_module
+from lvslab.stackfile import project_config, read_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def runner() -> ModuleType:
+    """tools/lvslab.py as run (a thin entry point: its main is lvslab.runner.cli's)."""
     spec = importlib.util.spec_from_file_location("lvslab_runner", ROOT / "tools" / "lvslab.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -32,9 +35,8 @@ TEMPLATES = sorted(name for name in (p.name.split(".")[1] for p in (ROOT / "stac
 
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_every_template_moves_to_its_slot_and_stays_valid(template: str) -> None:
-    raw = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{template}.yaml").read_text())["config"]
-    moved = runner().ephemeral_config(raw, 7, [], None)
-    cfg = parse_config({k.split(":", 1)[1]: v for k, v in moved.items()}, "ci7")
+    moved = slots.ephemeral_config(read_stack(template), 7, [], None)
+    cfg = parse_config(project_config(moved), "ci7")
     assert cfg.bridge == "lvsci7" and cfg.subnet == ipaddress.IPv4Network("10.200.7.0/24")
     nodes = [*cfg.directors, *cfg.real_servers]
     assert all(ipaddress.IPv4Address(n.address) in cfg.subnet for n in nodes)
@@ -49,7 +51,7 @@ def test_every_template_moves_to_its_slot_and_stays_valid(template: str) -> None
 def test_a_kept_labs_slot_is_not_handed_out_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A lab kept with --keep outlives its runner: its slot (bridge, subnet) must stay taken until destroy,
     while a slot whose runner died without keeping is reclaimed."""
-    cli = runner()
+    cli = slots
     monkeypatch.setattr(cli, "SLOTS", tmp_path)
     for slot, kept in ((1, True), (2, False)):
         (tmp_path / str(slot)).mkdir()
@@ -64,7 +66,7 @@ def test_a_kept_labs_slot_is_not_handed_out_again(tmp_path: Path, monkeypatch: p
 def test_ready_time_is_domain_start_plus_the_guests_uptime_at_cloud_init_done() -> None:
     """make bench's 'up start -> all nodes ready': from the Domain's create event and the console's uptime,
     not from when the ready command ended (SSH dial cadence, boot profile)."""
-    cli = runner()
+    cli = ephemeral
     started = {}
     for line in ["+  libvirt:index:Domain web1-node-domain creating (0s)",
                  "+  libvirt:index:Domain web1-node-domain created (0.51s)",
@@ -116,7 +118,7 @@ def test_verify_exit_status_is_the_result(monkeypatch: pytest.MonkeyPatch, capsy
 
     cli = runner()
     spec = verify_spec(derive(parse_config(dev_raw, "dev")))
-    monkeypatch.setattr(cli, "running_lab", lambda name: (None, spec, "key"))
+    monkeypatch.setattr(lab, "running_lab", lambda name: (None, spec, "key"))
     ran: list[str] = []
 
     def fake_step(step: str, _spec: object, _key: str) -> dict:
@@ -137,9 +139,9 @@ def test_verify_says_what_is_missing(monkeypatch: pytest.MonkeyPatch, capsys: py
     cli = runner()
 
     def missing(name: str) -> None:
-        raise cli.LabMissing(f"no stack {name!r} in the state backend")
+        raise stacks.LabMissing(f"no stack {name!r} in the state backend")
 
-    monkeypatch.setattr(cli, "running_lab", missing)
+    monkeypatch.setattr(lab, "running_lab", missing)
     assert cli.main(["verify", "--stack", "nope"]) == 2 and cli.main(["status", "--stack", "nope"]) == 2
     assert capsys.readouterr().out.count("no stack 'nope' in the state backend") == 2
 
@@ -174,9 +176,9 @@ def test_signal_guard_second_interrupt_ends_with_the_guarded_operation(monkeypat
     import signal
     import time
 
-    cli = runner()
+    cli = guard_module
     calls: list[float] = []
-    monkeypatch.setattr(cli.SignalGuard, "_interrupt_children", staticmethod(lambda: calls.append(time.monotonic())))
+    monkeypatch.setattr(cli.SignalGuard, "interrupt_children", staticmethod(lambda: calls.append(time.monotonic())))
     monkeypatch.setattr(cli.SignalGuard, "grace_seconds", 0.2)
     with cli.SignalGuard() as guard:
         guard._handle(signal.SIGTERM, None)  # noqa: SLF001

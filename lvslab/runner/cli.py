@@ -1,0 +1,53 @@
+"""The runner's command line (tools/lvslab.py is its entry point)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from lvslab.faults import RUNTIME_FAULTS
+from lvslab.runner.ephemeral import cmd_ephemeral
+from lvslab.runner.inject import cmd_fault
+from lvslab.runner.lab import cmd_destroy, cmd_preview, cmd_status, cmd_up, cmd_verify
+from lvslab.stackfile import ROOT, stack_file, unchanged_by_pulumi
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="lvs-lab runner")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up")
+    up.add_argument("--watch", action="store_true",
+                    help="poll the VIP during the update and count failed requests until the verification begins")
+    preview = sub.add_parser("preview", help="what up would change; says whether a director would be rebuilt")
+    preview.add_argument("--stack", default="dev")
+    up.add_argument("--stack", default="dev")
+    down = sub.add_parser("destroy")
+    down.add_argument("--stack", default="dev")
+    down.add_argument("--rm", action="store_true", help="also remove the stack")
+    eph = sub.add_parser("ephemeral")
+    eph.add_argument("--template", default="ci")
+    eph.add_argument("--keep", action="store_true", help="keep the lab up for debugging")
+    eph.add_argument("--fault", action="append", default=[], help="test-only fault (lvslab/faults.py)")
+    eph.add_argument("--expect-fail", help="succeed only if this check fails (and teardown is clean)")
+    eph.add_argument("--artefacts", default=str(ROOT / "artefacts"))
+    eph.add_argument("--real-servers", type=int)
+    eph.add_argument("--failover-mode", choices=["clean", "hard"], help="clean: stop keepalived; hard: freeze VM")
+    eph.add_argument("--json", help="write the run report here")
+    eph.add_argument("--hypervisors", default=os.environ.get("LVSLAB_HYPERVISORS", ""),
+                     help="comma-separated libvirt URIs the labs are placed on round-robin ('local': the "
+                          "template's own; default $LVSLAB_HYPERVISORS, else the template's)")
+    verify = sub.add_parser("verify", help="re-run the verification against the running lab (exit status = result)")
+    verify.add_argument("--stack", default="dev")
+    verify.add_argument("--json", help="write the step results here")
+    status = sub.add_parser("status", help="each node's state, role, VRRP state and services; the IPVS table")
+    status.add_argument("--stack", default="dev")
+    fault = sub.add_parser("fault")
+    fault.add_argument("--stack", required=True)
+    fault.add_argument("--fault", required=True, choices=sorted(RUNTIME_FAULTS))
+    args = parser.parse_args(argv)
+    command = {"up": cmd_up, "destroy": cmd_destroy, "ephemeral": cmd_ephemeral, "fault": cmd_fault,
+               "verify": cmd_verify, "status": cmd_status, "preview": cmd_preview}[args.cmd]
+    if args.cmd == "ephemeral":  # its stack file is generated and removed again
+        return command(args)
+    with unchanged_by_pulumi(stack_file(args.stack)):
+        return command(args)

@@ -1,0 +1,240 @@
+"""An ephemeral CI run: a unique stack in a slot, up with the verification, the idempotency previews,
+always destroy, the leak check, the report (JSON, pictures) and the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pulumi import automation as auto
+
+from lvslab.config import PROJECT
+from lvslab.hypervisor import parse_uri
+from lvslab.runner.artefacts import collect_artefacts
+from lvslab.runner.guard import Interrupted, SignalGuard, log, run_guarded
+from lvslab.runner.slots import SLOTS, choose_hypervisor, ephemeral_config, reserve_slot
+from lvslab.runner.stacks import leak_check, outputs_of, print_summary, resource_types, select_stack
+from lvslab.stackfile import read_stack, write_stack
+
+DOMAIN_CREATED = re.compile(r"libvirt:index:Domain (\S+)-node-domain created")
+
+
+def ready_after_up_start(started_at: dict[str, float], verification: dict[str, Any] | None) -> dict[str, float]:
+    """When each node was ready, in seconds from the start of `up` (make bench's target): its domain's
+    creation plus the guest uptime at which cloud-init finished (read from its console). Not the ready
+    command's end, which also waits for SSH dials and keeps the boot profile."""
+    nodes = ((verification or {}).get("readiness") or {}).get("nodes") or {}
+    return {name: round(started_at[name] + r["boot_to_ready_s"], 1) for name, r in nodes.items()
+            if name in started_at and r.get("boot_to_ready_s") is not None}
+
+
+@dataclass
+class EphemeralRun:
+    """One ephemeral lab's run, shared by its phases: its slot and stack, the report, pulumi's output lines,
+    the failures so far, and when each node's domain was created (from the start of up)."""
+
+    name: str
+    slot: int
+    uri: str
+    stack_path: Path
+    report: dict[str, Any]
+    events: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    started_at: dict[str, float] = field(default_factory=dict)
+    stack: auto.Stack | None = None
+    t_up: float = 0.0
+
+    def on_output(self, line: str) -> None:
+        self.events.append(line)
+        print(line, flush=True)
+        started = DOMAIN_CREATED.search(line)
+        if started and started.group(1) not in self.started_at:
+            self.started_at[started.group(1)] = round(time.monotonic() - self.t_up, 1)
+
+    def phase(self, guard: SignalGuard, label: str, fn: Callable[[], Any], limit_s: float | None = None) -> Any:
+        """Run one pulumi operation; past `limit_s` it is interrupted (it fails, the lab is still destroyed)
+        instead of holding the whole run."""
+        t0 = time.monotonic()
+        watchdog = None
+        done = threading.Event()
+        if limit_s:
+            def overdue() -> None:
+                log(f"{label} still running after {limit_s:.0f} s: interrupting it")
+                SignalGuard.interrupt_children()  # pulumi cancels gracefully ...
+                if not done.wait(20):
+                    SignalGuard.interrupt_children()  # ... and stops at the second
+            watchdog = threading.Timer(limit_s, overdue)
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            return run_guarded(guard, fn)
+        finally:
+            done.set()
+            if watchdog:
+                watchdog.cancel()
+            self.report["phases"][label] = round(time.monotonic() - t0, 1)
+            log(f"{label} took {self.report['phases'][label]} s")
+
+
+def cmd_ephemeral(args: argparse.Namespace) -> int:
+    t_start = time.monotonic()
+    run = _prepare(args)
+    signals = SignalGuard()
+    try:
+        with signals as guard:
+            run.stack = select_stack(run.name)
+            log(f"ephemeral stack {run.name} (bridge lvsci{run.slot}, subnet 10.200.{run.slot}.0/24, hypervisor "
+                f"{parse_uri(run.uri).name})")
+            _up_and_idempotency(run, guard)
+            if run.failed and args.artefacts:
+                collect_artefacts(run.stack, run.name, Path(args.artefacts) / run.name,
+                                  {"events.log": "\n".join(run.events), "failure.txt": "\n".join(run.failed)})
+            if args.keep:
+                log(f"--keep: lab {run.name} left up (destroy with: tools/lvslab.py destroy --stack {run.name} --rm)")
+    finally:
+        _teardown(run, args, signals)
+    run.report["failed"] = run.failed
+    run.report["seconds"] = round(time.monotonic() - t_start, 1)
+    if args.json:
+        Path(args.json).write_text(json.dumps(run.report, indent=2))
+    if run.report.get("lab"):
+        keep_pictures(run.report, Path(args.json) if args.json else None, Path(args.artefacts) / run.name)
+    return finish(run.report, args.expect_fail)
+
+
+def _prepare(args: argparse.Namespace) -> EphemeralRun:
+    """A slot, a unique stack name, the template moved to the slot, placed on a hypervisor, written."""
+    slot = reserve_slot()
+    name = f"ci{slot}-{secrets.token_hex(3)}"
+    config = ephemeral_config(read_stack(args.template), slot, args.fault, args.real_servers, args.failover_mode)
+    candidates = [c.strip() for c in args.hypervisors.split(",") if c.strip()]
+    uri = choose_hypervisor(slot, candidates, config.get(f"{PROJECT}:libvirtUri", "qemu:///system"))
+    config[f"{PROJECT}:libvirtUri"] = uri
+    path = write_stack(name, config)
+    report: dict[str, Any] = {"stack": name, "slot": slot, "hypervisor": parse_uri(uri).name, "phases": {}}
+    return EphemeralRun(name=name, slot=slot, uri=uri, stack_path=path, report=report)
+
+
+def _up_and_idempotency(run: EphemeralRun, guard: SignalGuard) -> None:
+    """up (with the verification), then a preview, a refresh and a preview again: nothing may change."""
+    stack, report = run.stack, run.report
+    assert stack is not None
+    run.t_up = time.monotonic()
+    try:
+        run.phase(guard, "up", lambda: stack.up(on_output=run.on_output, color="never"))
+        outputs = outputs_of(stack)
+        report["verification"] = outputs.get("verification")
+        report["lab"] = {k: v for k, v in outputs.items() if k not in ("sshPrivateKey", "verification")}
+        report["ready_after_up_start_s"] = ready_after_up_start(run.started_at, report["verification"])
+        report["domain_started_after_up_start_s"] = dict(run.started_at)
+        print_summary(outputs)
+        report["resource_types"] = resource_types(stack)
+        preview = run.phase(guard, "preview", lambda: stack.preview(on_output=run.on_output, color="never"),
+                            limit_s=300)
+        changes = {k: v for k, v in (preview.change_summary or {}).items() if k != "same"}
+        if changes:
+            run.failed.append(f"idempotency: a preview right after up reports changes {changes}")
+        # What libvirt reports back must match what was declared: refresh, then nothing to do.
+        run.phase(guard, "refresh", lambda: stack.refresh(on_output=run.on_output, color="never"), limit_s=300)
+        preview = run.phase(guard, "preview-after-refresh",
+                            lambda: stack.preview(on_output=run.on_output, color="never"), limit_s=300)
+        changes = {k: v for k, v in (preview.change_summary or {}).items() if k != "same"}
+        if changes:
+            run.failed.append(f"idempotency: a preview after refresh reports changes {changes}")
+    except auto.errors.CommandError as exc:
+        run.failed.append("up/verification: " + first_error(str(exc)))
+    except Interrupted:
+        run.failed.append("interrupted")
+
+
+def _teardown(run: EphemeralRun, args: argparse.Namespace, signals: SignalGuard) -> None:
+    """Always (unless --keep): destroy, check for leaks, remove the stack; a failed destroy keeps the state
+    (and the slot) for `destroy --stack NAME --rm` to retry."""
+    stack = run.stack
+    if stack is not None and not args.keep:
+        # Nothing may stop the teardown half-way: further SIGINT/SIGTERM are ignored until it is done.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda s, _f: log(f"signal {s} ignored: destroying the lab first"))
+        t0 = time.monotonic()
+        destroyed, error = _destroy(stack, interrupted=signals.fired.is_set())
+        if not destroyed:
+            run.failed.append("destroy: " + error)
+        run.report["phases"]["destroy"] = round(time.monotonic() - t0, 1)
+        leaks = leak_check(stack, run.name, purge_left=signals.fired.is_set())
+        if leaks:
+            run.failed.append(f"leak check: {leaks}")
+        if destroyed and not leaks:
+            stack.workspace.remove_stack(run.name, force=True)
+        else:  # keep the state: `tools/lvslab.py destroy --stack NAME --rm` can retry
+            args.keep = True
+            log(f"stack {run.name} kept for a retry: tools/lvslab.py destroy --stack {run.name} --rm")
+    if not args.keep:
+        run.stack_path.unlink(missing_ok=True)
+        shutil.rmtree(SLOTS / str(run.slot), ignore_errors=True)
+    else:
+        (SLOTS / str(run.slot) / "kept").write_text(run.name)
+
+
+def _destroy(stack: auto.Stack, interrupted: bool) -> tuple[bool, str]:
+    """(destroyed, the first error otherwise)."""
+    try:
+        stack.destroy(on_output=print, color="never", continue_on_error=True)
+        return True, ""
+    except auto.errors.CommandError as exc:
+        error = first_error(str(exc))
+    if interrupted:
+        # An interrupted create can leave a record of an object libvirt never kept ("Domain not found" on
+        # delete): a refresh drops such records, then destroy again.
+        log("destroy after the interrupted update failed: refreshing the state, then destroying again")
+        try:
+            stack.refresh(on_output=print, color="never")
+            stack.destroy(on_output=print, color="never", continue_on_error=True)
+            return True, ""
+        except auto.errors.CommandError as again:
+            error = first_error(str(again))
+    return False, error
+
+
+def keep_pictures(report: dict[str, Any], json_path: Path | None, artefacts: Path) -> None:
+    """The run's topology and failover pictures, next to the JSON report and in the artefacts folder.
+    Diagnostics: a picture that cannot be drawn is said, never a failed run."""
+    from lvslab.pictures import write_pictures
+
+    for stem in ([json_path.with_suffix("")] if json_path else []) + [artefacts / "run"]:
+        try:
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            for path in write_pictures(report, stem):
+                log(f"picture: {path}")
+        except (OSError, subprocess.CalledProcessError, ImportError) as exc:
+            log(f"pictures not drawn ({exc})")
+
+
+def first_error(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if "check " in ln and "failed" in ln]
+    return lines[0] if lines else text.strip().splitlines()[-1][:500]
+
+
+def finish(report: dict[str, Any], expect_fail: str | None) -> int:
+    failed = report["failed"]
+    print("\nephemeral lab summary:")
+    for label, secs in report["phases"].items():
+        print(f"  {label:<10} {secs:>7} s")
+    if expect_fail:
+        hit = [f for f in failed if f"check {expect_fail} failed" in f]
+        others = [f for f in failed if f.startswith(("leak", "destroy"))]
+        ok = bool(hit) and not others
+        print(f"  expected check {expect_fail} to fail: {'yes' if hit else 'NO'}; failures: {failed}")
+        return 0 if ok else 1
+    print("  result: " + ("PASS" if not failed else "FAIL: " + "; ".join(failed)))
+    return 0 if not failed else 1

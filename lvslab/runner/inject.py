@@ -1,0 +1,73 @@
+"""Runtime faults on a running lab (lvslab.faults.RUNTIME_FAULTS): inject, run the steps that must catch it,
+repair, run them again."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+from typing import Any
+
+from lvslab.faults import RUNTIME_FAULTS
+from lvslab.hypervisor import parse_uri
+from lvslab.model import derive, verify_spec
+from lvslab.runner.guard import log
+from lvslab.runner.stacks import lab_config, private_key_of, select_stack
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    """Break a running lab one way, show the named check fails, repair it, show the check passes again."""
+    from lvslab.verify.failure import CheckFailed
+    from lvslab.verify.probe import SshKey, ssh
+    from lvslab.verify.run import run as run_step
+
+    fault = RUNTIME_FAULTS[args.fault]
+    stack = select_stack(args.stack)
+    spec = verify_spec(derive(lab_config(stack, args.stack)))
+    key_text = private_key_of(stack)
+    if not key_text:
+        log(f"stack {args.stack} has no sshPrivateKey output: is the lab up?")
+        return 1
+    targets = {"real_servers": spec.real_servers, "one_real_server": spec.real_servers[:1],
+               "directors": spec.directors, "master": (spec.master,), "backup": (spec.backup,)}[fault.targets]
+    result: dict[str, Any] = {"fault": fault.name, "expected_check": fault.check}
+    with SshKey(key_text, parse_uri(spec.uri).jump_options()) as key:
+        def on_all(script: str) -> None:
+            for node in targets:
+                try:
+                    out = ssh(key, node.address, script)
+                except subprocess.TimeoutExpired:
+                    # Seen once in CI: `systemctl restart keepalived` after kill -9 did not return within
+                    # 60 s. Say what the node shows, then try once more with more time.
+                    status = ssh(key, node.address, "systemctl status keepalived --no-pager -n 5; uptime",
+                                 timeout=60).stdout
+                    log(f"{script!r} on {node.name}: no answer within 60 s; retrying. Node says:\n{status}")
+                    out = ssh(key, node.address, script, timeout=180)
+                if out.returncode != 0:
+                    raise RuntimeError(f"{script!r} on {node.name}: {out.stderr.strip()}")
+        lab = {"vip": spec.vip, "port": spec.port, "algo": spec.lb_algo, "persistence": spec.persistence}
+        on_all(fault.inject.format(**lab))
+        if fault.settle:
+            time.sleep(spec.failover_bound_s + 2)
+
+        def run_steps() -> bool:
+            return all(run_step(step, spec, key_text)["passed"] for step in fault.steps)
+
+        try:
+            run_steps()
+            result["failed_check"] = None
+        except CheckFailed as exc:
+            result.update(failed_check=exc.check, message=str(exc))
+        finally:
+            on_all(fault.repair.format(**lab))
+        time.sleep(spec.failover_bound_s + 2)  # VRRP election / health checks settle
+        try:
+            result["after_repair"] = run_steps()
+        except CheckFailed as exc:
+            result["after_repair"] = f"still failing: {exc}"
+    print(json.dumps(result, indent=2))
+    ok = result["failed_check"] == fault.check and result["after_repair"] is True
+    log(f"fault {fault.name}: check {result['failed_check']} failed (expected {fault.check}); "
+        f"after repair: {result['after_repair']} -> {'OK' if ok else 'WRONG'}")
+    return 0 if ok else 1
