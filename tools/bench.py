@@ -103,6 +103,16 @@ def main() -> int:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    result, report, code = measure(args, out)
+    (out / "bench.json").write_text(json.dumps(result, indent=2))
+    text = tables(result, report)
+    (out / "bench.md").write_text(text)
+    print(text)
+    return code
+
+
+def measure(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """(the measurements, the ephemeral run's report, its exit status)."""
     result: dict[str, Any] = {"host": os.uname().nodename, "cpus": os.cpu_count()}
 
     if args.cold:
@@ -146,7 +156,11 @@ def main() -> int:
     result["qemu_rss_mib"] = sorted(round(v) for v in mem.qemu_rss_mib.values())
     result["targets"] = {"hand_cycle_s": HAND_CYCLE_S, "cycle_limit_s": round(HAND_CYCLE_S[1] * 1.15),
                          "rss_limit_mib": RSS_TARGET_MIB}
-    (out / "bench.json").write_text(json.dumps(result, indent=2))
+    return result, report, code
+
+
+def tables(result: dict[str, Any], report: dict[str, Any]) -> str:
+    """bench.md: the targets, the boot breakdown and every measure, as markdown tables."""
 
     def ratio(value: float | None, target: float) -> str:
         return "-" if value is None else f"{value} s = {value / target:.2f} x target {target} s"
@@ -178,11 +192,8 @@ def main() -> int:
     def md(title: str, lines: list[tuple[str, str]]) -> str:
         return f"| {title} | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in lines) + "\n"
 
-    text = (md("target (issue 11)", targets) + "\n" + md("boot breakdown, mean per VM", breakdown) + "\n"
+    return (md("target (issue 11)", targets) + "\n" + md("boot breakdown, mean per VM", breakdown) + "\n"
             + md("measure", rows))
-    (out / "bench.md").write_text(text)
-    print(text)
-    return code
 
 
 if __name__ == "__main__":

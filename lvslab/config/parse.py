@@ -135,12 +135,7 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
     persistence = read(r, lvs, "lvs.persistenceTimeout")
     health = health_check(r, section(r, raw.get("healthCheck", {}), "healthCheck"), lvs, topo.heartbeat, servers)
 
-    version = read(r, vr, "vrrp.version")
-    advert_int = read(r, vr, "vrrp.advertInt")
-    vrrp_id = read(r, vr, "vrrp.virtualRouterId") or 0
-    vrrp = Vrrp(virtual_router_id=vrrp_id, advert_int=advert_int if advert_int is not None else 1,
-                version=version or 2, preempt=preempt, unicast_peers=read(r, vr, "vrrp.unicastPeers"))
-    check_advert_int(r, advert_int, version)
+    vrrp = _vrrp(r, vr, preempt)
     # authPass is optional: without it the lab generates one (a secret kept in the state).
     check_auth_pass(r, auth_pass, auth_pass_is_secret, vrrp.version, topo.heartbeat)
     image, package_source = check_image(r, raw)
@@ -227,6 +222,16 @@ def _client_and_vip(p: _Parse, raw: dict[str, Any], net: dict[str, Any], lb_kind
     if lb_kind == "NAT":
         return "", str(raw.get("vip"))  # its subnet is already reported
     return "", p.host_in_subnet(raw.get("vip"), "vip")
+
+
+def _vrrp(r: Reader, vr: dict[str, Any], preempt: bool) -> Vrrp:
+    version = read(r, vr, "vrrp.version")
+    advert_int = read(r, vr, "vrrp.advertInt")
+    vrrp_id = read(r, vr, "vrrp.virtualRouterId") or 0
+    vrrp = Vrrp(virtual_router_id=vrrp_id, advert_int=advert_int if advert_int is not None else 1,
+                version=version or 2, preempt=preempt, unicast_peers=read(r, vr, "vrrp.unicastPeers"))
+    check_advert_int(r, advert_int, version)
+    return vrrp
 
 
 def _directors(p: _Parse, raw: dict[str, Any], heartbeat_ha: bool, preempt: bool) -> tuple[list[Director], bool]:

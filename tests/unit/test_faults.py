@@ -126,7 +126,7 @@ def test_wrong_process_fault_changes_only_what_the_script_looks_for(tmp_path: Pa
     from lvslab.config import parse_config
     from lvslab.model import derive
     from lvslab.render import keepalived_conf
-    from tests.unit.test_render import nginx_ha_raw
+    from tests.unit.test_nginx_ha_render import nginx_ha_raw
 
     cfg = parse_config(nginx_ha_raw(), "nginx-ha")
     fault = RUNTIME_FAULTS["check-wrong-process"]

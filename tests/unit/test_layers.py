@@ -89,3 +89,33 @@ def plant(tmp_path: Path, rel: str, text: str) -> Path:
 def test_a_planted_violation_is_caught(tmp_path: Path, rel: str, text: str, expected: str) -> None:
     found = layer_violations(plant(tmp_path, rel, text))
     assert len(found) == 1 and expected in found[0], found
+
+
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 420, 80  # "about 400" and "about 80": the style's limits
+DATA_FILES = {"lvslab/config/schema.py"}  # the schema is data: one declaration per key
+
+
+def oversized(root: Path) -> list[str]:
+    """Python files over MAX_FILE_LINES and functions over MAX_FUNCTION_LINES (tests included)."""
+    import ast
+
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0].startswith(".") or str(rel) in DATA_FILES:
+            continue
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            found.append(f"{rel}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    found.append(f"{rel}:{node.lineno} {node.name}: {length} lines")
+    return found
+
+
+def test_files_and_functions_stay_small(tmp_path: Path) -> None:
+    assert oversized(ROOT) == []
+    (tmp_path / "big.py").write_text("def f() -> None:\n" + "    pass\n" * 90)
+    assert oversized(tmp_path) == ["big.py:1 f: 91 lines"]

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,12 @@ from lvslab.config import LabConfig, parse_config
 from lvslab.model import derive, mac_for
 from lvslab.render import (
     director_user_data,
-    domain_xslt,
     keepalived_conf,
     network_config,
-    network_xslt,
     nginx_site,
     real_server_user_data,
     sorry_site,
 )
-from lvslab.stackfile import load_config
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH0VtHs3aV1aQ8x7mBq0p2U6vYpVdJt3b6yJ0a8bW9c0 lvs-lab-test"
@@ -387,113 +383,6 @@ def test_fault_changes_exactly_what_it_says(dev_raw: dict[str, Any], fault: str)
 
 # What pulumi-libvirt 0.5.4 generates for the lab's domain and network (trimmed to the parts the XSLT
 # touches), so the transforms are checked by the real xsltproc the provider runs.
-PROVIDER_DOMAIN_XML = """<domain type="qemu">
-  <name>lvs-lab-dev-director1</name>
-  <features><pae/><acpi/><apic/></features>
-  <devices>
-    <disk type="volume" device="disk">
-      <driver name="qemu" type="qcow2"/>
-      <source pool="lvs-lab-dev-pool" volume="lvs-lab-dev-director1.qcow2"/>
-      <target dev="vda" bus="virtio"/>
-    </disk>
-    <disk type="volume" device="disk">
-      <driver name="qemu" type="raw"/>
-      <source pool="lvs-lab-dev-pool" volume="lvs-lab-dev-repo.iso"/>
-      <target dev="vdb" bus="virtio"/>
-    </disk>
-    <disk type="file" device="cdrom">
-      <driver name="qemu" type="raw"/>
-      <source file="/pool/lvs-lab-dev-director1-seed.iso"/>
-      <target dev="hdd" bus="ide"/>
-    </disk>
-    <console type="pty"><target type="serial" port="0"/></console>
-    <channel type="unix"><target type="virtio" name="org.qemu.guest_agent.0"/></channel>
-    <graphics type="spice" autoport="yes"/>
-    <video><model type="cirrus"/></video>
-    <rng model="virtio"><backend model="random">/dev/random</backend></rng>
-  </devices>
-</domain>
-"""
-
-PROVIDER_NETWORK_XML = """<network>
-  <name>lvs-lab-dev-net</name>
-  <forward mode="open"></forward>
-  <bridge name="lvsdev0" stp="on"></bridge>
-  <ip address="10.77.0.1" family="ipv4" prefix="24"><dhcp><range start="10.77.0.2" end="10.77.0.254"/></dhcp></ip>
-</network>
-"""
-
-
-def xsltproc(xslt: str, xml: str, tmp_path: Path) -> ET.Element:
-    if not shutil.which("xsltproc"):
-        pytest.fail("xsltproc not installed (pulumi-libvirt needs it): run tools/host.sh packages")
-    (tmp_path / "t.xsl").write_text(xslt)
-    (tmp_path / "in.xml").write_text(xml)
-    proc = subprocess.run(["xsltproc", str(tmp_path / "t.xsl"), str(tmp_path / "in.xml")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return ET.fromstring(proc.stdout)
-
-
-@pytest.mark.tools
-@pytest.mark.parametrize("domain_type", ["qemu", "kvm"])
-def test_domain_xslt(dev_raw: dict[str, Any], tmp_path: Path, domain_type: str) -> None:
-    facts = derive(parse_config(dev_raw, "dev"), log_root="/log")
-    node = facts.directors[0]
-    out = xsltproc(domain_xslt(facts, node, domain_type, facts.volume("repo.iso")), PROVIDER_DOMAIN_XML, tmp_path)
-    devices = out.find("devices")
-    assert devices is not None
-    tb = out.find("features/tcg/tb-cache")
-    if domain_type == "qemu":
-        assert tb is not None and tb.text == "256" and tb.get("unit") == "MiB"
-    else:
-        assert tb is None
-    assert out.find("features/acpi") is not None  # untouched features stay
-    disks = {d.find("source").get("volume") or d.find("source").get("file"): d for d in devices.findall("disk")}
-    assert disks[node.disk_volume].find("driver").get("cache") == "unsafe"
-    assert disks["lvs-lab-dev-repo.iso"].find("readonly") is not None
-    assert disks[node.disk_volume].find("readonly") is None
-    assert disks["/pool/lvs-lab-dev-director1-seed.iso"].find("driver").get("cache") is None
-    log = devices.find("console/log")
-    assert log is not None and log.get("file") == "/log/lvs-lab-dev/director1.log" and log.get("append") == "off"
-    assert [e.tag for e in devices if e.tag in ("graphics", "video", "channel")] == []
-    assert [r.find("backend").text for r in devices.findall("rng")] == ["/dev/urandom"]
-    assert [m.get("model") for m in devices.findall("memballoon")] == ["none"]
-
-
-@pytest.mark.tools
-def test_domain_xslt_without_repository(dev_raw: dict[str, Any], tmp_path: Path) -> None:
-    facts = derive(parse_config(dev_raw, "dev"))
-    out = xsltproc(domain_xslt(facts, facts.directors[0], "qemu", None), PROVIDER_DOMAIN_XML, tmp_path)
-    assert all(d.find("readonly") is None for d in out.findall("devices/disk"))
-
-
-@pytest.mark.tools
-def test_network_xslt(dev_raw: dict[str, Any], tmp_path: Path) -> None:
-    dev_raw["network"]["hostAddress"] = "10.77.0.5"
-    facts = derive(parse_config(dev_raw, "dev"))
-    out = xsltproc(network_xslt(facts), PROVIDER_NETWORK_XML, tmp_path)
-    bridge = out.find("bridge")
-    assert bridge is not None and bridge.attrib == {"name": "lvsdev0", "stp": "off", "delay": "0"}
-    assert out.find("mac").get("address") == mac_for("dev", "bridge") == facts.bridge_mac
-    ip = out.find("ip")
-    assert ip.get("address") == "10.77.0.5" and ip.get("prefix") == "24" and ip.find("dhcp") is None
-    assert [d.get("enable") for d in out.findall("dns")] == ["no"]
-    assert out.find("forward").get("mode") == "open"
-
-
-@pytest.mark.tools
-def test_network_xslt_nat_puts_the_client_in_the_second_subnet(dev_raw: dict[str, Any], tmp_path: Path) -> None:
-    """NAT: the provider declares both subnets (host on .1 of each); the host keeps its address in the
-    lab's subnet and the client address goes into the second."""
-    raw = nat_raw(dev_raw)
-    raw["network"].update(hostAddress="10.77.0.5", clientAddress="10.177.0.7")
-    facts = derive(parse_config(raw, "dev"))
-    two = PROVIDER_NETWORK_XML.replace("</network>", '<ip address="10.177.0.1" family="ipv4" prefix="24"/></network>')
-    out = xsltproc(network_xslt(facts), two, tmp_path)
-    assert [(ip.get("address"), ip.get("prefix")) for ip in out.findall("ip")] == [("10.77.0.5", "24"),
-                                                                                  ("10.177.0.7", "24")]
-
 
 @pytest.mark.parametrize("name", ["keepalived-director1.conf", "keepalived-director2.conf",
                                   "user-data-director1.yaml", "user-data-web1.yaml"])
@@ -527,54 +416,3 @@ def test_nat_gateway_survives_cloud_inits_eni_renderer(dev_raw: dict[str, Any], 
     assert proc.returncode == 0, proc.stderr
     eni = (tmp_path / "out/etc/network/interfaces.d/50-cloud-init").read_text()
     assert "    address 10.77.0.21/24\n    gateway 10.77.0.254\n" in eni and "route add" not in eni, eni
-
-
-def nginx_ha_raw() -> dict[str, Any]:
-    """stacks/Pulumi.nginx-ha.yaml (topology nginx-ha, weight -60)."""
-    return load_config("nginx-ha")
-
-
-@pytest.mark.tools
-@pytest.mark.parametrize("weight", [-60, 0])
-def test_nginx_ha_keepalived_tracks_nginx_and_has_no_ipvs(tmp_path: Path, weight: int) -> None:
-    """Seed 004: a vrrp_script that looks for nginx, tracked by the one VRRP instance; no virtual_server.
-    keepalived accepts it, and refuses a track_script naming a script that does not exist."""
-    raw = nginx_ha_raw()
-    raw["nginxCheck"]["weight"] = weight
-    cfg = parse_config(raw, "nginx-ha")
-    conf = keepalived_conf(cfg, derive(cfg).directors[0], "s3cret")
-    script = conf.split("vrrp_script chk_nginx {")[1].split("}")[0]
-    assert '    script "/usr/bin/pgrep -x nginx"\n' in script and "    interval 2\n" in script
-    assert "    fall 2\n" in script and "    rise 1\n" in script
-    assert ("    weight -60\n" in script) == (weight == -60) and ("weight" in script) == (weight != 0)
-    assert "    track_script {\n        chk_nginx\n    }\n" in conf
-    assert "virtual_server" not in conf and "lb_kind" not in conf and "enable_script_security" in conf
-    config_test_accepts_only(tmp_path, conf, conf.replace("        chk_nginx\n", "        chk_nginks\n"))
-
-
-@pytest.mark.tools
-def test_nginx_ha_user_data(tmp_path: Path) -> None:
-    """An nginx-ha node installs nginx and keepalived (no ipvsadm, no IPVS modules), serves its own name,
-    starts nginx before keepalived (whose check looks for it); cloud-init's schema and nginx -t accept it."""
-    cfg = parse_config(nginx_ha_raw(), "nginx-ha")
-    node = derive(cfg).directors[1]
-    text = director_user_data(cfg, node, KEY, "s3cret")
-    doc = yaml.safe_load(text)
-    assert doc["packages"] == ["nginx", "keepalived"]
-    files = {f["path"]: f["content"] for f in doc["write_files"]}
-    assert files["/var/www/html/index.html"].strip() == "nginx2"
-    assert "add_header X-Real-Server nginx2 always;" in files["/etc/nginx/conf.d/lvslab.conf"]
-    assert "vrrp_script chk_nginx" in files["/etc/keepalived/keepalived.conf"]
-    assert not any("ip_vs" in f or "ipvs" in f for f in files)
-    commands = [" ".join(c) if isinstance(c, list) else c for c in doc["runcmd"]]
-    nginx = next(i for i, c in enumerate(commands) if "reload-or-restart nginx" in c)
-    assert nginx < commands.index("systemctl restart keepalived")
-    (tmp_path / "ud.yaml").write_text(text)
-    proc = subprocess.run(["cloud-init", "schema", "-c", str(tmp_path / "ud.yaml")], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    site = files["/etc/nginx/conf.d/lvslab.conf"]
-    (tmp_path / "nginx.conf").write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
-                                         f"events {{}}\nhttp {{\naccess_log off;\n{site}\n}}\n")
-    proc = subprocess.run(["nginx", "-t", "-q", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
