@@ -54,6 +54,20 @@ def kept_labs(netns: str, work: Path, templates: dict[str, str],
                 run_in(netns, "destroy", "--stack", lab["report"]["stack"], "--rm")
 
 
+def lab_fixture(name: str, template: str, remote: bool = False) -> Any:
+    """A module's `lab` fixture: the one lab `name` of `template` (on the test hypervisor if `remote`), booted
+    when a test of the module first asks for it and destroyed when the module ends."""
+
+    @pytest.fixture(scope="module")
+    def lab(netns: str, request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+        uri = request.getfixturevalue("remote_hypervisor") if remote else None
+        with kept_labs(netns, tmp_path_factory.mktemp(template), {name: template}, hypervisors=uri) as labs:
+            yield labs[name] | ({"remote": uri} if remote else {})
+
+    return lab
+
+
 def up(lab: dict[str, Any]) -> dict[str, Any]:
     """The report of a lab that came up (fail the test otherwise)."""
     if not lab["report"] or lab["code"] != 0:

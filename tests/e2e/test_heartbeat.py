@@ -4,18 +4,13 @@ IPVS; its faults and a day-2 scheduler change in place."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.labs import day2_change, destroy_kept, fault_fails_its_check, kept_labs, up
+from tests.e2e.labs import day2_change, destroy_kept, fault_fails_its_check, lab_fixture, up
 
-
-@pytest.fixture(scope="module")
-def lab(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    with kept_labs(netns, tmp_path_factory.mktemp("heartbeat"), {"g": "heartbeat"}) as labs:
-        yield labs["g"]
+lab = lab_fixture("g", "heartbeat")
 
 
 def test_heartbeat_lab(lab: dict[str, Any]) -> None:

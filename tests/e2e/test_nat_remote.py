@@ -4,7 +4,6 @@ with multicast VRRP dropped on the bridge."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,17 +13,13 @@ from tests.e2e.labs import (
     assert_verified,
     destroy_kept,
     fault_fails_its_check,
-    kept_labs,
+    lab_fixture,
     status_rows,
     up,
 )
 from tests.e2e.remote import assert_on_remote_hypervisor
 
-
-@pytest.fixture(scope="module")
-def lab(netns: str, remote_hypervisor: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    with kept_labs(netns, tmp_path_factory.mktemp("nat"), {"d": "nat"}, hypervisors=remote_hypervisor) as labs:
-        yield labs["d"] | {"remote": remote_hypervisor}
+lab = lab_fixture("d", "nat", remote=True)
 
 
 def test_nat_lab(lab: dict[str, Any]) -> None:

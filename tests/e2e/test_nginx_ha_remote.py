@@ -3,21 +3,15 @@ keepalived's vrrp_script on nginx, no IPVS."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import run_in
-from tests.e2e.labs import destroy_kept, fault_fails_its_check, kept_labs, up
+from tests.e2e.labs import destroy_kept, fault_fails_its_check, lab_fixture, up
 from tests.e2e.remote import assert_on_remote_hypervisor
 
-
-@pytest.fixture(scope="module")
-def lab(netns: str, remote_hypervisor: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    with kept_labs(netns, tmp_path_factory.mktemp("nginx-ha"), {"f": "nginx-ha"},
-                   hypervisors=remote_hypervisor) as labs:
-        yield labs["f"] | {"remote": remote_hypervisor}
+lab = lab_fixture("f", "nginx-ha", remote=True)
 
 
 def test_nginx_ha_lab(lab: dict[str, Any]) -> None:

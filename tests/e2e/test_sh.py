@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.e2e.conftest import run_in
 from tests.e2e.labs import (
@@ -15,16 +12,12 @@ from tests.e2e.labs import (
     day2_change,
     destroy_kept,
     fault_fails_its_check,
-    kept_labs,
+    lab_fixture,
     status_rows,
     up,
 )
 
-
-@pytest.fixture(scope="module")
-def lab(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    with kept_labs(netns, tmp_path_factory.mktemp("sh"), {"e": "sh"}) as labs:
-        yield labs["e"]
+lab = lab_fixture("e", "sh")
 
 
 def test_sh_lab(lab: dict[str, Any]) -> None:

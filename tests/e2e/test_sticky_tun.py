@@ -4,18 +4,13 @@ moves) and nopreempt (VIP stays on the BACKUP that took it, 0 failed requests), 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.labs import assert_verified, destroy_kept, fault_fails_its_check, kept_labs, up
+from tests.e2e.labs import assert_verified, destroy_kept, fault_fails_its_check, lab_fixture, up
 
-
-@pytest.fixture(scope="module")
-def lab(netns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    with kept_labs(netns, tmp_path_factory.mktemp("sticky"), {"c": "sticky"}) as labs:
-        yield labs["c"]
+lab = lab_fixture("c", "sticky")
 
 
 def test_sticky_tun_lab(lab: dict[str, Any]) -> None:
