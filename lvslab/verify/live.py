@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import subprocess
-import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lvslab.lab.vip import ADDRESSES_COMMAND, DROP_VIP, holds_vip
 from lvslab.model import NodeFacts, VerifySpec
 from lvslab.verify.failure import CheckFailed
 from lvslab.verify.ipvsadm import parse_ipvsadm_list
 from lvslab.verify.probe import (
-    SshKey,
     arp_responders,
-    ssh,
 )
 
 # --- helpers on a live lab -------------------------------------------------------------------------
@@ -25,38 +22,44 @@ def parallel(fn: Callable[[Any], Any], items: list[Any] | tuple[Any, ...]) -> li
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
         return list(pool.map(fn, items))
 
+if TYPE_CHECKING:  # (the context's methods call these functions)
+    from lvslab.verify.context import StepContext
 
-def eth0_addresses(spec: VerifySpec, key: SshKey, only: list[str] | None = None) -> dict[str, str]:
+
+def eth0_addresses(ctx: StepContext, only: list[str] | None = None) -> dict[str, str]:
     """`ip -4 -o addr show dev eth0` of each director (asked over SSH; `only` skips a frozen one)."""
+    spec = ctx.spec
     directors = [d for d in spec.directors if only is None or d.name in only]
 
     def addresses(d: NodeFacts) -> str:
-        out = ssh(key, d.address, ADDRESSES_COMMAND, timeout=60)
+        out = ctx.ssh(d.address, ADDRESSES_COMMAND, timeout=60)
         if out.returncode != 0:
             raise CheckFailed("vip-state", f"SSH to {d.name}", out.stderr.strip())
         return out.stdout
     return dict(zip([d.name for d in directors], parallel(addresses, directors), strict=True))
 
 
-def vip_holders(spec: VerifySpec, key: SshKey, only: list[str] | None = None) -> dict[str, bool]:
+def vip_holders(ctx: StepContext, only: list[str] | None = None) -> dict[str, bool]:
     """Which directors have the VIP configured (`only` skips a frozen one)."""
-    return {name: holds_vip(text, spec.vip) for name, text in eth0_addresses(spec, key, only).items()}
+    spec = ctx.spec
+    return {name: holds_vip(text, spec.vip) for name, text in eth0_addresses(ctx, only).items()}
 
 
-def gateway_with_vip(spec: VerifySpec, key: SshKey, holder: str, check: str,
+def gateway_with_vip(ctx: StepContext, holder: str, check: str,
                       only: list[str] | None = None) -> None:
     """LVS-NAT: the real servers' gateway VIP is on the VIP's holder only (one vrrp_sync_group), or their
     replies reach a director that does not translate them back. Nothing to check with DR."""
+    spec = ctx.spec
     if spec.lb_kind != "NAT":
         return
-    gateways = {name: holds_vip(text, spec.gateway_vip) for name, text in eth0_addresses(spec, key, only).items()}
+    gateways = {name: holds_vip(text, spec.gateway_vip) for name, text in eth0_addresses(ctx, only).items()}
     if [n for n, h in gateways.items() if h] != [holder]:
         raise CheckFailed(check, f"gateway VIP {spec.gateway_vip} moved with the VIP: on {holder} only",
                           f"gateway VIP held by {sorted(n for n, h in gateways.items() if h) or 'nobody'}")
 
 
-def ipvs_list(key: SshKey, director: NodeFacts, stats: bool = False) -> str:
-    out = ssh(key, director.address, "ipvsadm -Ln" + (" --stats" if stats else ""))
+def ipvs_list(ctx: StepContext, director: NodeFacts, stats: bool = False) -> str:
+    out = ctx.ssh(director.address, "ipvsadm -Ln" + (" --stats" if stats else ""))
     if out.returncode != 0:
         raise CheckFailed("ipvs", f"ipvsadm on {director.name}", out.stderr.strip())
     return out.stdout
@@ -81,53 +84,56 @@ ON_MASTER = {"master": ("local", "all"), "backup": ("local", "none")}  # the ini
 ON_BACKUP = {"backup": ("all",)}  # after a takeover (the MASTER stopped or frozen: not asked)
 
 
-def heartbeat_settled(spec: VerifySpec, key: SshKey, wanted: dict[str, tuple[str, ...]],
+def heartbeat_settled(ctx: StepContext, wanted: dict[str, tuple[str, ...]],
                        check: str = "vip-state") -> float:
     """lvs-heartbeat: wait until heartbeat on each director named in `wanted` reports one of its states
     (ON_MASTER, ON_BACKUP): after boot it waits up to initdead for its peer; a takeover is done only when
     ldirectord runs too. Checks act only on a settled cluster: heartbeat 3 mishandles a stop or start
     that arrives during a takeover (seen: both nodes then claim the resources). Returns the seconds."""
-    t0 = time.monotonic()
+    spec = ctx.spec
+    t0 = ctx.monotonic()
     deadline = t0 + spec.heartbeat_initdead + spec.failover_bound_s + 20
     nodes = {"master": spec.master, "backup": spec.backup}
     states: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        states = {role: ssh(key, nodes[role].address, HEARTBEAT_SETTLED).stdout.strip() or "not running"
+    while ctx.monotonic() < deadline:
+        states = {role: ctx.ssh(nodes[role].address, HEARTBEAT_SETTLED).stdout.strip() or "not running"
                   for role in wanted}
         if all(states[role] in ok for role, ok in wanted.items()):
-            return round(time.monotonic() - t0, 1)
-        time.sleep(1)
+            return round(ctx.monotonic() - t0, 1)
+        ctx.sleep(1)
     raise CheckFailed(check, "heartbeat settled (cl_status rscstatus): " + ", ".join(
         f"{nodes[role].name} {'/'.join(ok)}" for role, ok in wanted.items()),
         ", ".join(f"{nodes[role].name} {state}" for role, state in states.items()))
 
 
-def split_brain(spec: VerifySpec, key: SshKey, holding: list[str]) -> str:
+def split_brain(ctx: StepContext, holding: list[str]) -> str:
     """Both directors hold the VIP (seed 001: keepalived killed with -9 leaves its VIP behind while the
     BACKUP takes over): name both, the MACs that answer ARP for the VIP, and how to repair it."""
+    spec = ctx.spec
     names = {n.mac: n.name for n in spec.nodes}
     responders = sorted(f"{names.get(m, '?')} ({m})"
                         for m in arp_responders(spec.bridge, spec.vip, spec.client_address))
     by_name = {d.name: d for d in spec.directors}
     daemon = ha_daemon(spec)
-    stale = [n for n in holding if ssh(key, by_name[n].address, f"pidof {daemon}").returncode != 0]
+    stale = [n for n in holding if ctx.ssh(by_name[n].address, f"pidof {daemon}").returncode != 0]
     repair = (f"on {', '.join(stale)} ({daemon} not running, stale VIP): {DROP_VIP.format(vip=spec.vip)} && "
               f"systemctl restart {daemon}" if stale else
               f"restart {daemon} on both directors")
     return f"held by {holding}; ARP replies for {spec.vip} from {responders}; repair: {repair}"
 
 
-def wait_all_in_ipvs(spec: VerifySpec, key: SshKey, timeout: float, check: str = "round-robin") -> str:
+def wait_all_in_ipvs(ctx: StepContext, timeout: float, check: str = "round-robin") -> str:
+    spec = ctx.spec
     master = spec.master
     wanted = {rs.address for rs in spec.real_servers if rs.weight > 0}
-    deadline = time.monotonic() + timeout
+    deadline = ctx.monotonic() + timeout
     text = ""
-    while time.monotonic() < deadline:
-        text = ipvs_list(key, master)
+    while ctx.monotonic() < deadline:
+        text = ipvs_list(ctx, master)
         present = {a for a, v in parse_ipvsadm_list(text).items() if v["weight"] > 0}
         if wanted <= present:
             return text
-        time.sleep(1)
+        ctx.sleep(1)
     raise CheckFailed(check, f"every real server in the IPVS table of {master.name} within {timeout:g} s",
                       text.strip() or "empty table")
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from lvslab.lab.topology import TOPOLOGIES
 from lvslab.model import VerifySpec
+from lvslab.verify.context import StepContext
 from lvslab.verify.probe import (
     SshKey,
 )
@@ -23,7 +24,7 @@ from lvslab.verify.steps.failover import (
 from lvslab.verify.steps.health import check_health, check_sorry_server
 from lvslab.verify.steps.state import check_lvs_state, check_readiness, check_vip_state
 
-STEPS: dict[str, Callable[[VerifySpec, SshKey], dict[str, Any]]] = {
+STEPS: dict[str, Callable[[StepContext], dict[str, Any]]] = {
     "readiness": check_readiness,
     "lvs-state": check_lvs_state,
     "vip-state": check_vip_state,
@@ -59,6 +60,6 @@ def steps_for(spec: VerifySpec) -> list[str]:
 def run_step(name: str, spec: VerifySpec, private_key: str) -> dict[str, Any]:
     t0 = time.monotonic()
     with SshKey(private_key) as key:
-        result = STEPS[name](spec, key)
+        result = STEPS[name](StepContext(spec, key))
     result["duration_s"] = round(time.monotonic() - t0, 1)
     return result

@@ -313,8 +313,8 @@ def test_rs_config_script_runs_and_parses_here() -> None:
     (True, [["director1", "director2"]] * 50, "split-brain"),  # both keep it: split brain, named as such
     (True, [[]] * 50, "vip-state"),  # nobody
 ])
-def test_vip_on_master_waits_for_the_election(monkeypatch: pytest.MonkeyPatch, dev_raw: dict[str, Any],
-                                              preempt: bool, sequence: list[list[str]], outcome: str | None) -> None:
+def test_vip_on_master_waits_for_the_election(dev_raw: dict[str, Any], preempt: bool, sequence: list[list[str]],
+                                              outcome: str | None) -> None:
     """lvs-state right after the directors' keepalived started: a preempting MASTER that started last takes
     the VIP within the failover bound; the check waits for that, and only for that long."""
     import dataclasses
@@ -322,20 +322,29 @@ def test_vip_on_master_waits_for_the_election(monkeypatch: pytest.MonkeyPatch, d
     import lvslab.verify.steps.state as checks
     from lvslab.config import parse_config
     from lvslab.model import derive, verify_spec
+    from lvslab.verify.context import StepContext
 
     spec = dataclasses.replace(verify_spec(derive(parse_config(dev_raw, "dev"))), failover_bound_s=0.2)
     asked = iter(sequence)
-    monkeypatch.setattr(checks, "vip_holders", lambda _s, _k, only=None: {
-        n: n in held for n in ("director1", "director2")} if (held := next(asked)) is not None else {})
-    monkeypatch.setattr(checks, "split_brain", lambda _s, _k, holding: f"both: {holding}")
     clock = [0.0]  # a fake clock: each sleep advances it
-    monkeypatch.setattr(checks, "time", SimpleNamespace(monotonic=lambda: clock[0],
-                                                        sleep=lambda s: clock.__setitem__(0, clock[0] + s)))
+
+    class FakeLab(StepContext):
+        """Who holds the VIP comes from `sequence`, one answer per question; the clock is fake."""
+
+        def vip_holders(self, only: list[str] | None = None) -> dict[str, bool]:
+            held = next(asked)
+            return {n: n in held for n in ("director1", "director2")} if held is not None else {}
+
+        def split_brain(self, holding: list[str]) -> str:
+            return f"both: {holding}"
+
+    ctx = FakeLab(spec, None, monotonic=lambda: clock[0],  # type: ignore[arg-type]
+                  sleep=lambda s: clock.__setitem__(0, clock[0] + s))
     if outcome is None:
-        assert checks.vip_on_master_only(spec, None) is None  # type: ignore[arg-type]
+        assert checks.vip_on_master_only(ctx) is None
         assert next(asked, "done") == "done"
     else:
         with pytest.raises(checks.CheckFailed) as failed:
-            checks.vip_on_master_only(spec, None)  # type: ignore[arg-type]
+            checks.vip_on_master_only(ctx)
         assert failed.value.check == outcome
         assert clock[0] == pytest.approx(spec.failover_bound_s + 2, abs=0.5)  # waited the bound, no longer

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 
 
-def test_readiness_retries_an_ssh_attempt_that_times_out(monkeypatch: pytest.MonkeyPatch,
-                                                         dev_raw: dict[str, Any]) -> None:
+def test_readiness_retries_an_ssh_attempt_that_times_out(dev_raw: dict[str, Any]) -> None:
     """Many VMs booting on two cores: one SSH attempt may hang past its timeout; readiness asks again."""
     from dataclasses import replace
 
     import lvslab.verify.steps.state as checks
     from lvslab.config import parse_config
     from lvslab.model import derive, verify_spec
+    from lvslab.verify.context import StepContext
 
     spec = verify_spec(derive(parse_config(dev_raw, "dev")))
     spec = replace(spec, directors=(), real_servers=(replace(spec.real_servers[0], console_log="/nonexistent"),))
@@ -32,8 +32,8 @@ def test_readiness_retries_an_ssh_attempt_that_times_out(monkeypatch: pytest.Mon
             raise subprocess.TimeoutExpired(["ssh"], timeout)
         return subprocess.CompletedProcess(["ssh"], 0, "cloud-init done on web1, ready marker 1700000000\n", "")
 
-    monkeypatch.setattr(checks, "ssh", fake_ssh)
-    result = checks.check_readiness(spec, SimpleNamespace(path="/dev/null"))
+    ctx = StepContext(spec, SimpleNamespace(path="/dev/null"), run_ssh=fake_ssh)  # type: ignore[arg-type]
+    result = checks.check_readiness(ctx)
     assert result["passed"] and len(calls) == 2
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import time
 from collections import Counter
 from typing import Any
 
 from lvslab.model import STREAM_PATH, VerifySpec
+from lvslab.verify.context import StepContext
 from lvslab.verify.evaluate import (
     evaluate_distribution,
     evaluate_least_connection,
@@ -22,19 +22,18 @@ from lvslab.verify.failure import CheckFailed
 from lvslab.verify.ipvsadm import IpvsConnection, parse_ipvsadm_connections, parse_ipvsadm_stats
 from lvslab.verify.live import ipvs_list, wait_all_in_ipvs, weights
 from lvslab.verify.probe import (
-    SshKey,
     http_get,
-    ssh,
 )
 
 
-def check_round_robin(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_round_robin(ctx: StepContext) -> dict[str, Any]:
     """Fresh connections to the VIP; counts per real server follow the scheduler; ipvsadm agrees."""
+    spec = ctx.spec
     master = spec.master
-    wait_all_in_ipvs(spec, key, timeout=spec.health_check.delay_loop * 3 + 60)
+    wait_all_in_ipvs(ctx, timeout=spec.health_check.delay_loop * 3 + 60)
     # Zero the counters and list the connection entries still held (FIN_WAIT/TIME_WAIT for minutes):
     # requests must come from client ports without an entry, or IPVS reuses it instead of scheduling.
-    listing = ssh(key, master.address, "ipvsadm -Z && ipvsadm -Lnc").stdout
+    listing = ctx.ssh(master.address, "ipvsadm -Z && ipvsadm -Lnc").stdout
     total = spec.requests_per_server * len(spec.real_servers)
     ports = fresh_source_ports(listing, spec.client_address, total)
     sequence = []
@@ -43,13 +42,13 @@ def check_round_robin(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
         sequence.append(res.server if res.ok else f"ERROR({res.error})")
     counts = Counter(s for s in sequence if not s.startswith("ERROR"))
     # The kernel folds per-CPU counters into what ipvsadm shows every 2 s (estimator): wait for them.
-    deadline = time.monotonic() + 10
+    deadline = ctx.monotonic() + 10
     while True:
-        stats_text = ipvs_list(key, master, stats=True)
+        stats_text = ipvs_list(ctx, master, stats=True)
         stats = parse_ipvsadm_stats(stats_text)
-        if sum(v["conns"] for v in stats.values()) >= total or time.monotonic() > deadline:
+        if sum(v["conns"] for v in stats.values()) >= total or ctx.monotonic() > deadline:
             break
-        time.sleep(1)
+        ctx.sleep(1)
     problem = evaluate_distribution(dict(counts), weights(spec), spec.lb_algo, spec.persistence, total)
     if problem:
         raise CheckFailed("round-robin", f"{total} requests split by {spec.lb_algo} over "
@@ -66,9 +65,9 @@ def check_round_robin(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
               "ipvs_conns": ipvs_counts, "ipvsadm_stats": stats_text}
     active = [rs.name for rs in spec.real_servers if rs.weight > 0]
     if spec.scheduler.least_connection and not spec.persistence and len(active) > 1:
-        result["least_connection"] = _least_connection(spec, key, total, active)
+        result["least_connection"] = _least_connection(ctx, total, active)
     if spec.scheduler.source_hash and not spec.persistence and len(active) > 1:
-        result["source_hashing"] = _source_hashing(spec, key)
+        result["source_hashing"] = _source_hashing(ctx)
     if spec.lb_kind == "TUN":
         result["tunnel_mtu"] = _tunnel_mtu(spec)
     return result
@@ -94,18 +93,19 @@ def _tunnel_mtu(spec: VerifySpec) -> dict[str, Any]:
     return result
 
 
-def _least_connection(spec: VerifySpec, key: SshKey, total: int, active: list[str]) -> dict[str, Any]:
+def _least_connection(ctx: StepContext, total: int, active: list[str]) -> dict[str, Any]:
     """lc/wlc: open 3 idle connections per server (spread by the scheduler), close all but those that landed
     on one server, then `total` fresh connections must all go to the others."""
+    spec = ctx.spec
     master, client = spec.master, spec.client_address
     by_addr = {rs.address: rs.name for rs in spec.real_servers}
-    ports = fresh_source_ports(ssh(key, master.address, "ipvsadm -Lnc").stdout, client, 3 * len(active))
+    ports = fresh_source_ports(ctx.ssh(master.address, "ipvsadm -Lnc").stdout, client, 3 * len(active))
     held: list[tuple[int, socket.socket]] = []
     try:
         for p in ports:
             held.append((p, socket.create_connection((spec.vip, spec.port), timeout=3, source_address=("", p))))
-        time.sleep(1)
-        entries = parse_ipvsadm_connections(ssh(key, master.address, "ipvsadm -Lnc").stdout)
+        ctx.sleep(1)
+        entries = parse_ipvsadm_connections(ctx.ssh(master.address, "ipvsadm -Lnc").stdout)
         landed = {e.client_port: by_addr.get(e.destination.rsplit(":", 1)[0], e.destination)
                   for e in entries if e.client == client and e.client_port in dict(held)}
         loaded = landed.get(ports[0])
@@ -126,9 +126,10 @@ def _least_connection(spec: VerifySpec, key: SshKey, total: int, active: list[st
             sock.close()
 
 
-def _source_hashing(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def _source_hashing(ctx: StepContext) -> dict[str, Any]:
     """sh: several client addresses (added to the bridge for this check) each ask 4 times; each address must
     always reach one server, and together they must reach more than one."""
+    spec = ctx.spec
     added = []
     try:
         for address in spec.extra_clients:
@@ -151,24 +152,25 @@ def _source_hashing(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
 IPVS_TEMPLATE_DEFER_S = 60
 
 
-def check_persistence(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_persistence(ctx: StepContext) -> dict[str, Any]:
     """persistence_timeout (seeds 000/002): fresh connections from one client all reach one real server and
     `ipvsadm -Lnc` shows the client's template (client port 0) pointing at it; the template expires within
     persistence_timeout + tcpfin (closed connections keep it alive) and the client is scheduled anew: with rr
     it moves to the next server."""
+    spec = ctx.spec
     master = spec.master
     client = spec.client_address
     by_addr = {rs.address: rs.name for rs in spec.real_servers}
     requests = 2 * len(spec.real_servers) + 2
-    wait_all_in_ipvs(spec, key, timeout=spec.health_check.delay_loop * 3 + 60, check="persistence")
+    wait_all_in_ipvs(ctx, timeout=spec.health_check.delay_loop * 3 + 60, check="persistence")
 
     def burst() -> list[str]:
-        ports = fresh_source_ports(ssh(key, master.address, "ipvsadm -Lnc").stdout, client, requests)
+        ports = fresh_source_ports(ctx.ssh(master.address, "ipvsadm -Lnc").stdout, client, requests)
         answers = [http_get(spec.vip, spec.port, timeout=3, source_port=p) for p in ports]
         return [a.server if a.ok and a.server else f"ERROR({a.error})" for a in answers]
 
     def templates() -> list[IpvsConnection]:
-        entries = parse_ipvsadm_connections(ssh(key, master.address, "ipvsadm -Lnc").stdout)
+        entries = parse_ipvsadm_connections(ctx.ssh(master.address, "ipvsadm -Lnc").stdout)
         return [e for e in entries if e.is_template and e.client == client and e.virtual == f"{spec.vip}:{spec.port}"]
 
     first = burst()
@@ -176,7 +178,7 @@ def check_persistence(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
         raise CheckFailed("persistence", f"{requests} fresh connections from {client} all answered by one real "
                           f"server (persistence_timeout {spec.persistence} s)", f"answers {first}")
     held = templates()
-    t_last = time.monotonic()
+    t_last = ctx.monotonic()
     target = [by_addr.get(t.destination.rsplit(":", 1)[0], t.destination) for t in held]
     if target != [first[0]]:
         raise CheckFailed("persistence", f"one persistence template {client}:0 -> {first[0]} in ipvsadm -Lnc",
@@ -190,12 +192,12 @@ def check_persistence(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     def wait_expired(t_last: float) -> float:
         """Seconds from t_last (the last request) until the client's template is gone."""
         while templates():
-            if time.monotonic() - t_last > limit:
+            if ctx.monotonic() - t_last > limit:
                 raise CheckFailed("persistence", f"the template of {client} expired within {limit} s (persistence "
                                   f"{spec.persistence} s + tcpfin {spec.lvs_timeouts[1]} s + the kernel's "
                                   f"{IPVS_TEMPLATE_DEFER_S} s deferral + 10 s)", "still listed")
-            time.sleep(1)
-        return round(time.monotonic() - t_last, 1)
+            ctx.sleep(1)
+        return round(ctx.monotonic() - t_last, 1)
 
     # After expiry the client is scheduled anew; rr gives it the next server. A change of the server list
     # in between (a health check flapping under load re-adds a server at the end of the list) can hand it
@@ -210,7 +212,7 @@ def check_persistence(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
         servers.append(again[0])
         if again[0] != first[0] or not must_move:
             break
-        wait_expired(time.monotonic())
+        wait_expired(ctx.monotonic())
     moved = servers[-1] != first[0]
     if must_move and not moved:
         raise CheckFailed("persistence", f"after the template expired, rr schedules {client} to another server "

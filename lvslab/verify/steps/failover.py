@@ -4,10 +4,10 @@ and the lab put back in its initial state."""
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 
 from lvslab.model import STREAM_PATH, NodeFacts, VerifySpec
+from lvslab.verify.context import StepContext
 from lvslab.verify.evaluate import fresh_source_ports, outage, poll_timeline
 from lvslab.verify.failure import CheckFailed
 from lvslab.verify.ipvsadm import parse_ipvsadm_connections
@@ -17,7 +17,6 @@ from lvslab.verify.live import (
     gateway_with_vip,
     ha_daemon,
     heartbeat_settled,
-    vip_holders,
     virsh,
     wait_all_in_ipvs,
 )
@@ -25,37 +24,36 @@ from lvslab.verify.probe import (
     VRRP_GROUP,
     Download,
     Poller,
-    SshKey,
     multicast_vrrp_dropped,
     neighbour_mac,
-    ssh,
 )
 
 
-def check_connection_sync(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_connection_sync(ctx: StepContext) -> dict[str, Any]:
     """lvs_sync_daemon (seed 002's --start-daemon master/backup): a throttled download through the VIP goes on
     while the MASTER is frozen (its connection entry reached the BACKUP) and after it resumes. Without sync the
     new director has no entry for the connection and resets it."""
+    spec = ctx.spec
     master, backup = spec.master, spec.backup
     bound = spec.failover_bound_s
     hold_s = 6.0  # bytes must keep arriving this long through the BACKUP
     result: dict[str, Any] = {"path": STREAM_PATH}
-    listing = ssh(key, master.address, "ipvsadm -Lnc").stdout
+    listing = ctx.ssh(master.address, "ipvsadm -Lnc").stdout
     port = fresh_source_ports(listing, spec.client_address, 1)[0]
     download = Download(spec.vip, spec.port, STREAM_PATH, source_port=port).start()
     poller: Poller | None = None
     frozen = False
     try:
-        t0 = time.monotonic()
-        while download.received < 256 * 1024 and download.alive and time.monotonic() - t0 < 30:
-            time.sleep(0.2)
-        time.sleep(2)  # a few sync periods: the entry is on the BACKUP now (if sync runs)
-        synced = [e for e in parse_ipvsadm_connections(ssh(key, backup.address, "ipvsadm -Lnc").stdout)
+        t0 = ctx.monotonic()
+        while download.received < 256 * 1024 and download.alive and ctx.monotonic() - t0 < 30:
+            ctx.sleep(0.2)
+        ctx.sleep(2)  # a few sync periods: the entry is on the BACKUP now (if sync runs)
+        synced = [e for e in parse_ipvsadm_connections(ctx.ssh(backup.address, "ipvsadm -Lnc").stdout)
                   if e.client == spec.client_address and e.client_port == port]
         result.update(server=download.server, synced_to_backup=bool(synced),
                       synced_state=synced[0].state if synced else None)
         poller = Poller(spec.vip, spec.port, interval=0.2).start()
-        t_freeze = time.monotonic()
+        t_freeze = ctx.monotonic()
         before = download.received
         virsh(spec, "suspend", master.domain)
         frozen = True
@@ -65,18 +63,18 @@ def check_connection_sync(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
                               f"client sees MAC {neighbour_mac(spec.vip)}")
         t_moved = moved.t
         deadline = t_moved + hold_s
-        while time.monotonic() < deadline and download.alive:
-            time.sleep(0.2)
-        on_backup = download.bytes_at(time.monotonic()) - download.bytes_at(t_moved)
+        while ctx.monotonic() < deadline and download.alive:
+            ctx.sleep(0.2)
+        on_backup = download.bytes_at(ctx.monotonic()) - download.bytes_at(t_moved)
         virsh(spec, "resume", master.domain)
         frozen = False
-        t_resume = time.monotonic()
+        t_resume = ctx.monotonic()
         # The MASTER resumes still MASTER (a frozen VM never saw the election) and takes the VIP back.
         poller.wait_for(lambda ev: ev.ok and ev.mac == master.mac, t_resume, bound + 20)
-        t_back = time.monotonic()
-        while time.monotonic() < t_back + hold_s and download.alive:
-            time.sleep(0.2)
-        after = download.bytes_at(time.monotonic()) - download.bytes_at(t_resume)
+        t_back = ctx.monotonic()
+        while ctx.monotonic() < t_back + hold_s and download.alive:
+            ctx.sleep(0.2)
+        after = download.bytes_at(ctx.monotonic()) - download.bytes_at(t_resume)
         result.update(bytes_before_freeze=before, vip_moved_after_s=round(t_moved - t_freeze, 2),
                       bytes_while_backup_held_vip=on_backup, bytes_after_master_resumed=after,
                       bytes_total=download.received, length=download.length, error=download.error)
@@ -102,20 +100,22 @@ def _taken_away(spec: VerifySpec) -> str:
     return spec.topo.failover_stops
 
 
-def _stop_master(spec: VerifySpec, key: SshKey, master: NodeFacts, mode: str) -> None:
+def _stop_master(ctx: StepContext, master: NodeFacts, mode: str) -> None:
+    spec = ctx.spec
     if mode == "hard":
         virsh(spec, "suspend", master.domain)  # frozen: no adverts, VIP still configured
     else:
-        out = ssh(key, master.address, f"systemctl stop {_taken_away(spec)}")
+        out = ctx.ssh(master.address, f"systemctl stop {_taken_away(spec)}")
         if out.returncode != 0:
             raise CheckFailed("failover", f"{_taken_away(spec)} stopped on {master.name}", out.stderr.strip())
 
 
-def _start_master(spec: VerifySpec, key: SshKey, master: NodeFacts, mode: str) -> None:
+def _start_master(ctx: StepContext, master: NodeFacts, mode: str) -> None:
+    spec = ctx.spec
     if mode == "hard":
         virsh(spec, "resume", master.domain)
     else:
-        ssh(key, master.address, f"systemctl start {_taken_away(spec)}")
+        ctx.ssh(master.address, f"systemctl start {_taken_away(spec)}")
 
 
 # Three packets of IP protocol 112 (VRRP) to VRRP's group, sent from a director: they must be counted as
@@ -141,20 +141,21 @@ def _vrrp_transport(spec: VerifySpec, result: dict[str, Any]) -> Any:
             result["unicast_vrrp_seen"] = seen.get("unicast-vrrp", 0)
 
 
-def check_vrrp_unicast(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_vrrp_unicast(ctx: StepContext) -> dict[str, Any]:
     """vrrp.unicastPeers: with the directors' multicast VRRP dropped on the bridge (proved: 3 probe packets
     to 224.0.0.18 counted as dropped), the BACKUP still hears the MASTER, by unicast: after 3 x advert_int
     + 2 s the VIP is on the MASTER only and unicast adverts crossed the bridge."""
+    spec = ctx.spec
     master, backup = spec.master, spec.backup
     window = 3 * spec.advert_int + 2
     result: dict[str, Any] = {"window_s": window}
     with _vrrp_transport(spec, result):
-        out = ssh(key, master.address, VRRP_PROBE.format(source=master.address, group=VRRP_GROUP))
+        out = ctx.ssh(master.address, VRRP_PROBE.format(source=master.address, group=VRRP_GROUP))
         if out.returncode != 0:
             raise CheckFailed("vrrp-unicast", f"3 probe packets to {VRRP_GROUP} sent from {master.name}",
                               out.stderr.strip()[-300:])
-        time.sleep(window)
-        holders = vip_holders(spec, key)
+        ctx.sleep(window)
+        holders = ctx.vip_holders()
     if result["multicast_vrrp_dropped"] < 3:
         raise CheckFailed("vrrp-unicast", f"multicast VRRP dropped on the bridge (3 probe packets to {VRRP_GROUP})",
                           f"{result['multicast_vrrp_dropped']} counted")
@@ -170,45 +171,47 @@ def check_vrrp_unicast(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     return result
 
 
-def check_failover(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_failover(ctx: StepContext) -> dict[str, Any]:
     """Take the MASTER away; the BACKUP must take the VIP within the VRRP bound; never both hold it.
     Unicast labs: with multicast VRRP dropped on the bridge."""
+    spec = ctx.spec
     result: dict[str, Any] = {}
     with _vrrp_transport(spec, result):
-        result |= failover(spec, key, spec.failover_mode)
+        result |= failover(ctx, spec.failover_mode)
     return result
 
 
-def failover(spec: VerifySpec, key: SshKey, mode: str) -> dict[str, Any]:
+def failover(ctx: StepContext, mode: str) -> dict[str, Any]:
+    spec = ctx.spec
     master, backup = spec.master, spec.backup
     bound = spec.failover_bound_s
     heartbeat = spec.topo.heartbeat
     if heartbeat:
-        heartbeat_settled(spec, key, ON_MASTER, "failover")
+        heartbeat_settled(ctx, ON_MASTER, "failover")
     poller = Poller(spec.vip, spec.port).start()
     try:
-        time.sleep(1)
-        t_stop = time.monotonic()
-        _stop_master(spec, key, master, mode)
+        ctx.sleep(1)
+        t_stop = ctx.monotonic()
+        _stop_master(ctx, master, mode)
         moved = poller.wait_for(lambda ev: ev.ok and ev.mac == backup.mac, t_stop, bound + 15)
-        time.sleep(1)
+        ctx.sleep(1)
         gap, failed = outage(poller.events, t_stop)
         if moved is None:
             # NAT: the VIP may have moved while the replies still go to a gateway nobody holds: say so.
-            gateway_with_vip(spec, key, backup.name, "failover",
+            gateway_with_vip(ctx, backup.name, "failover",
                               None if mode == "clean" else [backup.name])
             raise CheckFailed("failover", f"VIP answering through {backup.name} within {bound + 15:.1f} s",
                               f"client sees MAC {neighbour_mac(spec.vip)}, {failed} failed requests")
         # A frozen MASTER (hard mode) cannot be asked; its VIP is still configured but it is silent.
-        holders = vip_holders(spec, key, None if mode == "clean" else [backup.name])
+        holders = ctx.vip_holders(None if mode == "clean" else [backup.name])
         if mode == "clean" and holders != {master.name: False, backup.name: True}:
             raise CheckFailed("failover", f"VIP on {backup.name} only", f"holders {holders}")
         if not holders.get(backup.name):
             raise CheckFailed("failover", f"VIP on {backup.name}", f"holders {holders}")
-        gateway_with_vip(spec, key, backup.name, "failover", None if mode == "clean" else [backup.name])
+        gateway_with_vip(ctx, backup.name, "failover", None if mode == "clean" else [backup.name])
         if gap > bound + 1.0:
             raise CheckFailed("failover", f"service gap <= failover bound {bound:.2f} s (+1 s)", f"{gap:.2f} s")
-        takeover = heartbeat_settled(spec, key, ON_BACKUP, "failover") if heartbeat else None
+        takeover = heartbeat_settled(ctx, ON_BACKUP, "failover") if heartbeat else None
         # Timed from the moment the MASTER was told to stop: never negative.
         return {"passed": True, "mode": mode, **({"takeover_done_after_s": takeover} if heartbeat else {}),
                 "service_gap_s": round(gap, 2),
@@ -216,20 +219,21 @@ def failover(spec: VerifySpec, key: SshKey, mode: str) -> dict[str, Any]:
                 "vrrp_bound_s": round(bound, 2), "holders": holders,
                 "timeline": poll_timeline(poller.events, t_stop, {d.mac: d.name for d in spec.directors})}
     except Exception:
-        _start_master(spec, key, master, mode)  # leave the lab whole for the next run
+        _start_master(ctx, master, mode)  # leave the lab whole for the next run
         if not spec.preempt:  # nopreempt: the BACKUP keeps the VIP unless its HA daemon restarts
-            ssh(key, backup.address, f"systemctl restart {ha_daemon(spec)}")
+            ctx.ssh(backup.address, f"systemctl restart {ha_daemon(spec)}")
         raise
     finally:
         poller.stop()
 
 
-def check_failback(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_failback(ctx: StepContext) -> dict[str, Any]:
     """Bring the MASTER back: with preemption the VIP returns to it; with nopreempt it stays. Unicast
     labs: with multicast VRRP dropped on the bridge."""
+    spec = ctx.spec
     result: dict[str, Any] = {}
     with _vrrp_transport(spec, result):
-        result |= failback(spec, key, spec.failover_mode)
+        result |= failback(ctx, spec.failover_mode)
     return result
 
 
@@ -238,34 +242,36 @@ def check_failback(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
 NEIGHBOUR_EXPIRY_S = 60
 
 
-def check_freeze(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_freeze(ctx: StepContext) -> dict[str, Any]:
     """topology lvs-heartbeat: the active director's VM frozen (no goodbye, VIP still configured): the other
     takes over once heartbeat's deadtime has passed; resumed, both own the resources ("Both machines own
     foreign resources!"), heartbeat settles it (one node restarts its heartbeat) and the VIP ends on the
     MASTER (auto_failback) or stays (off). Then both heartbeats must run and agree again, so the clean
     failover that follows is a real one."""
-    result = {"failover": failover(spec, key, "hard"), "failback": failback(spec, key, "hard")}
+    result = {"failover": failover(ctx, "hard"), "failback": failback(ctx, "hard")}
     return {"passed": True} | result
 
 
-def _holders_settle(spec: VerifySpec, key: SshKey, wanted: dict[str, bool]) -> dict[str, bool]:
+def _holders_settle(ctx: StepContext, wanted: dict[str, bool]) -> dict[str, bool]:
     """Who holds the VIP, asked until it is `wanted` or the failover bound has passed: heartbeat's failback
     lets the returning MASTER answer while the BACKUP is still giving its copy up (keepalived: at once)."""
-    deadline = time.monotonic() + spec.failover_bound_s
+    spec = ctx.spec
+    deadline = ctx.monotonic() + spec.failover_bound_s
     while True:
-        holders = vip_holders(spec, key)
-        if holders == wanted or time.monotonic() > deadline:
+        holders = ctx.vip_holders()
+        if holders == wanted or ctx.monotonic() > deadline:
             return holders
-        time.sleep(0.5)
+        ctx.sleep(0.5)
 
 
-def failback(spec: VerifySpec, key: SshKey, mode: str) -> dict[str, Any]:
+def failback(ctx: StepContext, mode: str) -> dict[str, Any]:
+    spec = ctx.spec
     master, backup = spec.master, spec.backup
     poller = Poller(spec.vip, spec.port).start()
     try:
-        time.sleep(1)
-        t0 = time.monotonic()
-        _start_master(spec, key, master, mode)
+        ctx.sleep(1)
+        t0 = ctx.monotonic()
+        _start_master(ctx, master, mode)
         if spec.preempt:
             # heartbeat after a freeze: the resumed MASTER keeps the VIP it never released; the BACKUP gives
             # its copy up only when it restarts its heartbeat (its split-brain recovery), and nobody announces
@@ -274,44 +280,45 @@ def failback(spec: VerifySpec, key: SshKey, mode: str) -> dict[str, Any]:
             stale_arp = mode == "hard" and spec.topo.heartbeat
             limit = spec.failover_bound_s + 20 + (NEIGHBOUR_EXPIRY_S if stale_arp else 0)
             back = poller.wait_for(lambda ev: ev.ok and ev.mac == master.mac, t0, limit)
-            time.sleep(1)
+            ctx.sleep(1)
             gap, failed = outage(poller.events, t0)
-            holders = _holders_settle(spec, key, {master.name: True, backup.name: False}) if back else {}
+            holders = _holders_settle(ctx, {master.name: True, backup.name: False}) if back else {}
             if back is None or holders != {master.name: True, backup.name: False}:
                 raise CheckFailed("failback", f"VIP back on {master.name} only (preempt), answering within "
                                   f"{limit:g} s", f"holders {holders}, client MAC {neighbour_mac(spec.vip)}")
-            gateway_with_vip(spec, key, master.name, "failback")
+            gateway_with_vip(ctx, master.name, "failback")
             result = {"passed": True, "preempt": True, "vip_returned_after_s": round(back.t - t0, 2),
                       "service_gap_s": round(gap, 2), "failed_requests": failed}
             if stale_arp:
                 result["arp_expiry_allowance_s"] = NEIGHBOUR_EXPIRY_S
             if spec.topo.heartbeat:
-                result["settled_after_s"] = heartbeat_settled(spec, key, ON_MASTER, "failback")
+                result["settled_after_s"] = heartbeat_settled(ctx, ON_MASTER, "failback")
             return result
         # nopreempt / auto_failback off: long enough for the returning MASTER to have taken the VIP if it would
-        time.sleep(spec.failover_bound_s if spec.topo.heartbeat else 3 * spec.advert_int + 2)
+        ctx.sleep(spec.failover_bound_s if spec.topo.heartbeat else 3 * spec.advert_int + 2)
         gap, failed = outage(poller.events, t0)
-        holders = vip_holders(spec, key)
+        holders = ctx.vip_holders()
         if holders != {master.name: False, backup.name: True}:
             raise CheckFailed("failback", f"VIP stays on {backup.name} (nopreempt)", f"holders {holders}")
         # Put the lab back: restarting the BACKUP's HA daemon hands the VIP to the MASTER.
-        ssh(key, backup.address, f"systemctl restart {ha_daemon(spec)}")
+        ctx.ssh(backup.address, f"systemctl restart {ha_daemon(spec)}")
         return {"passed": True, "preempt": False, "vip_stayed_on": backup.name, "failed_requests": failed}
     finally:
         poller.stop()
 
 
-def check_restored(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_restored(ctx: StepContext) -> dict[str, Any]:
     """The lab is back in its initial state: VIP on the MASTER only, every real server in the table."""
-    deadline = time.monotonic() + spec.failover_bound_s + 20
+    spec = ctx.spec
+    deadline = ctx.monotonic() + spec.failover_bound_s + 20
     holders: dict[str, bool] = {}
     master = spec.master
-    while time.monotonic() < deadline:
-        holders = vip_holders(spec, key)
+    while ctx.monotonic() < deadline:
+        holders = ctx.vip_holders()
         if [n for n, h in holders.items() if h] == [master.name]:
-            gateway_with_vip(spec, key, master.name, "restore")
+            gateway_with_vip(ctx, master.name, "restore")
             if spec.real_servers:
-                wait_all_in_ipvs(spec, key, timeout=spec.health_check.delay_loop * 3 + 30, check="restore")
+                wait_all_in_ipvs(ctx, timeout=spec.health_check.delay_loop * 3 + 30, check="restore")
             return {"passed": True, "vip_holder": master.name}
-        time.sleep(1)
+        ctx.sleep(1)
     raise CheckFailed("restore", f"VIP on {master.name} only after the checks", f"holders {holders}")

@@ -3,19 +3,17 @@ none is left."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from lvslab.config import HEALTH_PAGE_SUFFIX
 from lvslab.model import SORRY_PREFIX, NodeFacts, VerifySpec
+from lvslab.verify.context import StepContext
 from lvslab.verify.failure import CheckFailed
 from lvslab.verify.ipvsadm import table_watch_script
 from lvslab.verify.live import ipvs_list, parallel, wait_all_in_ipvs
 from lvslab.verify.probe import (
-    SshKey,
     http_get,
-    ssh,
     ssh_watch,
 )
 
@@ -31,13 +29,14 @@ def health_fault(spec: VerifySpec, victim: NodeFacts) -> tuple[str, str, str]:
     return "nginx stopped", "systemctl stop nginx", "systemctl start nginx"
 
 
-def check_health(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_health(ctx: StepContext) -> dict[str, Any]:
     """Stop nginx on one real server (lvs-heartbeat: make its health page stop matching ldirectord's
     receive): the health checker takes it out of the IPVS table (quiescent: weight 0); start it (restore the
     page): it comes back. Both decided from the MASTER's table (right for every scheduler and weight), timed
     on this host by a watcher that already runs on the director, from the moment the command on the real
     server returned (that command's own SSH round trip, seconds on starved guests, is reported beside it,
     not counted)."""
+    spec = ctx.spec
     victim = next((rs for rs in reversed(spec.real_servers) if rs.weight > 0), spec.real_servers[-1])
     master = spec.master
     remove_window, add_window = spec.health_check.window()
@@ -45,17 +44,17 @@ def check_health(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     what, break_cmd, repair_cmd = health_fault(spec, victim)
     result: dict[str, Any] = {"server": victim.name, "fault": what, "remove_window_s": remove_window,
                               "add_window_s": add_window}
-    wait_all_in_ipvs(spec, key, timeout=add_window + 60, check="health-check")
+    wait_all_in_ipvs(ctx, timeout=add_window + 60, check="health-check")
     stopped = False
     try:
         def act_stop() -> None:
             nonlocal stopped
-            out = ssh(key, victim.address, break_cmd)
+            out = ctx.ssh(victim.address, break_cmd)
             stopped = out.returncode == 0
             if not stopped:
                 raise CheckFailed("health-check", f"{what} on {victim.name}", out.stderr.strip())
 
-        removed, stop_s, table = ssh_watch(key, master.address,
+        removed, stop_s, table = ssh_watch(ctx.key, master.address,
                                    table_watch_script(victim.address, spec.port, False, remove_window + slack),
                                    act_stop, remove_window + slack + 30)
         if removed is None:
@@ -66,10 +65,10 @@ def check_health(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
 
         def act_start() -> None:
             nonlocal stopped
-            ssh(key, victim.address, repair_cmd)
+            ctx.ssh(victim.address, repair_cmd)
             stopped = False
 
-        back, start_s, table = ssh_watch(key, master.address,
+        back, start_s, table = ssh_watch(ctx.key, master.address,
                                 table_watch_script(victim.address, spec.port, True, add_window + slack),
                                 act_start, add_window + slack + 30)
         if back is None:
@@ -84,37 +83,38 @@ def check_health(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
                               "no answer from it")
     finally:
         if stopped:
-            ssh(key, victim.address, repair_cmd)
+            ctx.ssh(victim.address, repair_cmd)
     result["passed"] = True
     return result
 
 
-def check_sorry_server(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_sorry_server(ctx: StepContext) -> dict[str, Any]:
     """nginx stopped on every real server: the VIP answers from the MASTER's sorry server (keepalived's
     sorry_server, IPVS local node); nginx started on one real server: it answers again. Both transitions
     timed from the moment the last stop (the start) command returned, polling the VIP every 0.2 s."""
+    spec = ctx.spec
     servers = [rs for rs in spec.real_servers if rs.weight > 0]
     remove_window, add_window = spec.health_check.window()
     slack = 10.0
     result: dict[str, Any] = {"remove_window_s": remove_window, "add_window_s": add_window}
-    wait_all_in_ipvs(spec, key, timeout=add_window + 60, check="sorry-server")
+    wait_all_in_ipvs(ctx, timeout=add_window + 60, check="sorry-server")
 
     def first_answer(accept: Callable[[str], bool], limit: float) -> tuple[float | None, str | None, int]:
-        t0 = time.monotonic()
+        t0 = ctx.monotonic()
         others = 0
-        while time.monotonic() - t0 < limit:
+        while ctx.monotonic() - t0 < limit:
             res = http_get(spec.vip, spec.port, timeout=1)
             if res.ok and res.server and accept(res.server):
-                return round(time.monotonic() - t0, 2), res.server, others
+                return round(ctx.monotonic() - t0, 2), res.server, others
             others += 1
-            time.sleep(0.2)
+            ctx.sleep(0.2)
         return None, None, others
 
     try:
-        parallel(lambda rs: ssh(key, rs.address, "systemctl stop nginx"), servers)
+        parallel(lambda rs: ctx.ssh(rs.address, "systemctl stop nginx"), servers)
         after, answer, polls = first_answer(lambda s: s.startswith(SORRY_PREFIX), remove_window + slack)
         if after is None:
-            table = ipvs_list(key, spec.master)
+            table = ipvs_list(ctx, spec.master)
             raise CheckFailed("sorry-server", f"the sorry page ({SORRY_PREFIX}{spec.master.name}) through the VIP "
                               f"within {remove_window + slack:g} s of nginx stopping on every real server",
                               f"no sorry answer in {polls} polls; table: {' '.join(table.split())[-300:]}")
@@ -122,14 +122,14 @@ def check_sorry_server(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
         if answer != SORRY_PREFIX + spec.master.name:
             raise CheckFailed("sorry-server", f"the sorry page of the MASTER {spec.master.name}", str(answer))
         back = servers[0]
-        ssh(key, back.address, "systemctl start nginx")
+        ctx.ssh(back.address, "systemctl start nginx")
         after, answer, polls = first_answer(lambda s: not s.startswith(SORRY_PREFIX), add_window + slack)
         if after is None:
             raise CheckFailed("sorry-server", f"{back.name} answering through the VIP within {add_window + slack:g} s "
                               "of its nginx starting", f"still the sorry page after {polls} polls")
         result.update(normal_after_s=after, normal_answered_by=answer)
     finally:
-        parallel(lambda rs: ssh(key, rs.address, "systemctl start nginx"), servers)
-    wait_all_in_ipvs(spec, key, timeout=add_window + 60, check="sorry-server")
+        parallel(lambda rs: ctx.ssh(rs.address, "systemctl start nginx"), servers)
+    wait_all_in_ipvs(ctx, timeout=add_window + 60, check="sorry-server")
     result["passed"] = True
     return result

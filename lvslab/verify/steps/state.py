@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from collections import Counter
 from typing import Any
 
 from lvslab.bootprofile import parse_profile
 from lvslab.guest import readiness_script
 from lvslab.model import NodeFacts, VerifySpec
+from lvslab.verify.context import StepContext
 from lvslab.verify.evaluate import RS_CONFIG_SCRIPT, real_server_problems
 from lvslab.verify.failure import CheckFailed
 from lvslab.verify.ipvsadm import parse_ipvsadm_timeouts, parse_sync_daemons
@@ -22,14 +22,10 @@ from lvslab.verify.live import (
     ha_daemon,
     heartbeat_settled,
     parallel,
-    split_brain,
-    vip_holders,
 )
 from lvslab.verify.probe import (
-    SshKey,
     arp_responders,
     http_get,
-    ssh,
 )
 
 # --- the steps -------------------------------------------------------------------------------------
@@ -47,54 +43,56 @@ def console_finished(path: str | None) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def check_readiness(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_readiness(ctx: StepContext) -> dict[str, Any]:
     """Every node finished cloud-init (marker written) without errors. Where the serial console log is on
     this host, wait on it (costs the busy, emulated guests nothing); then confirm over SSH, retried."""
-    deadline = time.monotonic() + spec.ready_timeout
-    t0 = time.monotonic()
+    spec = ctx.spec
+    deadline = ctx.monotonic() + spec.ready_timeout
+    t0 = ctx.monotonic()
 
     def wait(node: NodeFacts) -> dict[str, Any]:
         last = "no answer"
         uptime = None
-        while time.monotonic() < deadline:
+        while ctx.monotonic() < deadline:
             uptime = console_finished(node.console_log)
             if uptime is not None or not os.path.exists(node.console_log):
                 break
-            time.sleep(2)
-        while time.monotonic() < deadline:
+            ctx.sleep(2)
+        while ctx.monotonic() < deadline:
             try:
-                out = ssh(key, node.address, readiness_script(node.name), timeout=60)
+                out = ctx.ssh(node.address, readiness_script(node.name), timeout=60)
             except subprocess.TimeoutExpired:  # a guest starved of CPU (many VMs booting at once): ask again
                 last = "SSH did not answer within 60 s"
                 continue
             if out.returncode == 0 and "cloud-init done" in out.stdout:
-                return {"seconds": round(time.monotonic() - t0, 1), "boot_to_ready_s": uptime,
+                return {"seconds": round(ctx.monotonic() - t0, 1), "boot_to_ready_s": uptime,
                         "boot_profile": parse_profile(out.stdout)}
             if "check readiness failed" in out.stderr:
                 raise CheckFailed("readiness", f"cloud-init done on {node.name}",
                                   "cloud-init error: " + out.stderr.split("observed", 1)[1].strip()[:400])
             last = (out.stderr or out.stdout).strip()[-200:] or f"exit {out.returncode}"
-            time.sleep(10)
+            ctx.sleep(10)
         raise CheckFailed("readiness", f"{node.name} ready within {spec.ready_timeout} s", last)
 
     results = parallel(wait, spec.nodes)
     return {"passed": True, "nodes": {n.name: r for n, r in zip(spec.nodes, results, strict=True)},
-            "seconds": round(time.monotonic() - t0, 1)}
+            "seconds": round(ctx.monotonic() - t0, 1)}
 
 
-def check_lvs_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_lvs_state(ctx: StepContext) -> dict[str, Any]:
     """The VIP is on the MASTER only (nopreempt: handed to it first if the other director came up first);
     only the MASTER answers ARP for it; every real server holds the VIP on lo as /32 with arp_ignore=1/
     arp_announce=2."""
+    spec = ctx.spec
     master = spec.master
     result: dict[str, Any] = {}
     if spec.topo.heartbeat:
-        result["vip_settled_after_s"] = heartbeat_settled(spec, key, ON_MASTER)
-    handed_over = vip_on_master_only(spec, key)
-    gateway_with_vip(spec, key, master.name, "vip-state")
+        result["vip_settled_after_s"] = heartbeat_settled(ctx, ON_MASTER)
+    handed_over = vip_on_master_only(ctx)
+    gateway_with_vip(ctx, master.name, "vip-state")
 
     def rs_config(rs: NodeFacts) -> str | None:
-        out = ssh(key, rs.address, RS_CONFIG_SCRIPT)
+        out = ctx.ssh(rs.address, RS_CONFIG_SCRIPT)
         if out.returncode != 0:
             return f"{rs.name}: SSH failed: {out.stderr.strip()}"
         problems = real_server_problems(out.stdout, spec.lb_kind, spec.vip, spec.gateway_vip)
@@ -107,34 +105,35 @@ def check_lvs_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
                   "NAT": f"the default route via the gateway VIP {spec.gateway_vip} and no VIP"}[spec.lb_kind]
         raise CheckFailed("real-server-config", f"{wanted} on every real server", "; ".join(rs_problems))
 
-    _check_ipvs_settings(spec, key, master)
+    _check_ipvs_settings(ctx, master)
     result |= {"passed": True, "vip_holder": master.name, "arp_responders": _arp_from_master_only(spec)}
     if handed_over is not None:
         result["nopreempt_vip_handed_over_after_s"] = handed_over
     return result
 
 
-def vip_on_master_only(spec: VerifySpec, key: SshKey) -> float | None:
+def vip_on_master_only(ctx: StepContext) -> float | None:
     """The VIP is on the MASTER only (split-brain names both holders otherwise). nopreempt: if the other
     node came up first and kept it, hand it over first; returns the seconds that took, else None."""
-    holders = vip_holders(spec, key)
+    spec = ctx.spec
+    holders = ctx.vip_holders()
     master = spec.master
     holding = sorted(n for n, h in holders.items() if h)
     if spec.preempt and holding != [master.name]:
         # The election may still run: the director pushed last (often the MASTER, its boot the longer) started
         # keepalived a moment ago and preempts within a few adverts. Wait up to the failover bound.
-        deadline = time.monotonic() + spec.failover_bound_s + 2
-        while holding != [master.name] and time.monotonic() < deadline:
-            time.sleep(0.5)
-            holding = sorted(n for n, h in vip_holders(spec, key).items() if h)
+        deadline = ctx.monotonic() + spec.failover_bound_s + 2
+        while holding != [master.name] and ctx.monotonic() < deadline:
+            ctx.sleep(0.5)
+            holding = sorted(n for n, h in ctx.vip_holders().items() if h)
     handed_over = None
     if not spec.preempt and holding == [spec.backup.name]:
         # nopreempt (both BACKUP): whichever director's keepalived started first took the VIP and keeps it.
         # Hand it to the higher priority, as an operator would: restart keepalived on the holder.
-        handed_over = _hand_vip_to_master(spec, key)
+        handed_over = _hand_vip_to_master(ctx)
         holding = [master.name]
     if len(holding) > 1:
-        raise CheckFailed("split-brain", f"VIP {spec.vip} on one director only", split_brain(spec, key, holding))
+        raise CheckFailed("split-brain", f"VIP {spec.vip} on one director only", ctx.split_brain(holding))
     if holding != [master.name]:
         raise CheckFailed("vip-state", f"VIP {spec.vip} on {master.name} only", f"held by {holding or 'nobody'}")
     return handed_over
@@ -151,11 +150,12 @@ def _arp_from_master_only(spec: VerifySpec) -> list[str]:
     return sorted(responders)
 
 
-def check_vip_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
+def check_vip_state(ctx: StepContext) -> dict[str, Any]:
     """topology nginx-ha (seed 004's `curl VIP`): the VIP is on the MASTER only, only it answers ARP for it,
     and every fresh request to the VIP is served by the MASTER's nginx."""
+    spec = ctx.spec
     master = spec.master
-    handed_over = vip_on_master_only(spec, key)
+    handed_over = vip_on_master_only(ctx)
     responders = _arp_from_master_only(spec)
     requests = 2 * spec.requests_per_server
     answers = Counter(http_get(spec.vip, spec.port).server or "failed" for _ in range(requests))
@@ -169,31 +169,33 @@ def check_vip_state(spec: VerifySpec, key: SshKey) -> dict[str, Any]:
     return result
 
 
-def _hand_vip_to_master(spec: VerifySpec, key: SshKey) -> float:
+def _hand_vip_to_master(ctx: StepContext) -> float:
     """nopreempt: move the VIP from the lower-priority director (it came up first) to the MASTER by
     restarting the HA daemon on the holder; seconds until the VIP is on the MASTER only."""
-    t0 = time.monotonic()
+    spec = ctx.spec
+    t0 = ctx.monotonic()
     daemon = ha_daemon(spec)
-    out = ssh(key, spec.backup.address, f"systemctl restart {daemon}")
+    out = ctx.ssh(spec.backup.address, f"systemctl restart {daemon}")
     if out.returncode != 0:
         raise CheckFailed("vip-state", f"{daemon} restarted on {spec.backup.name} (nopreempt hand-over)",
                           out.stderr.strip())
     deadline = t0 + spec.failover_bound_s + 20
     holders: dict[str, bool] = {}
-    while time.monotonic() < deadline:
-        holders = vip_holders(spec, key)
+    while ctx.monotonic() < deadline:
+        holders = ctx.vip_holders()
         if [n for n, h in holders.items() if h] == [spec.master.name]:
-            return round(time.monotonic() - t0, 1)
-        time.sleep(0.5)
+            return round(ctx.monotonic() - t0, 1)
+        ctx.sleep(0.5)
     raise CheckFailed("vip-state", f"VIP on {spec.master.name} after {daemon} restarted on {spec.backup.name} "
                       "(nopreempt: the first director up keeps the VIP)", f"holders {holders}")
 
 
-def _check_ipvs_settings(spec: VerifySpec, key: SshKey, master: NodeFacts) -> None:
+def _check_ipvs_settings(ctx: StepContext, master: NodeFacts) -> None:
     """Both directors run IPVS with the configured connection timeouts (lvs.timeouts, the kernel's when
     unset) and, with lvs.syncDaemon, the sync daemon of their VRRP role (master sends, backup receives)."""
+    spec = ctx.spec
     def settings(d: NodeFacts) -> str:
-        return ssh(key, d.address, "ipvsadm -L --timeout; ipvsadm -L --daemon").stdout
+        return ctx.ssh(d.address, "ipvsadm -L --timeout; ipvsadm -L --daemon").stdout
 
     problems = []
     sync_ids = set()
