@@ -38,6 +38,13 @@ class Key:
     unit: str = ""
     choices: tuple[str, ...] = ()
     only: str = ""  # the topology or setting it belongs to, for the docs ("" = every lab)
+    attr: str = ""  # where LabConfig keeps it, when not by the convention (model_attr)
+
+    @property
+    def model_attr(self) -> str:
+        """The dotted attribute of LabConfig that holds the value: `attr`, else the path in snake case
+        ("healthCheck.delayLoop" -> "health_check.delay_loop")."""
+        return self.attr or ".".join(_snake(part) for part in self.path.split("."))
 
     @property
     def section(self) -> str:
@@ -56,10 +63,14 @@ class Key:
         return {"boolean": "true/false", "address": "IPv4 address", "network": "IPv4 CIDR"}.get(self.kind, self.kind)
 
 
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
 def _timeout(name: str) -> Key:
     return Key(f"lvs.timeouts.{name}", "integer", f"IPVS's {name} connection timeout (keepalived's lvs_timeouts, "
                "as `ipvsadm --set`); checked by lvs-state", KERNEL_LVS_TIMEOUTS[name], 1, 86400,
-               "seconds (unset: the kernel's default)")
+               "seconds (unset: the kernel's default)", attr=f"timeouts.{_snake(name)}")
 
 
 S = "seconds"
@@ -72,13 +83,14 @@ SCHEMA: tuple[Key, ...] = (
     Key("domainType", "choice", "auto (KVM when a guest really runs under it, else QEMU emulation), kvm or qemu",
         "auto", choices=("auto", "kvm", "qemu")),
     Key("network", "object", "the lab's one L2 segment"),
-    Key("network.bridge", "string", "bridge name: 1-15 of letters, digits, _ . - (Linux IFNAMSIZ)"),
-    Key("network.subnet", "network", "the lab's IPv4 subnet without host bits, /29 or larger"),
-    Key("network.hostAddress", "address", "the host's address on the bridge (the lab's client with DR/TUN)"),
+    Key("network.bridge", "string", "bridge name: 1-15 of letters, digits, _ . - (Linux IFNAMSIZ)", attr="bridge"),
+    Key("network.subnet", "network", "the lab's IPv4 subnet without host bits, /29 or larger", attr="subnet"),
+    Key("network.hostAddress", "address", "the host's address on the bridge (the lab's client with DR/TUN)",
+        attr="host_address"),
     Key("network.clientSubnet", "network", "the VIP's and the client's subnet on the same bridge, not overlapping "
-        "network.subnet", only="lvs.lbKind NAT"),
+        "network.subnet", only="lvs.lbKind NAT", attr="client_subnet"),
     Key("network.clientAddress", "address", "the host's address in network.clientSubnet (default: its first "
-        "host)", DERIVED, only="lvs.lbKind NAT"),
+        "host)", DERIVED, only="lvs.lbKind NAT", attr="client_address"),
     Key("vip", "address", "the virtual IP address the directors hold and balance (NAT: inside "
         "network.clientSubnet)"),
     Key("port", "integer", "TCP port of the virtual service and of nginx on the real servers", 80, 1, 65535),
@@ -94,22 +106,24 @@ SCHEMA: tuple[Key, ...] = (
     Key("realServers[].weight", "integer", "IPVS weight; at least one above 0", 1, 0, 65535, only="lvs-*"),
     Key("lvs", "object", "the IPVS virtual service", only="lvs-*"),
     Key("lvs.lbAlgo", "choice", "IPVS scheduler (keepalived's lb_algo)", DEFAULT_SCHEDULER,
-        choices=tuple(SCHEDULERS), only="lvs-*"),
+        choices=tuple(SCHEDULERS), only="lvs-*", attr="lb_algo"),
     Key("lvs.lbKind", "choice", "forwarding method: DR (VIP on the real servers' lo), NAT (replies cross the "
         "director, real servers route via lvs.gatewayVip), TUN (IPIP, VIP on tunl0)", "DR",
-        choices=("DR", "NAT", "TUN"), only="lvs-*"),
+        choices=("DR", "NAT", "TUN"), only="lvs-*", attr="lb_kind"),
     Key("lvs.persistenceTimeout", "integer", "persistence_timeout: one client sticks to one real server",
-        0, 0, MAX_PERSISTENCE_S, "seconds (0 = off; keepalived's maximum is 31 days)", only="lvs-*"),
+        0, 0, MAX_PERSISTENCE_S, "seconds (0 = off; keepalived's maximum is 31 days)", only="lvs-*",
+        attr="persistence_timeout"),
     Key("lvs.sorryServer", "boolean", "the directors' own nginx answers while every real server is out of the "
-        "table (keepalived's sorry_server, ldirectord's fallback); adds the sorry-server step", False, only="lvs-*"),
+        "table (keepalived's sorry_server, ldirectord's fallback); adds the sorry-server step", False, only="lvs-*",
+        attr="sorry_server"),
     Key("lvs.syncDaemon", "boolean", "keepalived's lvs_sync_daemon (connections survive a failover); adds the "
-        "connection-sync step", False, only="lvs-keepalived"),
+        "connection-sync step", False, only="lvs-keepalived", attr="sync_daemon"),
     Key("lvs.timeouts", "object", "IPVS connection timeouts", only="lvs-keepalived"),
     _timeout("tcp"), _timeout("tcpFin"), _timeout("udp"),
     Key("lvs.gatewayVip", "address", "the real servers' default gateway, a second VIP in network.subnet moved "
-        "with the VIP (default: the subnet's last host address)", DERIVED, only="lvs.lbKind NAT"),
+        "with the VIP (default: the subnet's last host address)", DERIVED, only="lvs.lbKind NAT", attr="gateway_vip"),
     Key("lvs.quiescent", "boolean", "ldirectord's quiescent: a failed real server stays in the table with "
-        "weight 0", False, only="lvs-heartbeat"),
+        "weight 0", False, only="lvs-heartbeat", attr="health_check.quiescent"),
     Key("healthCheck", "object", "how the directors check the real servers", only="lvs-*"),
     Key("healthCheck.type", "choice", "HTTP_GET (ldirectord: negotiate) or TCP_CHECK (connect)", "HTTP_GET",
         choices=("TCP_CHECK", "HTTP_GET"), only="lvs-*"),

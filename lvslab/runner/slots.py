@@ -3,17 +3,18 @@ hypervisor; a template is moved to its slot."""
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import ipaddress
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from lvslab.config import PROJECT
+from lvslab.config import PROJECT, LabConfig, RealServer, parse_config
+from lvslab.config.serialize import to_raw
 from lvslab.hypervisor import parse_uri, place
-from lvslab.lab.topology import DEFAULT_TOPOLOGY, TOPOLOGIES
+from lvslab.stackfile import project_config
 
 EPHEMERAL_READY_TIMEOUT_S = 1800
 SLOTS = Path(os.environ.get("LVSLAB_RUN_DIR", "/run/lvs-lab")) / "ci-slots"
@@ -54,53 +55,37 @@ def choose_hypervisor(slot: int, candidates: list[str], default: str) -> str:
 
 def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],
                      real_servers: int | None, failover_mode: str | None = None) -> dict[str, Any]:
-    """Template config moved to its own bridge and /24 so several labs can run side by side."""
-    cfg = json.loads(json.dumps(template))
-    ns = f"{PROJECT}:"
-    old = ipaddress.IPv4Network(cfg[ns + "network"]["subnet"])
+    """A template's stack config (keys with the namespace) moved to its slot, so several labs run side by
+    side: parsed, relocated as typed config (relocate), written back (lvslab.config.serialize)."""
+    cfg = parse_config(project_config(template), "template", auth_pass=None)
+    moved = relocate(cfg, slot, faults, real_servers, failover_mode)
+    return {f"{PROJECT}:{k}": v for k, v in to_raw(moved).items()}
+
+
+def relocate(cfg: LabConfig, slot: int, faults: list[str], real_servers: int | None,
+             failover_mode: str | None = None) -> LabConfig:
+    """The lab on bridge lvsci<slot> and 10.200.<slot>.0/24 (NAT: the VIP and the client in 10.201.<slot>.0/24),
+    every address at the same offset as in the template, its own VRRP router id (100 + slot mod 150; heartbeat
+    labs have none), the CI's faults, a ready timeout for labs booting side by side."""
     new = ipaddress.IPv4Network(f"10.200.{slot}.0/24")
 
-    def move(addr: str) -> str:
-        return str(new.network_address + (int(ipaddress.IPv4Address(addr)) - int(old.network_address)))
+    def move(addr: str, old: ipaddress.IPv4Network = cfg.subnet, to: ipaddress.IPv4Network = new) -> str:
+        return str(to.network_address + (int(ipaddress.IPv4Address(addr)) - int(old.network_address)))
 
-    network = cfg[ns + "network"]
-    cfg[ns + "network"] = {"bridge": f"lvsci{slot}", "subnet": str(new), "hostAddress": move(network["hostAddress"])}
-    if "clientSubnet" in network:  # LVS-NAT: the VIP and the client in a second subnet, moved alike
-        old_client = ipaddress.IPv4Network(network["clientSubnet"])
-        new_client = ipaddress.IPv4Network(f"10.201.{slot}.0/24")
-
-        def move_client(addr: str) -> str:
-            return str(new_client.network_address + (int(ipaddress.IPv4Address(addr)) -
-                                                     int(old_client.network_address)))
-
-        cfg[ns + "network"]["clientSubnet"] = str(new_client)
-        if "clientAddress" in network:
-            cfg[ns + "network"]["clientAddress"] = move_client(network["clientAddress"])
-        cfg[ns + "vip"] = move_client(cfg[ns + "vip"])
-        lvs = cfg[ns + "lvs"]
-        if "gatewayVip" in lvs:
-            lvs["gatewayVip"] = move(lvs["gatewayVip"])
-    else:
-        cfg[ns + "vip"] = move(cfg[ns + "vip"])
-    for d in cfg[ns + "directors"]:
-        d["address"] = move(d["address"])
-    if ns + "realServers" in cfg:  # (topology nginx-ha has none)
-        servers = cfg[ns + "realServers"]
-        if real_servers:
-            servers = [{"name": f"web{i}", "address": move(str(old.network_address + 20 + i)), "weight": 1}
-                       for i in range(1, real_servers + 1)]
-        else:
-            for s in servers:
-                s["address"] = move(s["address"])
-        cfg[ns + "realServers"] = servers
-    if TOPOLOGIES[cfg.get(ns + "topology", DEFAULT_TOPOLOGY)].uses_vrrp:  # (else heartbeat moves its VIP)
-        cfg[ns + "vrrp"] = {**cfg.get(ns + "vrrp", {}), "virtualRouterId": 100 + slot % 150}
-    if faults:
-        cfg[ns + "faults"] = faults
-    verify = dict(cfg.get(ns + "verify", {}))
+    nat: dict[str, Any] = {"vip": move(cfg.vip)}
+    if cfg.client_subnet is not None:  # LVS-NAT: the VIP and the client in a second subnet, moved alike
+        client = ipaddress.IPv4Network(f"10.201.{slot}.0/24")
+        nat = {"client_subnet": client, "client_address": move(cfg.client_address, cfg.client_subnet, client),
+               "vip": move(cfg.vip, cfg.client_subnet, client), "gateway_vip": move(cfg.gateway_vip)}
+    servers = tuple(dataclasses.replace(s, address=move(s.address)) for s in cfg.real_servers)
+    if real_servers and cfg.real_servers:
+        servers = tuple(RealServer(f"web{i}", move(str(cfg.subnet.network_address + 20 + i)), 1)
+                        for i in range(1, real_servers + 1))
+    vrrp = (dataclasses.replace(cfg.vrrp, virtual_router_id=100 + slot % 150) if cfg.topo.uses_vrrp else cfg.vrrp)
     # Ephemeral labs boot next to each other (CI runs two at once on two emulated cores): allow for it.
-    verify["readyTimeout"] = max(int(verify.get("readyTimeout", 0)), EPHEMERAL_READY_TIMEOUT_S)
-    if failover_mode:
-        verify["failoverMode"] = failover_mode
-    cfg[ns + "verify"] = verify
-    return cfg
+    verify = dataclasses.replace(cfg.verify, ready_timeout=max(cfg.verify.ready_timeout, EPHEMERAL_READY_TIMEOUT_S),
+                                 failover_mode=failover_mode or cfg.verify.failover_mode)
+    return dataclasses.replace(
+        cfg, bridge=f"lvsci{slot}", subnet=new, host_address=move(cfg.host_address),
+        directors=tuple(dataclasses.replace(d, address=move(d.address)) for d in cfg.directors),
+        real_servers=servers, vrrp=vrrp, verify=verify, faults=tuple(faults) or cfg.faults, **nat)

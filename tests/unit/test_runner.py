@@ -14,7 +14,7 @@ import pytest
 from lvslab.config import parse_config
 from lvslab.runner import ephemeral, lab, slots, stacks
 from lvslab.runner import guard as guard_module
-from lvslab.stackfile import project_config, read_stack
+from lvslab.stackfile import load_config, project_config, read_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -188,3 +188,18 @@ def test_signal_guard_second_interrupt_ends_with_the_guarded_operation(monkeypat
         guard._handle(signal.SIGTERM, None)  # noqa: SLF001
     time.sleep(0.4)  # the guard is gone before the grace period ends: no second interrupt
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_typed_config_round_trips_through_the_stack_format(template: str) -> None:
+    """The runner edits the typed config and writes it back (lvslab.config.serialize): parsing what it writes
+    gives the same LabConfig, and only keys a user would write appear (none at its default)."""
+    from lvslab.config.serialize import to_raw
+
+    cfg = parse_config(load_config(template), template)
+    raw = to_raw(cfg)
+    assert parse_config(raw, template) == cfg
+    assert "authPass" not in raw and ("vrrp" not in raw or cfg.topo.uses_vrrp)
+    moved = slots.relocate(cfg, 9, ["rs-no-vip"], None, "hard" if cfg.preempt else None)
+    assert parse_config(to_raw(moved), template) == moved and moved.faults == ("rs-no-vip",)
+    assert moved.verify.ready_timeout >= slots.EPHEMERAL_READY_TIMEOUT_S
