@@ -6,7 +6,7 @@ PY := .lvslab/venv/bin/python
 # Where the lab's bridge is: inside $(NETNS) with lvs-lab's private libvirtd, on this host with a managed one.
 IN_NS := tools/host.sh exec $(NETNS) -- env
 
-.PHONY: up test setup packages venv toolchain image host-start host-stop destroy shell unit e2e lint bench verify status preview change
+.PHONY: up test setup packages venv toolchain image host-start host-stop destroy shell unit e2e lint bench verify status preview change docs
 
 ## up: set up everything on a fresh machine, then create and verify the $(STACK) lab
 up: setup host-start
@@ -53,6 +53,10 @@ bench: setup host-start
 
 lint: venv
 	@.lvslab/venv/bin/ruff check .
+
+## docs: regenerate README's configuration table and Pulumi.yaml's config block from lvslab/config/schema.py
+docs: venv
+	@$(PY) -m lvslab.config.docs --write
 
 ## verify: re-run the verification against the running $(STACK) lab (changes nothing; exit status = result)
 verify:
