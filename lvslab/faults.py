@@ -57,15 +57,21 @@ class Fault:
     name: str
     targets: str  # "real_servers", "one_real_server", "directors", "master" or "backup"
     inject: str   # shell run as root on each target
-    repair: str   # shell run as root on each target; {vip} {port} {algo} {persistence} are the lab's
+    repair: str   # shell run as root on each target; {vip} {port} {algo} {persistence} {timeouts} are the lab's
     steps: tuple[str, ...]  # the verification steps to run, in order
-    check: str    # the check name that must fail
+    assertion: str  # the assertion id (lvslab.verify.assertions) that must fail; {kind}: lvs.lbKind, lower case
     settle: bool = False  # wait the VRRP failover bound after injecting (the BACKUP must react first)
+
+    def expected(self, lb_kind: str) -> str:
+        """The assertion this fault must make fail on a lab forwarding by `lb_kind`."""
+        return self.assertion.format(kind=lb_kind.lower())
 
 
 ARP_SYSCTLS = " ".join(f"net.ipv4.conf.{i}.arp_ignore=0 net.ipv4.conf.{i}.arp_announce=0"
                        for i in ("all", "default", "lo", "eth0"))
 
+KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+KEEPALIVED_RESTORE = f"mv {KEEPALIVED_CONF}.lvslab-fault {KEEPALIVED_CONF} && systemctl reload keepalived"
 LDIRECTORD_CF = "/etc/ha.d/ldirectord.cf"
 # ldirectord re-reads its config on HUP (reload); on the director without the VIP it does not run (exit 1).
 LDIRECTORD_RELOAD = "(/usr/sbin/ldirectord ldirectord.cf reload || true)"
@@ -73,15 +79,15 @@ LDIRECTORD_RELOAD = "(/usr/sbin/ldirectord ldirectord.cf reload || true)"
 RUNTIME_FAULTS = {
     f.name: f for f in (
         Fault("rs-no-arp-sysctls", "real_servers", f"sysctl -q -w {ARP_SYSCTLS}",
-              "sysctl -q -p /etc/sysctl.d/90-lvslab-arp.conf", ("lvs-state",), "real-server-config"),
+              "sysctl -q -p /etc/sysctl.d/90-lvslab-arp.conf", ("lvs-state",), "real-server-config.{kind}"),
         Fault("rs-no-vip", "one_real_server", "systemctl stop lvslab-vip.service",
-              "systemctl start lvslab-vip.service", ("lvs-state",), "real-server-config"),
+              "systemctl start lvslab-vip.service", ("lvs-state",), "real-server-config.{kind}"),
         Fault("nginx-down-all", "real_servers", "systemctl stop nginx", "systemctl start nginx",
-              ("round-robin",), "round-robin"),
+              ("round-robin",), "round-robin.all-in-table"),
         Fault("keepalived-down-all", "directors", "systemctl stop keepalived", "systemctl start keepalived",
-              ("lvs-state",), "vip-state"),
+              ("lvs-state",), "vip-state.on-master"),
         Fault("sorry-server-down", "directors", "systemctl stop nginx", "systemctl start nginx",
-              ("sorry-server",), "sorry-server"),
+              ("sorry-server",), "sorry-server.answers"),
         # Seed 001's warning: keepalived killed with -9 cannot remove its VIP; the BACKUP takes it too. All its
         # processes are stopped first, then killed: killed one by one, the parent respawns a child it just
         # lost before it dies itself (seen: an orphan that kept the unit 'deactivating' for systemd's 90 s
@@ -89,14 +95,19 @@ RUNTIME_FAULTS = {
         # (keepalived's children get SIGTERM when the parent dies), which is not the failure shown here.
         Fault("keepalived-kill9-master", "master", "pids=$(pidof keepalived); kill -STOP $pids; kill -9 $pids",
               f"{DROP_VIP} 2>/dev/null; systemctl restart keepalived", ("lvs-state",),
-              "split-brain", settle=True),
+              "split-brain.one-holder", settle=True),
         # Persistence off on both directors (ipvsadm -E without -p): the client spreads over the servers.
         Fault("persistence-off", "directors", "ipvsadm -E -t {vip}:{port} -s {algo}",
-              "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence}", ("persistence",), "persistence"),
+              "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence}", ("persistence",), "persistence.one-server"),
+        # Persistence six times longer than configured on both directors: one client still sticks, but its
+        # template's timer shows the longer timeout.
+        Fault("persistence-long", "directors", "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence_long}",
+              "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence}", ("persistence",),
+              "persistence.template-timer"),
         # The scheduler switched to rr behind keepalived's back: lc/wlc no longer avoid the loaded server, sh
         # no longer keeps a client address on one server.
         Fault("scheduler-rr", "directors", "ipvsadm -E -t {vip}:{port} -s rr",
-              "ipvsadm -E -t {vip}:{port} -s {algo}", ("round-robin",), "round-robin"),
+              "ipvsadm -E -t {vip}:{port} -s {algo}", ("round-robin",), "round-robin.split"),
         # Sync daemons stopped: the BACKUP has no entry for the running connection when it takes over.
         # (keepalived restarts the daemon of a director whose VRRP state changes: the repair starts only
         # what is missing.)
@@ -105,53 +116,91 @@ RUNTIME_FAULTS = {
               "ipvsadm -L --daemon | grep -q \"$role sync daemon\" || "
               "ipvsadm --start-daemon $role --mcast-interface eth0 "
               "--syncid $(awk '/lvs_sync_daemon/ {{print $NF}}' /etc/keepalived/keepalived.conf)", ("connection-sync",),
-              "connection-sync"),
+              "connection-sync.stream-kept"),
         # nopreempt removed (keepalived reloaded): the returning higher priority takes the VIP back.
         Fault("preempt-on", "directors", "sed -i.lvslab-fault '/^ *nopreempt$/d' /etc/keepalived/keepalived.conf "
               "&& systemctl reload keepalived",
               "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
-              "systemctl reload keepalived", ("failover", "failback"), "failback"),
+              "systemctl reload keepalived", ("failover", "failback"), "failback.stays"),
         # vrrp.unicastPeers removed (keepalived reloaded): the directors advertise by multicast again, which
         # the vrrp-unicast step drops on the bridge: the BACKUP stops hearing the MASTER and takes the VIP.
         Fault("unicast-off", "directors", "sed -i.lvslab-fault '/unicast_src_ip/d; /unicast_peer/,/^ *}}$/d' "
               "/etc/keepalived/keepalived.conf && systemctl reload keepalived",
               "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
-              "systemctl reload keepalived", ("vrrp-unicast",), "vrrp-unicast"),
+              "systemctl reload keepalived", ("vrrp-unicast",), "vrrp-unicast.master-only"),
         # LVS-TUN: strict reverse-path filtering on the real servers drops the packets tunl0 unwraps (they
         # come from the client, whose route is via eth0): nothing is answered.
         Fault("rp-filter-strict", "real_servers", "sysctl -q -w net.ipv4.conf.all.rp_filter=1 "
               "net.ipv4.conf.tunl0.rp_filter=1", "sysctl -q -p /etc/sysctl.d/90-lvslab-tun.conf",
-              ("round-robin",), "round-robin"),
+              ("round-robin",), "round-robin.split"),
         # LVS-TUN: the real servers' route to the clients loses its advmss: clients send full-size segments
         # that no longer fit once the director wraps them (it answers with ICMP "fragmentation needed",
         # or they vanish); the round-robin step's tunnel check fails. The repair re-runs the VIP unit.
         Fault("mss-unclamped", "real_servers", "ip route replace $(ip -4 route show dev eth0 proto kernel | "
               "head -1 | sed 's/ advmss [0-9]*//') dev eth0 && ip route flush cache",
-              "systemctl restart lvslab-vip.service", ("round-robin",), "round-robin"),
+              "systemctl restart lvslab-vip.service", ("round-robin",), "round-robin.tunnel-mtu"),
         # nginx-ha: keepalived's script checks the wrong process (keepalived itself, always running), so a
         # MASTER whose nginx stopped keeps the VIP: nothing answers (seed 004's check script mistake).
         Fault("check-wrong-process", "directors", "sed -i.lvslab-fault 's|pgrep -x nginx\"|pgrep -x keepalived\"|' "
               "/etc/keepalived/keepalived.conf && systemctl reload keepalived",
               "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
-              "systemctl reload keepalived", ("failover", "failback"), "failover"),
+              "systemctl reload keepalived", ("failover", "failback"), "failover.vip-moved"),
         # lvs-heartbeat: ldirectord only connects (checktype=connect, config reloaded where it runs): a real
         # server whose health page stops matching `receive` still answers TCP, so it stays in the table.
         Fault("check-connect-only", "directors", "sed -i.lvslab-fault 's/checktype=negotiate/checktype=connect/' "
               f"{LDIRECTORD_CF} && {LDIRECTORD_RELOAD}",
               f"mv {LDIRECTORD_CF}.lvslab-fault {LDIRECTORD_CF} && {LDIRECTORD_RELOAD}", ("health-check",),
-              "health-check"),
+              "health-check.removed"),
         # lvs-heartbeat: heartbeat down on both directors: nobody holds the VIP.
         Fault("heartbeat-down-all", "directors", "systemctl stop heartbeat", "systemctl start heartbeat",
-              ("lvs-state",), "vip-state"),
+              ("lvs-state",), "vip-state.settled"),
         # lvs-heartbeat: heartbeat down on the BACKUP: nobody would take over from the MASTER (failover
         # finds the BACKUP without heartbeat before it stops the MASTER's).
         Fault("heartbeat-down-backup", "backup", "systemctl stop heartbeat", "systemctl start heartbeat",
-              ("failover", "failback"), "failover"),
+              ("failover", "failback"), "failover.settled"),
         # LVS-NAT: the BACKUP's gateway instance loses its address (keepalived reloaded): at failover the VIP
         # moves but the real servers' gateway VIP does not, so their replies go nowhere.
         Fault("gateway-vip-stays", "backup", "sed -i.lvslab-fault '/ label eth0:gw$/d' "
               "/etc/keepalived/keepalived.conf && systemctl reload keepalived",
               "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
-              "systemctl reload keepalived", ("failover", "failback"), "failover"),
+              "systemctl reload keepalived", ("failover", "failback"), "failover.gateway"),
+        # keepalived's HTTP_GET turned into a TCP_CHECK (url block removed, keepalived reloaded): the health path
+        # answering 503 while nginx listens goes unnoticed, the server stays in the table.
+        Fault("check-tcp-only", "directors",
+              "sed -i.lvslab-fault '/^ *url {{$/,/^ *}}$/d; s/HTTP_GET {{/TCP_CHECK {{/' "
+              f"{KEEPALIVED_CONF} && systemctl reload keepalived", KEEPALIVED_RESTORE, ("health-check",),
+              "health-check.removed"),
+        # The BACKUP owns the VIP on lo too (arp_ignore 0 there): it answers ARP for it beside the MASTER.
+        Fault("backup-answers-arp", "backup", "ip addr add {vip}/32 dev lo", "ip addr del {vip}/32 dev lo",
+              ("lvs-state",), "vip-arp.master-only"),
+        # IPVS connection timeouts changed behind keepalived's back on both directors.
+        Fault("ipvs-timeouts-changed", "directors", "ipvsadm --set 1234 99 321", "ipvsadm --set {timeouts}",
+              ("lvs-state",), "ipvs-settings.timeouts-sync"),
+        # cloud-init's result on one real server lists an error (as a failed module would).
+        Fault("cloud-init-error", "one_real_server", "sed -i.lvslab-fault 's/\"errors\": \\[\\]/\"errors\": "
+              "[\"lvs-lab fault\"]/' /run/cloud-init/result.json",
+              "mv /run/cloud-init/result.json.lvslab-fault /run/cloud-init/result.json", ("readiness",),
+              "readiness.cloud-init"),
+        # keepalived stopped on the MASTER before a failover: the VIP is already on the BACKUP.
+        Fault("master-down-before-failover", "master", "systemctl stop keepalived", "systemctl start keepalived",
+              ("failover",), "failover.master-held", settle=True),
+        # The same at the end of the checks: the lab is not back in its initial state.
+        Fault("master-down-at-restore", "master", "systemctl stop keepalived", "systemctl start keepalived",
+              ("restore",), "restore.master-only", settle=True),
+        # Both directors start as BACKUP with nopreempt (keepalived reloaded): the MASTER does not take the VIP
+        # back when it returns.
+        Fault("nopreempt-on", "directors", "sed -i.lvslab-fault 's/^\\( *\\)state MASTER$/\\1state BACKUP/; "
+              "s/^\\( *\\)priority \\(.*\\)$/\\1priority \\2\\n\\1nopreempt/' "
+              f"{KEEPALIVED_CONF} && systemctl reload keepalived", KEEPALIVED_RESTORE, ("failover", "failback"),
+              "failback.returns"),
+        # The BACKUP's health checks pointed at a page nobody serves (HTTP_GET) or a closed port (TCP_CHECK),
+        # keepalived reloaded: its table holds only the sorry server, so after a failover the VIP answers with
+        # the BACKUP's sorry page, not a real server.
+        Fault("backup-sorry-only", "backup", "sed -i.lvslab-fault 's|^\\( *path \\).*$|\\1/lvslab-no-such-page|; "
+              "s|^\\( *connect_port \\).*$|\\11|' " f"{KEEPALIVED_CONF} && systemctl reload keepalived",
+              KEEPALIVED_RESTORE, ("failover",), "failover.vip-moved"),
+        # LVS-NAT: a real server's default route no longer via the gateway VIP.
+        Fault("rs-no-gateway", "one_real_server", "ip route del default", "systemctl restart lvslab-vip.service",
+              ("lvs-state",), "real-server-config.nat"),
     )
 }

@@ -3,7 +3,7 @@ CI cycle (unique stack, up, verify, idempotency preview, always destroy, leak ch
 
   lvslab.py up [--stack dev]            create/update the lab and verify it (summary printed)
   lvslab.py destroy [--stack dev] [--rm]
-  lvslab.py ephemeral [--template ci] [--keep] [--fault F ...] [--expect-fail CHECK] [--artefacts DIR]
+  lvslab.py ephemeral [--template ci] [--keep] [--fault F ...] [--expect-fail ASSERTION] [--artefacts DIR]
                       [--real-servers N] [--json FILE]
   lvslab.py verify|status|preview|fault ...   (see --help)
 

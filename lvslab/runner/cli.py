@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     eph.add_argument("--template", default="ci")
     eph.add_argument("--keep", action="store_true", help="keep the lab up for debugging")
     eph.add_argument("--fault", action="append", default=[], help="test-only fault (lvslab/faults.py)")
-    eph.add_argument("--expect-fail", help="succeed only if this check fails (and teardown is clean)")
+    eph.add_argument("--expect-fail", help="succeed only if this assertion id fails (and teardown is clean)")
     eph.add_argument("--artefacts", default=str(ROOT / "artefacts"))
     eph.add_argument("--real-servers", type=int)
     eph.add_argument("--failover-mode", choices=["clean", "hard"], help="clean: stop keepalived; hard: freeze VM")
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     fault = sub.add_parser("fault")
     fault.add_argument("--stack", required=True)
     fault.add_argument("--fault", required=True, choices=sorted(RUNTIME_FAULTS))
+    fault.add_argument("--expect", help="the assertion id that must fail (default: the fault's own for this lab)")
     args = parser.parse_args(argv)
     command = {"up": cmd_up, "destroy": cmd_destroy, "ephemeral": cmd_ephemeral, "fault": cmd_fault,
                "verify": cmd_verify, "status": cmd_status, "preview": cmd_preview}[args.cmd]

@@ -234,7 +234,7 @@ def finish(report: dict[str, Any], expect_fail: str | None) -> int:
         hit = [f for f in failed if f"check {expect_fail} failed" in f]
         others = [f for f in failed if f.startswith(("leak", "destroy"))]
         ok = bool(hit) and not others
-        print(f"  expected check {expect_fail} to fail: {'yes' if hit else 'NO'}; failures: {failed}")
+        print(f"  expected assertion {expect_fail} to fail: {'yes' if hit else 'NO'}; failures: {failed}")
         return 0 if ok else 1
     print("  result: " + ("PASS" if not failed else "FAIL: " + "; ".join(failed)))
     return 0 if not failed else 1

@@ -16,6 +16,9 @@ from lvslab.runner.guard import log
 from lvslab.runner.stacks import lab_config, private_key_of, select_stack
 
 
+RESULT_LINE = "fault-result: "  # the last line of `fault`: its result as one line of JSON, for tests and CI
+
+
 def cmd_fault(args: argparse.Namespace) -> int:
     """Break a running lab one way, show the named check fails, repair it, show the check passes again."""
     from lvslab.verify.failure import CheckFailed
@@ -31,7 +34,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
         return 1
     targets = {"real_servers": spec.real_servers, "one_real_server": spec.real_servers[:1],
                "directors": spec.directors, "master": (spec.master,), "backup": (spec.backup,)}[fault.targets]
-    result: dict[str, Any] = {"fault": fault.name, "expected_check": fault.check}
+    expected = args.expect or fault.expected(spec.lb_kind)
+    result: dict[str, Any] = {"fault": fault.name, "expected_assertion": expected}
     with SshKey(key_text, parse_uri(spec.uri).jump_options()) as key:
         def on_all(script: str) -> None:
             for node in targets:
@@ -46,7 +50,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
                     out = ssh(key, node.address, script, timeout=180)
                 if out.returncode != 0:
                     raise RuntimeError(f"{script!r} on {node.name}: {out.stderr.strip()}")
-        lab = {"vip": spec.vip, "port": spec.port, "algo": spec.lb_algo, "persistence": spec.persistence}
+        lab = {"vip": spec.vip, "port": spec.port, "algo": spec.lb_algo, "persistence": spec.persistence,
+               "persistence_long": 6 * spec.persistence, "timeouts": " ".join(map(str, spec.lvs_timeouts))}
         on_all(fault.inject.format(**lab))
         if fault.settle:
             time.sleep(spec.failover_bound_s + 2)
@@ -56,9 +61,9 @@ def cmd_fault(args: argparse.Namespace) -> int:
 
         try:
             run_steps()
-            result["failed_check"] = None
+            result["failed_assertion"] = None
         except CheckFailed as exc:
-            result.update(failed_check=exc.check, message=str(exc))
+            result.update(failed_assertion=getattr(exc, "assertion", exc.check), message=str(exc))
         finally:
             on_all(fault.repair.format(**lab))
         time.sleep(spec.failover_bound_s + 2)  # VRRP election / health checks settle
@@ -67,7 +72,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
         except CheckFailed as exc:
             result["after_repair"] = f"still failing: {exc}"
     print(json.dumps(result, indent=2))
-    ok = result["failed_check"] == fault.check and result["after_repair"] is True
-    log(f"fault {fault.name}: check {result['failed_check']} failed (expected {fault.check}); "
+    print(f"{RESULT_LINE}{json.dumps(result)}", flush=True)
+    ok = result["failed_assertion"] == expected and result["after_repair"] is True
+    log(f"fault {fault.name}: assertion {result['failed_assertion']} failed (expected {expected}); "
         f"after repair: {result['after_repair']} -> {'OK' if ok else 'WRONG'}")
     return 0 if ok else 1

@@ -34,7 +34,7 @@ def eth0_addresses(ctx: StepContext, only: list[str] | None = None) -> dict[str,
     def addresses(d: NodeFacts) -> str:
         out = ctx.ssh(d.address, ADDRESSES_COMMAND, timeout=60)
         if out.returncode != 0:
-            raise CheckFailed("vip-state", f"SSH to {d.name}", out.stderr.strip())
+            raise CheckFailed("vip-state.ssh", f"SSH to {d.name}", out.stderr.strip())
         return out.stdout
     return dict(zip([d.name for d in directors], parallel(addresses, directors), strict=True))
 
@@ -45,7 +45,7 @@ def vip_holders(ctx: StepContext, only: list[str] | None = None) -> dict[str, bo
     return {name: holds_vip(text, spec.vip) for name, text in eth0_addresses(ctx, only).items()}
 
 
-def gateway_with_vip(ctx: StepContext, holder: str, check: str,
+def gateway_with_vip(ctx: StepContext, holder: str, assertion: str,
                       only: list[str] | None = None) -> None:
     """LVS-NAT: the real servers' gateway VIP is on the VIP's holder only (one vrrp_sync_group), or their
     replies reach a director that does not translate them back. Nothing to check with DR."""
@@ -54,14 +54,14 @@ def gateway_with_vip(ctx: StepContext, holder: str, check: str,
         return
     gateways = {name: holds_vip(text, spec.gateway_vip) for name, text in eth0_addresses(ctx, only).items()}
     if [n for n, h in gateways.items() if h] != [holder]:
-        raise CheckFailed(check, f"gateway VIP {spec.gateway_vip} moved with the VIP: on {holder} only",
+        raise CheckFailed(assertion, f"gateway VIP {spec.gateway_vip} moved with the VIP: on {holder} only",
                           f"gateway VIP held by {sorted(n for n, h in gateways.items() if h) or 'nobody'}")
 
 
 def ipvs_list(ctx: StepContext, director: NodeFacts, stats: bool = False) -> str:
     out = ctx.ssh(director.address, "ipvsadm -Ln" + (" --stats" if stats else ""))
     if out.returncode != 0:
-        raise CheckFailed("ipvs", f"ipvsadm on {director.name}", out.stderr.strip())
+        raise CheckFailed("ipvs.list", f"ipvsadm on {director.name}", out.stderr.strip())
     return out.stdout
 
 
@@ -85,7 +85,7 @@ ON_BACKUP = {"backup": ("all",)}  # after a takeover (the MASTER stopped or froz
 
 
 def heartbeat_settled(ctx: StepContext, wanted: dict[str, tuple[str, ...]],
-                       check: str = "vip-state") -> float:
+                       assertion: str = "vip-state.settled") -> float:
     """lvs-heartbeat: wait until heartbeat on each director named in `wanted` reports one of its states
     (ON_MASTER, ON_BACKUP): after boot it waits up to initdead for its peer; a takeover is done only when
     ldirectord runs too. Checks act only on a settled cluster: heartbeat 3 mishandles a stop or start
@@ -101,7 +101,7 @@ def heartbeat_settled(ctx: StepContext, wanted: dict[str, tuple[str, ...]],
         if all(states[role] in ok for role, ok in wanted.items()):
             return round(ctx.monotonic() - t0, 1)
         ctx.sleep(1)
-    raise CheckFailed(check, "heartbeat settled (cl_status rscstatus): " + ", ".join(
+    raise CheckFailed(assertion, "heartbeat settled (cl_status rscstatus): " + ", ".join(
         f"{nodes[role].name} {'/'.join(ok)}" for role, ok in wanted.items()),
         ", ".join(f"{nodes[role].name} {state}" for role, state in states.items()))
 
@@ -122,7 +122,7 @@ def split_brain(ctx: StepContext, holding: list[str]) -> str:
     return f"held by {holding}; ARP replies for {spec.vip} from {responders}; repair: {repair}"
 
 
-def wait_all_in_ipvs(ctx: StepContext, timeout: float, check: str = "round-robin") -> str:
+def wait_all_in_ipvs(ctx: StepContext, timeout: float, assertion: str = "round-robin.all-in-table") -> str:
     spec = ctx.spec
     master = spec.master
     wanted = {rs.address for rs in spec.real_servers if rs.weight > 0}
@@ -134,7 +134,7 @@ def wait_all_in_ipvs(ctx: StepContext, timeout: float, check: str = "round-robin
         if wanted <= present:
             return text
         ctx.sleep(1)
-    raise CheckFailed(check, f"every real server in the IPVS table of {master.name} within {timeout:g} s",
+    raise CheckFailed(assertion, f"every real server in the IPVS table of {master.name} within {timeout:g} s",
                       text.strip() or "empty table")
 
 

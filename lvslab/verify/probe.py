@@ -255,13 +255,16 @@ class PollEvent:
     mac: str | None
 
 
+POLL_INTERVAL_S = 0.1  # the Poller starts a fresh request this often
+
+
 @dataclass
 class Poller:
     """Polls the VIP every `interval` seconds with fresh connections in a thread; records the timeline."""
 
     address: str
     port: int
-    interval: float = 0.1
+    interval: float = POLL_INTERVAL_S
     timeout: float = 0.3
     events: list[PollEvent] = field(default_factory=list)
 

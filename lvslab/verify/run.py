@@ -23,7 +23,8 @@ class RelayedCheckFailed(CheckFailed):
 
     def __init__(self, message: str, shown: bool) -> None:
         RuntimeError.__init__(self, message)
-        self.check = message.split()[1] if message.startswith("check ") else "relay"
+        self.assertion = message.split()[1] if message.startswith("check ") else "relay.run"
+        self.check = self.assertion.split(".", 1)[0]
         self.shown = shown  # the remote side already wrote it to stderr
 
 

@@ -44,7 +44,7 @@ def test_day2_status(lab: dict[str, Any]) -> None:
 
 
 def test_runtime_fault_fails_its_check(lab: dict[str, Any]) -> None:
-    fault_fails_its_check(lab, "scheduler-rr", "round-robin")
+    fault_fails_its_check(lab, "scheduler-rr", "round-robin.source-hash")  # rr spreads one client address
 
 
 def test_day2_real_server_added_and_removed_in_place(lab: dict[str, Any]) -> None:

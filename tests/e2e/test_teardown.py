@@ -15,11 +15,11 @@ def test_failing_verification_destroys_and_leaves_artefacts(netns: str, tmp_path
     keepalived running). split-brain must fail, the lab must still be destroyed leak-free, and diagnostics
     must be collected first."""
     report_path = tmp_path / "report.json"
-    proc = run_in(netns, "ephemeral", "--fault", "backup-wrong-vrid", "--expect-fail", "split-brain",
+    proc = run_in(netns, "ephemeral", "--fault", "backup-wrong-vrid", "--expect-fail", "split-brain.one-holder",
                   "--real-servers", "1", "--artefacts", str(tmp_path / "artefacts"), "--json", str(report_path))
     assert proc.returncode == 0, proc.stdout[-5000:]
     report = read_report(report_path)
-    assert any("check split-brain failed" in f and "['director1', 'director2']" in f for f in report["failed"])
+    assert any("check split-brain.one-holder failed" in f and "['director1', 'director2']" in f for f in report["failed"])
     assert "destroy" in report["phases"] and not any(f.startswith("leak") for f in report["failed"])
     art = tmp_path / "artefacts" / report["stack"]
     assert (art / "events.log").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import shutil
+import string
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,16 +12,20 @@ from typing import Any
 import pytest
 
 from lvslab.faults import RUNTIME_FAULTS
+from lvslab.verify.assertions import ASSERTIONS
 from lvslab.verify.registry import STEPS
 
-# The check names each step can raise (CheckFailed's first argument).
+# The checks (assertion id prefixes) each step can raise.
 CHECKS_OF_STEPS = {
+    "readiness": {"readiness"}, "restore": {"restore"},
     "lvs-state": {"vip-state", "split-brain", "real-server-config", "ipvs-settings", "vip-arp"},
     "round-robin": {"round-robin"}, "health-check": {"health-check"}, "sorry-server": {"sorry-server"},
     "persistence": {"persistence"},
     "connection-sync": {"connection-sync"}, "failback": {"failback"}, "failover": {"failover"},
     "vrrp-unicast": {"vrrp-unicast"}, "vip-state": {"vip-state", "split-brain", "vip-arp"},
 }
+LAB = {"vip": "10.0.0.100", "port": 80, "algo": "rr", "persistence": 10, "persistence_long": 60,
+       "timeouts": "900 120 300"}
 
 
 def sed_on_rendered(inject: str, original: str, tmp_path: Path) -> tuple[Path, list[str]]:
@@ -28,7 +33,7 @@ def sed_on_rendered(inject: str, original: str, tmp_path: Path) -> tuple[Path, l
     (ndiff's - and + lines)."""
     conf = tmp_path / "keepalived.conf"
     conf.write_text(original)
-    sed = inject.format().split(" && ")[0].replace("/etc/keepalived/keepalived.conf", str(conf))
+    sed = inject.format(**LAB).split(" && ")[0].replace("/etc/keepalived/keepalived.conf", str(conf))
     subprocess.run(sed, shell=True, check=True)
     diff = difflib.ndiff(original.splitlines(), conf.read_text().splitlines())
     return conf, [line for line in diff if line[0] in "+-"]
@@ -39,16 +44,18 @@ def test_runtime_fault_is_complete(name: str) -> None:
     fault = RUNTIME_FAULTS[name]
     assert fault.targets in {"real_servers", "one_real_server", "directors", "master", "backup"}
     assert fault.steps and all(step in STEPS for step in fault.steps)
-    assert fault.check in set().union(*(CHECKS_OF_STEPS[step] for step in fault.steps))
-    lab = {"vip": "10.0.0.100", "port": 80, "algo": "rr", "persistence": 10}
+    for kind in ("DR", "TUN", "NAT"):
+        assert fault.expected(kind) in ASSERTIONS, fault.expected(kind)
+        assert fault.expected(kind).split(".")[0] in set().union(*(CHECKS_OF_STEPS[step] for step in fault.steps))
     for script in (fault.inject, fault.repair):  # every placeholder is one cmd_fault fills in
-        filled = script.format(**lab)
-        assert "{" not in filled or "$(" in filled
+        fields = {name for _, name, _, _ in string.Formatter().parse(script) if name is not None}
+        assert fields <= set(LAB), fields
+        script.format(**LAB)
 
 
 def test_split_brain_fault_kills_keepalived_hard_and_repairs_the_stale_vip() -> None:
     fault = RUNTIME_FAULTS["keepalived-kill9-master"]
-    assert fault.targets == "master" and fault.settle and fault.check == "split-brain"
+    assert fault.targets == "master" and fault.settle and fault.assertion == "split-brain.one-holder"
     # every keepalived process frozen, then killed (no clean VIP removal, no respawn, no stop)
     assert fault.inject.index("kill -STOP $pids") < fault.inject.index("kill -9 $pids")
     assert "systemctl" not in fault.inject
@@ -64,7 +71,7 @@ def test_persistence_fault_drops_exactly_the_persistence_flag() -> None:
 
 def test_preempt_fault_runs_failover_then_failback_and_restores_the_file() -> None:
     fault = RUNTIME_FAULTS["preempt-on"]
-    assert fault.steps == ("failover", "failback") and fault.check == "failback"
+    assert fault.steps == ("failover", "failback") and fault.assertion == "failback.stays"
     assert ".lvslab-fault" in fault.inject
     assert fault.repair.startswith("mv /etc/keepalived/keepalived.conf.lvslab-fault")
 
@@ -83,7 +90,8 @@ def test_gateway_fault_removes_only_the_backups_gateway_address(dev_raw: dict[st
         pytest.fail("keepalived not installed: run tools/host.sh packages")
     cfg = parse_config(nat_raw(dev_raw), "dev")
     fault = RUNTIME_FAULTS["gateway-vip-stays"]
-    assert fault.targets == "backup" and fault.steps == ("failover", "failback") and fault.check == "failover"
+    assert fault.targets == "backup" and fault.steps == ("failover", "failback")
+    assert fault.assertion == "failover.gateway"
     conf = tmp_path / "etc/keepalived/keepalived.conf"
     conf.parent.mkdir(parents=True)
     original = keepalived_conf(cfg, derive(cfg).backup, "s3cret")
@@ -110,7 +118,8 @@ def test_unicast_fault_leaves_plain_multicast_vrrp(dev_raw: dict[str, Any], tmp_
     dev_raw["vrrp"]["unicastPeers"] = True
     cfg = parse_config(dev_raw, "dev")
     fault = RUNTIME_FAULTS["unicast-off"]
-    assert fault.targets == "directors" and fault.steps == ("vrrp-unicast",) and fault.check == "vrrp-unicast"
+    assert fault.targets == "directors" and fault.steps == ("vrrp-unicast",)
+    assert fault.assertion == "vrrp-unicast.master-only"
     conf, changed = sed_on_rendered(fault.inject, keepalived_conf(cfg, derive(cfg).directors[0], "s3cret"),
                                     tmp_path)
     assert changed == ["-     unicast_src_ip 10.77.0.11", "-     unicast_peer {", "-         10.77.0.12", "-     }"]
@@ -130,7 +139,8 @@ def test_wrong_process_fault_changes_only_what_the_script_looks_for(tmp_path: Pa
 
     cfg = parse_config(nginx_ha_raw(), "nginx-ha")
     fault = RUNTIME_FAULTS["check-wrong-process"]
-    assert fault.targets == "directors" and fault.steps == ("failover", "failback") and fault.check == "failover"
+    assert fault.targets == "directors" and fault.steps == ("failover", "failback")
+    assert fault.assertion == "failover.vip-moved"
     conf, changed = sed_on_rendered(fault.inject, keepalived_conf(cfg, derive(cfg).directors[0], "s3cret"),
                                     tmp_path)
     assert changed == ['-     script "/usr/bin/pgrep -x nginx"', '+     script "/usr/bin/pgrep -x keepalived"']
@@ -153,3 +163,63 @@ def test_templates_and_components_see_flags_never_fault_names() -> None:
         flags = render_flags([name])
         changed = {f for f in RenderFlags.__dataclass_fields__ if getattr(flags, f) != getattr(RenderFlags(), f)}
         assert changed == set(fault.flags), name  # each fault turns exactly its own features off
+
+
+def rendered_keepalived_conf(dev_raw: dict[str, Any], role: int = 0) -> str:
+    from lvslab.config import parse_config
+    from lvslab.model import derive
+    from lvslab.render import keepalived_conf
+
+    cfg = parse_config(dev_raw, "dev")
+    return keepalived_conf(cfg, derive(cfg).directors[role], "s3cret")
+
+
+def config_test(conf: Path) -> subprocess.CompletedProcess[str]:
+    if not shutil.which("keepalived"):
+        pytest.fail("keepalived not installed: run tools/host.sh packages")
+    return subprocess.run(["keepalived", "--config-test", "-f", str(conf)], capture_output=True, text=True)
+
+
+@pytest.mark.tools
+def test_tcp_only_fault_turns_http_get_into_a_tcp_check(dev_raw: dict[str, Any], tmp_path: Path) -> None:
+    """check-tcp-only's sed on the dev lab's HTTP_GET keepalived.conf: each real server's url block goes and its
+    HTTP_GET becomes a TCP_CHECK with the same timings; keepalived accepts it."""
+    dev_raw["healthCheck"]["type"] = "HTTP_GET"
+    conf, changed = sed_on_rendered(RUNTIME_FAULTS["check-tcp-only"].inject, rendered_keepalived_conf(dev_raw),
+                                    tmp_path)
+    text = conf.read_text()
+    assert "HTTP_GET" not in text and "url {" not in text and text.count("TCP_CHECK {") == len(dev_raw["realServers"])
+    assert {line[2:].strip() for line in changed if line[0] == "-"} >= {"HTTP_GET {", "url {", "}"}
+    proc = config_test(conf)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+
+
+@pytest.mark.tools
+def test_nopreempt_fault_makes_both_directors_backups_without_preemption(dev_raw: dict[str, Any],
+                                                                         tmp_path: Path) -> None:
+    """nopreempt-on's sed on the MASTER's keepalived.conf of a preempt lab: state BACKUP and nopreempt after
+    its priority, nothing else; keepalived accepts it (no 'nopreempt will not work' warning)."""
+    dev_raw["vrrp"]["preempt"] = True
+    conf, changed = sed_on_rendered(RUNTIME_FAULTS["nopreempt-on"].inject, rendered_keepalived_conf(dev_raw),
+                                    tmp_path)
+    assert changed == ["-     state MASTER", "+     state BACKUP", "+     nopreempt"], changed
+    proc = config_test(conf)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+
+
+@pytest.mark.tools
+def test_backup_sorry_only_fault_moves_every_real_server_to_a_closed_port(dev_raw: dict[str, Any],
+                                                                         tmp_path: Path) -> None:
+    """backup-sorry-only's sed on the BACKUP's keepalived.conf, for both check types: every HTTP_GET asks for a
+    page nobody serves, every TCP_CHECK connects to port 1; keepalived accepts both."""
+    fault = RUNTIME_FAULTS["backup-sorry-only"]
+    servers = len(dev_raw["realServers"])
+    for check, old, new in (("HTTP_GET", f"path {dev_raw['healthCheck']['path']}", "path /lvslab-no-such-page"),
+                            ("TCP_CHECK", "connect_port 80", "connect_port 1")):
+        dev_raw["healthCheck"]["type"] = check
+        (tmp_path / check).mkdir()
+        conf, changed = sed_on_rendered(fault.inject, rendered_keepalived_conf(dev_raw, 1), tmp_path / check)
+        wanted = [f"{sign} {line}" for _ in range(servers) for sign, line in (("-", old), ("+", new))]
+        assert [f"{line[0]} {line[1:].strip()}" for line in changed] == wanted, changed
+        proc = config_test(conf)
+        assert proc.returncode == 0 and not proc.stderr, proc.stderr

@@ -190,7 +190,7 @@ def test_connect_only_fault_changes_just_the_check_type(ldirectord: Path, tmp_pa
     assert path.read_text() == conf.replace("\tchecktype=negotiate\n", "\tchecktype=connect\n") != conf
     assert ldirectord_reads(ldirectord, path.read_text(), tmp_path).returncode == 3
     assert fault.repair.startswith(f"mv {LDIRECTORD_CF}.lvslab-fault {LDIRECTORD_CF} && ")
-    assert fault.check == "health-check" and fault.steps == ("health-check",)
+    assert fault.assertion == "health-check.removed" and fault.steps == ("health-check",)
 
 
 @pytest.mark.tools

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 from lvslab.model import STREAM_PATH, VerifySpec
+from lvslab.verify.bounds import IPVS_DISPLAY_GRANULARITY_S, persistence_expiry_bound, template_timer_ok
 from lvslab.verify.context import StepContext
 from lvslab.verify.evaluate import (
     evaluate_distribution,
@@ -51,16 +52,17 @@ def check_round_robin(ctx: StepContext) -> dict[str, Any]:
         ctx.sleep(1)
     problem = evaluate_distribution(dict(counts), weights(spec), spec.lb_algo, spec.persistence, total)
     if problem:
-        raise CheckFailed("round-robin", f"{total} requests split by {spec.lb_algo} over "
+        raise CheckFailed("round-robin.split", f"{total} requests split by {spec.lb_algo} over "
                           f"{[s.name for s in spec.real_servers]}", f"{problem}; sequence {sequence}")
     by_addr = {rs.address: rs.name for rs in spec.real_servers}
     ipvs_counts = {by_addr.get(a, a): v["conns"] for a, v in stats.items()}
     if any(ipvs_counts.get(name, 0) != c for name, c in counts.items()) or sum(ipvs_counts.values()) != total:
-        raise CheckFailed("round-robin", f"ipvsadm --stats connection counts equal to the client's {dict(counts)}",
+        raise CheckFailed("round-robin.ipvs-counts",
+                          f"ipvsadm --stats connection counts on {master.name} equal to the client's {dict(counts)}",
                           f"{ipvs_counts}\n{stats_text}")
     problem = evaluate_reply_path(stats, spec.lb_kind)
     if problem:
-        raise CheckFailed("round-robin", problem, stats_text)
+        raise CheckFailed("round-robin.reply-path", problem, f"on {master.name}: {stats_text}")
     result = {"passed": True, "requests": total, "counts": dict(counts), "sequence": sequence,
               "ipvs_conns": ipvs_counts, "ipvsadm_stats": stats_text}
     active = [rs.name for rs in spec.real_servers if rs.weight > 0]
@@ -88,7 +90,8 @@ def _tunnel_mtu(spec: VerifySpec) -> dict[str, Any]:
     result = {"large_request_ok": big_request.ok, "large_request_s": round(big_request.seconds, 2),
               "response_bytes": big_response.length, "pmtu_learned": int(learned.group(1)) if learned else None}
     if not big_request.ok or big_response.length != mib or learned:
-        raise CheckFailed("round-robin", "TUN: a 6000-byte request header answered, a 1 MiB response whole, no "
+        raise CheckFailed("round-robin.tunnel-mtu",
+                          "TUN: a 6000-byte request header answered, a 1 MiB response whole, no "
                           "path MTU learned for the VIP (MSS leaves room for the IPIP header)", str(result))
     return result
 
@@ -110,7 +113,8 @@ def _least_connection(ctx: StepContext, total: int, active: list[str]) -> dict[s
                   for e in entries if e.client == client and e.client_port in dict(held)}
         loaded = landed.get(ports[0])
         if loaded is None:
-            raise CheckFailed("round-robin", "the held connections in ipvsadm -Lnc", f"entries for ports {landed}")
+            raise CheckFailed("round-robin.least-connection", f"the held connections in ipvsadm -Lnc on {master.name}",
+                              f"entries for ports {landed}")
         for p, sock in held:
             if landed.get(p) != loaded:
                 sock.close()
@@ -118,7 +122,8 @@ def _least_connection(ctx: StepContext, total: int, active: list[str]) -> dict[s
         counts = Counter(a.server for a in (http_get(spec.vip, spec.port, timeout=3) for _ in range(total)) if a.ok)
         problem = evaluate_least_connection(dict(counts), loaded, active, total)
         if problem:
-            raise CheckFailed("round-robin", f"{spec.lb_algo}: with {kept} connections held on {loaded}, {total} new "
+            raise CheckFailed("round-robin.least-connection",
+                              f"{spec.lb_algo}: with {kept} connections held on {loaded}, {total} new "
                               "ones go to the other servers", problem)
         return {"loaded": loaded, "held": kept, "counts": dict(counts)}
     finally:
@@ -144,79 +149,99 @@ def _source_hashing(ctx: StepContext) -> dict[str, Any]:
             subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", spec.bridge], capture_output=True)
     problem = evaluate_source_hashing(per_client)
     if problem:
-        raise CheckFailed("round-robin", f"sh: each of {len(added)} client addresses sticks to one server and "
+        raise CheckFailed("round-robin.source-hash",
+                          f"sh: each of {len(added)} client addresses sticks to one server and "
                           "they spread", problem)
     return {"clients": {c: a[0] for c, a in per_client.items()}}
 
 
-IPVS_TEMPLATE_DEFER_S = 60
-
-
 def check_persistence(ctx: StepContext) -> dict[str, Any]:
     """persistence_timeout (seeds 000/002): fresh connections from one client all reach one real server and
-    `ipvsadm -Lnc` shows the client's template (client port 0) pointing at it; the template expires within
-    persistence_timeout + tcpfin (closed connections keep it alive) and the client is scheduled anew: with rr
-    it moves to the next server."""
+    `ipvsadm -Lnc` shows the client's template (client port 0) pointing at it, its timer re-armed to the
+    configured timeout by the last connection (bounds.template_timer_ok); the template is gone by
+    bounds.persistence_expiry_bound of that listing, and the client is scheduled anew: with rr it moves to
+    the next server."""
     spec = ctx.spec
     master = spec.master
     client = spec.client_address
     by_addr = {rs.address: rs.name for rs in spec.real_servers}
     requests = 2 * len(spec.real_servers) + 2
-    wait_all_in_ipvs(ctx, timeout=spec.health_check.delay_loop * 3 + 60, check="persistence")
+    wait_all_in_ipvs(ctx, timeout=spec.health_check.delay_loop * 3 + 60, assertion="persistence.all-in-table")
 
     def burst() -> list[str]:
         ports = fresh_source_ports(ctx.ssh(master.address, "ipvsadm -Lnc").stdout, client, requests)
         answers = [http_get(spec.vip, spec.port, timeout=3, source_port=p) for p in ports]
         return [a.server if a.ok and a.server else f"ERROR({a.error})" for a in answers]
 
-    def templates() -> list[IpvsConnection]:
-        entries = parse_ipvsadm_connections(ctx.ssh(master.address, "ipvsadm -Lnc").stdout)
-        return [e for e in entries if e.is_template and e.client == client and e.virtual == f"{spec.vip}:{spec.port}"]
-
     first = burst()
-    if len(set(first)) != 1 or first[0].startswith("ERROR"):
-        raise CheckFailed("persistence", f"{requests} fresh connections from {client} all answered by one real "
-                          f"server (persistence_timeout {spec.persistence} s)", f"answers {first}")
-    held = templates()
     t_last = ctx.monotonic()
+    if len(set(first)) != 1 or first[0].startswith("ERROR"):
+        raise CheckFailed("persistence.one-server", f"{requests} fresh connections from {client} all answered by one "
+                          f"real server (persistence_timeout {spec.persistence} s)", f"answers {first}")
+    held, controlled = _client_entries(ctx)
+    t_listed = ctx.monotonic()
     target = [by_addr.get(t.destination.rsplit(":", 1)[0], t.destination) for t in held]
     if target != [first[0]]:
-        raise CheckFailed("persistence", f"one persistence template {client}:0 -> {first[0]} in ipvsadm -Lnc",
-                          f"templates to {target or 'none'}")
-    # The kernel re-arms a template whose timer fires while a connection it controls is still listed for
-    # another 60 s (ip_vs_conn_expire), so a connection that lingers past persistence_timeout costs 60 s.
-    limit = spec.persistence + spec.lvs_timeouts[1] + IPVS_TEMPLATE_DEFER_S + 10
+        raise CheckFailed("persistence.template", f"one persistence template {client}:0 -> {first[0]} in ipvsadm "
+                          f"-Lnc on {master.name}", f"templates to {target or 'none'}")
+    timer, age = held[0].expire_s, round(t_listed - t_last, 1)
+    if not template_timer_ok(timer, spec.persistence, age):
+        raise CheckFailed("persistence.template-timer", f"the template's timer between {spec.persistence} - {age} - "
+                          f"{IPVS_DISPLAY_GRANULARITY_S} and {spec.persistence} s (persistenceTimeout "
+                          f"{spec.persistence} s, last request {age} s earlier)",
+                          f"{timer} s on {master.name}: the virtual server persists {timer} s or more")
+    bound = persistence_expiry_bound(timer, [c.expire_s for c in controlled])
     active = [rs for rs in spec.real_servers if rs.weight > 0]
     must_move = spec.scheduler.rotates and len(active) > 1
 
-    def wait_expired(t_last: float) -> float:
-        """Seconds from t_last (the last request) until the client's template is gone."""
-        while templates():
-            if ctx.monotonic() - t_last > limit:
-                raise CheckFailed("persistence", f"the template of {client} expired within {limit} s (persistence "
-                                  f"{spec.persistence} s + tcpfin {spec.lvs_timeouts[1]} s + the kernel's "
-                                  f"{IPVS_TEMPLATE_DEFER_S} s deferral + 10 s)", "still listed")
-            ctx.sleep(1)
-        return round(ctx.monotonic() - t_last, 1)
-
+    seen = _last_seen(ctx, t_listed, bound)
+    if seen > bound:
+        raise CheckFailed("persistence.expiry", f"the template of {client} gone within {bound} s of the listing "
+                          f"that showed its timer {timer} s and its connections' "
+                          f"{sorted(c.expire_s for c in controlled)} s (T0 + 60 k + 1)",
+                          f"still listed on {master.name} {seen} s after it")
     # After expiry the client is scheduled anew; rr gives it the next server. A change of the server list
     # in between (a health check flapping under load re-adds a server at the end of the list) can hand it
     # the same one once, so up to three new schedulings are allowed for the move (counted in the report).
-    expired_after = wait_expired(t_last)
     servers = [first[0]]
     for _ in range(3):
         again = burst()
         if len(set(again)) != 1 or again[0].startswith("ERROR"):
-            raise CheckFailed("persistence", f"after expiry, {requests} fresh connections answered by one server",
-                              f"answers {again}")
+            raise CheckFailed("persistence.one-server", f"after expiry, {requests} fresh connections answered by one "
+                              "server", f"answers {again}")
         servers.append(again[0])
         if again[0] != first[0] or not must_move:
             break
-        wait_expired(ctx.monotonic())
+        again_held, again_controlled = _client_entries(ctx)
+        if again_held:
+            _last_seen(ctx, ctx.monotonic(), persistence_expiry_bound(again_held[0].expire_s,
+                                                                      [c.expire_s for c in again_controlled]))
     moved = servers[-1] != first[0]
     if must_move and not moved:
-        raise CheckFailed("persistence", f"after the template expired, rr schedules {client} to another server "
+        raise CheckFailed("persistence.moves", f"after the template expired, rr schedules {client} to another server "
                           f"within {len(servers) - 1} new schedulings", f"servers in turn {servers}")
-    return {"passed": True, "requests": requests, "first_server": first[0], "template_expire_s": held[0].expire_s,
-            "template_gone_after_s": expired_after, "bound_s": limit, "second_server": servers[-1], "moved": moved,
+    return {"passed": True, "requests": requests, "first_server": first[0], "template_expire_s": timer,
+            "template_age_s": age, "connections_expire_s": sorted(c.expire_s for c in controlled),
+            "template_last_seen_s": seen, "bound_s": bound, "second_server": servers[-1], "moved": moved,
             "schedulings": len(servers) - 1}
+
+
+def _client_entries(ctx: StepContext) -> tuple[list[IpvsConnection], list[IpvsConnection]]:
+    """(the client's persistence templates, its connections) for the VIP in the MASTER's `ipvsadm -Lnc`."""
+    spec = ctx.spec
+    entries = [e for e in parse_ipvsadm_connections(ctx.ssh(spec.master.address, "ipvsadm -Lnc").stdout)
+               if e.client == spec.client_address and e.virtual == f"{spec.vip}:{spec.port}"]
+    return [e for e in entries if e.is_template], [e for e in entries if not e.is_template]
+
+
+def _last_seen(ctx: StepContext, t_list: float, limit: float) -> float:
+    """Seconds after t_list at which a listing (its start) last showed the client's template, polled every
+    second until it is gone or limit + 10 s passed (a listing that shows it was asked for before it went)."""
+    seen = 0.0
+    while ctx.monotonic() - t_list <= limit + 10:
+        t = ctx.monotonic()
+        if not _client_entries(ctx)[0]:
+            return seen
+        seen = round(t - t_list, 1)
+        ctx.sleep(1)
+    return seen

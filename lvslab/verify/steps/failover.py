@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from lvslab.model import STREAM_PATH, NodeFacts, VerifySpec
+from lvslab.model import SORRY_PREFIX, STREAM_PATH, NodeFacts, VerifySpec
+from lvslab.verify.bounds import failed_polls_bound, failover_gap_bound
+from lvslab.verify.client import CLIENT, RATE_PER_S, ClientFigures, ThirdPartyClient, client_error_bound
 from lvslab.verify.context import StepContext
 from lvslab.verify.evaluate import fresh_source_ports, outage, poll_timeline
 from lvslab.verify.failure import CheckFailed
@@ -21,6 +23,7 @@ from lvslab.verify.live import (
     wait_all_in_ipvs,
 )
 from lvslab.verify.probe import (
+    POLL_INTERVAL_S,
     VRRP_GROUP,
     Download,
     Poller,
@@ -28,19 +31,25 @@ from lvslab.verify.probe import (
     neighbour_mac,
 )
 
+# lvs.syncDaemon: the throttled download keeps at least this share of its rate while the BACKUP holds the VIP
+# and after the MASTER took it back (without sync the BACKUP resets the connection: 0).
+SYNC_RATE_SHARE = 0.5
+SYNC_HOLD_S = 6.0  # seconds of each phase the download is measured
+
 
 def check_connection_sync(ctx: StepContext) -> dict[str, Any]:
-    """lvs_sync_daemon (seed 002's --start-daemon master/backup): a throttled download through the VIP goes on
-    while the MASTER is frozen (its connection entry reached the BACKUP) and after it resumes. Without sync the
-    new director has no entry for the connection and resets it."""
+    """lvs_sync_daemon (seed 002's --start-daemon master/backup): a download throttled to `rate` through the
+    VIP keeps >= SYNC_RATE_SHARE x rate x SYNC_HOLD_S bytes while the MASTER is frozen (its connection entry
+    reached the BACKUP) and again after the MASTER resumed and took the VIP back. Without sync the new
+    director has no entry for the connection and resets it."""
     spec = ctx.spec
     master, backup = spec.master, spec.backup
-    bound = spec.failover_bound_s
-    hold_s = 6.0  # bytes must keep arriving this long through the BACKUP
+    gap_bound = failover_gap_bound(spec, "hard")
     result: dict[str, Any] = {"path": STREAM_PATH}
     listing = ctx.ssh(master.address, "ipvsadm -Lnc").stdout
     port = fresh_source_ports(listing, spec.client_address, 1)[0]
     download = Download(spec.vip, spec.port, STREAM_PATH, source_port=port).start()
+    wanted = int(SYNC_RATE_SHARE * download.rate * SYNC_HOLD_S)
     poller: Poller | None = None
     frozen = False
     try:
@@ -51,39 +60,44 @@ def check_connection_sync(ctx: StepContext) -> dict[str, Any]:
         synced = [e for e in parse_ipvsadm_connections(ctx.ssh(backup.address, "ipvsadm -Lnc").stdout)
                   if e.client == spec.client_address and e.client_port == port]
         result.update(server=download.server, synced_to_backup=bool(synced),
-                      synced_state=synced[0].state if synced else None)
+                      synced_state=synced[0].state if synced else None, bytes_wanted_per_phase=wanted)
         poller = Poller(spec.vip, spec.port, interval=0.2).start()
         t_freeze = ctx.monotonic()
         before = download.received
         virsh(spec, "suspend", master.domain)
         frozen = True
-        moved = poller.wait_for(lambda ev: ev.ok and ev.mac == backup.mac, t_freeze, bound + 15)
+        moved = poller.wait_for(lambda ev: ev.ok and ev.mac == backup.mac, t_freeze, gap_bound)
         if moved is None:
-            raise CheckFailed("connection-sync", f"VIP answering through {backup.name} within {bound + 15:.1f} s",
+            raise CheckFailed("connection-sync.vip-moved", f"VIP answering through {backup.name} within "
+                              f"{gap_bound:g} s of {master.name} freezing",
                               f"client sees MAC {neighbour_mac(spec.vip)}")
         t_moved = moved.t
-        deadline = t_moved + hold_s
-        while ctx.monotonic() < deadline and download.alive:
+        while ctx.monotonic() < t_moved + SYNC_HOLD_S and download.alive:
             ctx.sleep(0.2)
         on_backup = download.bytes_at(ctx.monotonic()) - download.bytes_at(t_moved)
         virsh(spec, "resume", master.domain)
         frozen = False
         t_resume = ctx.monotonic()
         # The MASTER resumes still MASTER (a frozen VM never saw the election) and takes the VIP back.
-        poller.wait_for(lambda ev: ev.ok and ev.mac == master.mac, t_resume, bound + 20)
-        t_back = ctx.monotonic()
-        while ctx.monotonic() < t_back + hold_s and download.alive:
+        back = poller.wait_for(lambda ev: ev.ok and ev.mac == master.mac, t_resume, gap_bound)
+        if back is None:
+            raise CheckFailed("connection-sync.vip-back", f"{master.name} answering for the VIP again within "
+                              f"{gap_bound:g} s of its resume", f"client sees MAC {neighbour_mac(spec.vip)}")
+        while ctx.monotonic() < back.t + SYNC_HOLD_S and download.alive:
             ctx.sleep(0.2)
-        after = download.bytes_at(ctx.monotonic()) - download.bytes_at(t_resume)
+        after = download.bytes_at(ctx.monotonic()) - download.bytes_at(back.t)
         result.update(bytes_before_freeze=before, vip_moved_after_s=round(t_moved - t_freeze, 2),
-                      bytes_while_backup_held_vip=on_backup, bytes_after_master_resumed=after,
-                      bytes_total=download.received, length=download.length, error=download.error)
-        if download.error or (not download.alive and not download.done) or on_backup == 0 or after == 0:
-            raise CheckFailed("connection-sync", f"the download from {download.server} through the VIP going on while "
-                              f"{backup.name} held the VIP ({hold_s:g} s) and after {master.name} resumed",
-                              f"{download.error or 'stalled'}: {before} bytes before the freeze, {on_backup} while "
-                              f"{backup.name} held the VIP, {after} after; entry synced to {backup.name}: "
-                              f"{bool(synced)}")
+                      vip_back_after_s=round(back.t - t_resume, 2), bytes_while_backup_held_vip=on_backup,
+                      bytes_after_master_took_vip_back=after, bytes_total=download.received, length=download.length,
+                      error=download.error)
+        if download.error or (not download.alive and not download.done) or min(on_backup, after) < wanted:
+            raise CheckFailed("connection-sync.stream-kept", f"the download from {download.server} through the VIP "
+                              f">= {wanted} bytes ({SYNC_RATE_SHARE:g} x {download.rate} B/s x {SYNC_HOLD_S:g} s) "
+                              "while "
+                              f"{backup.name} held the VIP and again after {master.name} took it back",
+                              f"{download.error or ('stalled' if not download.alive else 'below that')}: "
+                              f"{before} bytes before the freeze, {on_backup} while {backup.name} held the VIP, "
+                              f"{after} after; entry synced to {backup.name}: {bool(synced)}")
     finally:
         if frozen:
             virsh(spec, "resume", master.domain)
@@ -92,6 +106,11 @@ def check_connection_sync(ctx: StepContext) -> dict[str, Any]:
         download.stop()
     result["passed"] = True
     return result
+
+
+def is_sorry(server: str | None) -> bool:
+    """A sorry page (a director's own nginx), not a real server's answer."""
+    return bool(server and server.startswith(SORRY_PREFIX))
 
 
 def _taken_away(spec: VerifySpec) -> str:
@@ -182,42 +201,57 @@ def check_failover(ctx: StepContext) -> dict[str, Any]:
 
 
 def failover(ctx: StepContext, mode: str) -> dict[str, Any]:
+    """The MASTER (holding the VIP: asserted first) taken away; the BACKUP answers (a real server, not its
+    sorry page) within bounds.failover_gap_bound; one outage only; hey, run through the VIP meanwhile, fails
+    at most client_error_bound requests and gets no status but 200."""
     spec = ctx.spec
     master, backup = spec.master, spec.backup
-    bound = spec.failover_bound_s
+    gap_bound = failover_gap_bound(spec, mode)
     heartbeat = spec.topo.heartbeat
     if heartbeat:
-        heartbeat_settled(ctx, ON_MASTER, "failover")
+        heartbeat_settled(ctx, ON_MASTER, "failover.settled")
+    holders = ctx.vip_holders()
+    if holders != {master.name: True, backup.name: False}:
+        raise CheckFailed("failover.master-held", f"VIP on {master.name} only before the failover",
+                          f"held by {sorted(n for n, h in holders.items() if h) or 'nobody'} (on the directors' eth0)")
     poller = Poller(spec.vip, spec.port).start()
+    client = ThirdPartyClient(spec.vip, spec.port, gap_bound + CLIENT_RUN_S)
     try:
         ctx.sleep(1)
         t_stop = ctx.monotonic()
         _stop_master(ctx, master, mode)
-        moved = poller.wait_for(lambda ev: ev.ok and ev.mac == backup.mac, t_stop, bound + 15)
+        t_stopped = ctx.monotonic()
+        moved = poller.wait_for(lambda ev: ev.ok and ev.mac == backup.mac and not is_sorry(ev.server), t_stop,
+                                gap_bound + 15)
         ctx.sleep(1)
         gap, failed = outage(poller.events, t_stop)
         if moved is None:
             # NAT: the VIP may have moved while the replies still go to a gateway nobody holds: say so.
-            gateway_with_vip(ctx, backup.name, "failover",
-                              None if mode == "clean" else [backup.name])
-            raise CheckFailed("failover", f"VIP answering through {backup.name} within {bound + 15:.1f} s",
-                              f"client sees MAC {neighbour_mac(spec.vip)}, {failed} failed requests")
+            gateway_with_vip(ctx, backup.name, "failover.gateway", None if mode == "clean" else [backup.name])
+            raise CheckFailed("failover.vip-moved", f"a real server answering through {backup.name} within "
+                              f"{gap_bound + 15:g} s", f"client sees MAC {neighbour_mac(spec.vip)}, {failed} failed "
+                              f"requests, last answer {poller.events[-1].server if poller.events else None}")
         # A frozen MASTER (hard mode) cannot be asked; its VIP is still configured but it is silent.
         holders = ctx.vip_holders(None if mode == "clean" else [backup.name])
-        if mode == "clean" and holders != {master.name: False, backup.name: True}:
-            raise CheckFailed("failover", f"VIP on {backup.name} only", f"holders {holders}")
-        if not holders.get(backup.name):
-            raise CheckFailed("failover", f"VIP on {backup.name}", f"holders {holders}")
-        gateway_with_vip(ctx, backup.name, "failover", None if mode == "clean" else [backup.name])
-        if gap > bound + 1.0:
-            raise CheckFailed("failover", f"service gap <= failover bound {bound:.2f} s (+1 s)", f"{gap:.2f} s")
-        takeover = heartbeat_settled(ctx, ON_BACKUP, "failover") if heartbeat else None
-        # Timed from the moment the MASTER was told to stop: never negative.
-        return {"passed": True, "mode": mode, **({"takeover_done_after_s": takeover} if heartbeat else {}),
-                "service_gap_s": round(gap, 2),
-                "failed_requests": failed, "vip_moved_after_s": round(moved.t - t_stop, 2),
-                "vrrp_bound_s": round(bound, 2), "holders": holders,
-                "timeline": poll_timeline(poller.events, t_stop, {d.mac: d.name for d in spec.directors})}
+        if (mode == "clean" and holders != {master.name: False, backup.name: True}) or not holders.get(backup.name):
+            raise CheckFailed("failover.backup-only", f"VIP on {backup.name}" + (" only" if mode == "clean" else ""),
+                              f"holders {holders}")
+        gateway_with_vip(ctx, backup.name, "failover.gateway", None if mode == "clean" else [backup.name])
+        figures = _client_figures(client)
+        moved_after = round(moved.t - t_stopped, 2)
+        result = {"passed": True, "mode": mode, "service_gap_s": round(gap, 2), "failed_requests": failed,
+                  "gap_bound_s": gap_bound, "vip_moved_after_s": round(moved.t - t_stop, 2),
+                  "vip_moved_after_stop_s": moved_after, "stop_command_s": round(t_stopped - t_stop, 2),
+                  "vrrp_bound_s": round(spec.failover_bound_s, 2), "holders": holders,
+                  "third_party_client": figures.as_report(), "client_error_bound": client_error_bound(gap_bound),
+                  "timeline": poll_timeline(poller.events, t_stop, {d.mac: d.name for d in spec.directors})}
+        _assert_outage(FAILOVER_IDS, result, gap, failed, gap_bound, figures, f"{master.name} -> {backup.name}")
+        if moved_after > gap_bound:
+            raise CheckFailed("failover.vip-moved", f"{backup.name} answering within {gap_bound:g} s of the stop "
+                              f"command on {master.name} returning", f"{moved_after} s")
+        if heartbeat:
+            result["takeover_done_after_s"] = heartbeat_settled(ctx, ON_BACKUP, "failover.settled")
+        return result
     except Exception:
         _start_master(ctx, master, mode)  # leave the lab whole for the next run
         if not spec.preempt:  # nopreempt: the BACKUP keeps the VIP unless its HA daemon restarts
@@ -225,6 +259,39 @@ def failover(ctx: StepContext, mode: str) -> dict[str, Any]:
         raise
     finally:
         poller.stop()
+        client.stop()
+
+
+CLIENT_RUN_S = 30  # hey runs at most this long past the gap bound; the step stops it when done (SIGINT)
+
+
+def _client_figures(client: ThirdPartyClient) -> ClientFigures:
+    """Stop hey (SIGINT: it prints its summary) and read its figures."""
+    client.interrupt()
+    return client.result()
+
+
+FAILOVER_IDS = ("failover.gap", "failover.failed-requests", "failover.client")
+FAILBACK_IDS = ("failback.gap", "failback.failed-requests", "failback.client")
+
+
+def _assert_outage(ids: tuple[str, str, str], result: dict[str, Any], gap: float, failed: int, gap_bound: float,
+                   figures: ClientFigures, moving: str) -> None:
+    """One outage of at most gap_bound, seen by the poller and by hey (ids: gap, failed polls, client)."""
+    if gap > gap_bound:
+        raise CheckFailed(ids[0], f"service gap <= {gap_bound:g} s ({moving})",
+                          f"{gap:.2f} s; timeline {result.get('timeline')}")
+    polls = failed_polls_bound(gap, POLL_INTERVAL_S)
+    if failed > polls:
+        raise CheckFailed(ids[1], f"at most {polls} failed polls (one outage of {gap:.2f} s, "
+                          f"a poll every {POLL_INTERVAL_S:g} s)", f"{failed} failed: the service flapped")
+    errors = client_error_bound(gap_bound)
+    wrong = {code: n for code, n in figures.statuses.items() if code != "200"}
+    if figures.errors > errors or wrong or not figures.requests:
+        raise CheckFailed(ids[2], f"{CLIENT}: at most {errors} failed requests (ceil({gap_bound:g} s x "
+                          f"{RATE_PER_S}/s) + 1) and only status 200 ({moving})",
+                          f"{figures.requests} requests, {figures.errors} errors {figures.error_kinds}, statuses "
+                          f"{figures.statuses}, slowest {figures.slowest_s} s")
 
 
 def check_failback(ctx: StepContext) -> dict[str, Any]:
@@ -264,47 +331,74 @@ def _holders_settle(ctx: StepContext, wanted: dict[str, bool]) -> dict[str, bool
         ctx.sleep(0.5)
 
 
+# keepalived started on an emulated guest: config read, checker and VRRP processes forked, first advert.
+DAEMON_START_ALLOWANCE_S = 5.0
+
+
+def failback_bound(spec: VerifySpec, mode: str) -> float:
+    """Seconds from the MASTER's return (its HA daemon started / its VM resumed) until it holds the VIP again
+    (preempt): keepalived: failoverBound (its master-down timer, or preempting the lower priority at once)
+    + DAEMON_START_ALLOWANCE_S; heartbeat: the peer releases the resources, then this node runs the takeover
+    (failoverBound + 20 s), after a freeze plus this host's ARP expiry (nobody re-announces the VIP)."""
+    if not spec.topo.heartbeat:
+        return spec.failover_bound_s + DAEMON_START_ALLOWANCE_S
+    return spec.failover_bound_s + 20 + (NEIGHBOUR_EXPIRY_S if mode == "hard" else 0)
+
+
 def failback(ctx: StepContext, mode: str) -> dict[str, Any]:
     spec = ctx.spec
     master, backup = spec.master, spec.backup
     poller = Poller(spec.vip, spec.port).start()
+    limit = failback_bound(spec, mode)
+    gap_bound = failover_gap_bound(spec, mode)
+    client = ThirdPartyClient(spec.vip, spec.port, limit + CLIENT_RUN_S)
     try:
         ctx.sleep(1)
         t0 = ctx.monotonic()
         _start_master(ctx, master, mode)
+        t_started = ctx.monotonic()
         if spec.preempt:
             # heartbeat after a freeze: the resumed MASTER keeps the VIP it never released; the BACKUP gives
             # its copy up only when it restarts its heartbeat (its split-brain recovery), and nobody announces
             # the VIP again: this host may keep the BACKUP's MAC until its ARP entry for the VIP expires
             # (measured: back on the MASTER 36-50 s after the resume, the BACKUP serving meanwhile).
-            stale_arp = mode == "hard" and spec.topo.heartbeat
-            limit = spec.failover_bound_s + 20 + (NEIGHBOUR_EXPIRY_S if stale_arp else 0)
-            back = poller.wait_for(lambda ev: ev.ok and ev.mac == master.mac, t0, limit)
+            back = poller.wait_for(lambda ev: ev.ok and ev.mac == master.mac and not is_sorry(ev.server), t0,
+                                   limit + (t_started - t0))
             ctx.sleep(1)
             gap, failed = outage(poller.events, t0)
             holders = _holders_settle(ctx, {master.name: True, backup.name: False}) if back else {}
-            if back is None or holders != {master.name: True, backup.name: False}:
-                raise CheckFailed("failback", f"VIP back on {master.name} only (preempt), answering within "
-                                  f"{limit:g} s", f"holders {holders}, client MAC {neighbour_mac(spec.vip)}")
-            gateway_with_vip(ctx, master.name, "failback")
+            if back is None or holders != {master.name: True, backup.name: False} or back.t - t_started > limit:
+                raise CheckFailed("failback.returns", f"VIP back on {master.name} only (preempt), answering within "
+                                  f"{limit:g} s of its return", f"holders {holders}, client MAC "
+                                  f"{neighbour_mac(spec.vip)}, answered after "
+                                  f"{round(back.t - t_started, 2) if back else None} s")
+            gateway_with_vip(ctx, master.name, "failback.gateway")
             result = {"passed": True, "preempt": True, "vip_returned_after_s": round(back.t - t0, 2),
+                      "vip_returned_after_start_s": round(back.t - t_started, 2), "bound_s": limit,
                       "service_gap_s": round(gap, 2), "failed_requests": failed}
-            if stale_arp:
+            if mode == "hard" and spec.topo.heartbeat:
                 result["arp_expiry_allowance_s"] = NEIGHBOUR_EXPIRY_S
             if spec.topo.heartbeat:
-                result["settled_after_s"] = heartbeat_settled(ctx, ON_MASTER, "failback")
-            return result
-        # nopreempt / auto_failback off: long enough for the returning MASTER to have taken the VIP if it would
-        ctx.sleep(spec.failover_bound_s if spec.topo.heartbeat else 3 * spec.advert_int + 2)
-        gap, failed = outage(poller.events, t0)
-        holders = ctx.vip_holders()
-        if holders != {master.name: False, backup.name: True}:
-            raise CheckFailed("failback", f"VIP stays on {backup.name} (nopreempt)", f"holders {holders}")
-        # Put the lab back: restarting the BACKUP's HA daemon hands the VIP to the MASTER.
-        ctx.ssh(backup.address, f"systemctl restart {ha_daemon(spec)}")
-        return {"passed": True, "preempt": False, "vip_stayed_on": backup.name, "failed_requests": failed}
+                result["settled_after_s"] = heartbeat_settled(ctx, ON_MASTER, "failback.settled")
+        else:
+            # nopreempt / auto_failback off: long enough for the returning MASTER to have taken the VIP if it would
+            ctx.sleep(limit)
+            gap, failed = outage(poller.events, t0)
+            holders = ctx.vip_holders()
+            if holders != {master.name: False, backup.name: True}:
+                raise CheckFailed("failback.stays", f"VIP stays on {backup.name} (nopreempt) for {limit:g} s",
+                                  f"holders {holders}")
+            result = {"passed": True, "preempt": False, "vip_stayed_on": backup.name, "failed_requests": failed,
+                      "service_gap_s": round(gap, 2), "bound_s": limit}
+        figures = _client_figures(client)
+        result |= {"third_party_client": figures.as_report(), "client_error_bound": client_error_bound(gap_bound)}
+        _assert_outage(FAILBACK_IDS, result, gap, failed, gap_bound, figures, f"{backup.name} -> {master.name}")
+        if not spec.preempt:  # put the lab back: restarting the BACKUP's HA daemon hands the VIP to the MASTER
+            ctx.ssh(backup.address, f"systemctl restart {ha_daemon(spec)}")
+        return result
     finally:
         poller.stop()
+        client.stop()
 
 
 def check_restored(ctx: StepContext) -> dict[str, Any]:

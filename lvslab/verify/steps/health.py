@@ -8,6 +8,7 @@ from typing import Any
 
 from lvslab.config import HEALTH_PAGE_SUFFIX
 from lvslab.model import SORRY_PREFIX, NodeFacts, VerifySpec
+from lvslab.verify.bounds import health_windows
 from lvslab.verify.context import StepContext
 from lvslab.verify.failure import CheckFailed
 from lvslab.verify.ipvsadm import table_watch_script
@@ -17,15 +18,28 @@ from lvslab.verify.probe import (
     ssh_watch,
 )
 
+REAL_SERVER_SITE = "/etc/nginx/conf.d/lvslab.conf"  # cloud-init/real-server.yaml.j2
+
 
 def health_fault(spec: VerifySpec, victim: NodeFacts) -> tuple[str, str, str]:
-    """What the health-check step does to one real server, and how it undoes it: nginx stopped (keepalived's
-    checks, ldirectord's connect check), or, for ldirectord's negotiate check (seed 003), the health page
-    still served with 200 but no longer matching `receive`. Returns (what, break command, repair command)."""
+    """What the health-check step does to one real server, and how it undoes it. HTTP_GET: the port stays
+    open and only the health check's answer goes wrong (a TCP_CHECK would not notice): keepalived's check
+    gets status 503 instead of expectStatus, ldirectord's negotiate check (seed 003) a page no longer
+    matching `receive`. TCP_CHECK: nginx stopped. Returns (what, break command, repair command)."""
     page = spec.health_check.page_file
     if page:
         return (f"{page} no longer matching receive {spec.health_check.receive!r}",
                 f"echo maintenance > {page}", f"echo '{victim.name}{HEALTH_PAGE_SUFFIX}' > {page}")
+    if spec.health_check.type == "HTTP_GET":
+        # healthCheck.path other than /: nginx answers it from a location of its own (cloud-init/nginx-site.conf.j2)
+        # whose 200 becomes 503; path /: the index page moves away (403). Either way nginx keeps listening.
+        site, index = REAL_SERVER_SITE, "/var/www/html/index.html"
+        own = f"return 200 \"{victim.name} ok"
+        return ("the health path answering an error status (nginx still listening)",
+                f"if grep -q '{own}' {site}; then sed -i.lvslab-off 's/{own}/return 503 \"{victim.name} ok/' {site}; "
+                f"else mv {index} {index}.lvslab-off; fi && systemctl reload nginx",
+                f"if [ -e {site}.lvslab-off ]; then mv {site}.lvslab-off {site}; fi; "
+                f"if [ -e {index}.lvslab-off ]; then mv {index}.lvslab-off {index}; fi; systemctl reload nginx")
     return "nginx stopped", "systemctl stop nginx", "systemctl start nginx"
 
 
@@ -40,11 +54,11 @@ def check_health(ctx: StepContext) -> dict[str, Any]:
     victim = next((rs for rs in reversed(spec.real_servers) if rs.weight > 0), spec.real_servers[-1])
     master = spec.master
     remove_window, add_window = spec.health_check.window()
-    slack = 10.0
+    remove_bound, add_bound = health_windows(spec.health_check)
     what, break_cmd, repair_cmd = health_fault(spec, victim)
     result: dict[str, Any] = {"server": victim.name, "fault": what, "remove_window_s": remove_window,
-                              "add_window_s": add_window}
-    wait_all_in_ipvs(ctx, timeout=add_window + 60, check="health-check")
+                              "add_window_s": add_window, "remove_bound_s": remove_bound, "add_bound_s": add_bound}
+    wait_all_in_ipvs(ctx, timeout=add_window + 60, assertion="health-check.all-in-table")
     stopped = False
     try:
         def act_stop() -> None:
@@ -52,14 +66,15 @@ def check_health(ctx: StepContext) -> dict[str, Any]:
             out = ctx.ssh(victim.address, break_cmd)
             stopped = out.returncode == 0
             if not stopped:
-                raise CheckFailed("health-check", f"{what} on {victim.name}", out.stderr.strip())
+                raise CheckFailed("health-check.break", f"{what} on {victim.name}", out.stderr.strip())
 
         removed, stop_s, table = ssh_watch(ctx.key, master.address,
-                                   table_watch_script(victim.address, spec.port, False, remove_window + slack),
-                                   act_stop, remove_window + slack + 30)
+                                   table_watch_script(victim.address, spec.port, False, remove_bound),
+                                   act_stop, remove_bound + 30)
         if removed is None:
-            raise CheckFailed("health-check", f"{victim.name} ({what}) out of the IPVS table within "
-                              f"{remove_window + slack:g} s", f"still in table: {' '.join(table.split())[-300:]}")
+            raise CheckFailed("health-check.removed", f"{victim.name} ({what}) out of the IPVS table of "
+                              f"{master.name} within {remove_bound:g} s ({spec.health_check.type})",
+                              f"still in the table: {' '.join(table.split())[-300:]}")
         result["removed_after_s"] = round(removed, 1)
         result["stop_command_s"] = round(stop_s, 1)
 
@@ -69,17 +84,17 @@ def check_health(ctx: StepContext) -> dict[str, Any]:
             stopped = False
 
         back, start_s, table = ssh_watch(ctx.key, master.address,
-                                table_watch_script(victim.address, spec.port, True, add_window + slack),
-                                act_start, add_window + slack + 30)
+                                table_watch_script(victim.address, spec.port, True, add_bound),
+                                act_start, add_bound + 30)
         if back is None:
-            raise CheckFailed("health-check", f"{victim.name} back in the IPVS table within {add_window + slack:g} s",
-                              f"table: {' '.join(table.split())[-300:]}")
+            raise CheckFailed("health-check.readded", f"{victim.name} back in the IPVS table of {master.name} within "
+                              f"{add_bound:g} s", f"table: {' '.join(table.split())[-300:]}")
         result["readded_after_s"] = round(back, 1)
         result["start_command_s"] = round(start_s, 1)
         answered = any(http_get(spec.vip, spec.port, timeout=2).server == victim.name
                        for _ in range(4 * len(spec.real_servers)))
         if spec.scheduler.split and not spec.persistence and not answered:
-            raise CheckFailed("health-check", f"{victim.name} answering through the VIP after it was re-added",
+            raise CheckFailed("health-check.answers", f"{victim.name} answering through the VIP after it was re-added",
                               "no answer from it")
     finally:
         if stopped:
@@ -95,9 +110,10 @@ def check_sorry_server(ctx: StepContext) -> dict[str, Any]:
     spec = ctx.spec
     servers = [rs for rs in spec.real_servers if rs.weight > 0]
     remove_window, add_window = spec.health_check.window()
-    slack = 10.0
-    result: dict[str, Any] = {"remove_window_s": remove_window, "add_window_s": add_window}
-    wait_all_in_ipvs(ctx, timeout=add_window + 60, check="sorry-server")
+    remove_bound, add_bound = health_windows(spec.health_check)
+    result: dict[str, Any] = {"remove_window_s": remove_window, "add_window_s": add_window,
+                              "remove_bound_s": remove_bound, "add_bound_s": add_bound}
+    wait_all_in_ipvs(ctx, timeout=add_window + 60, assertion="sorry-server.all-in-table")
 
     def first_answer(accept: Callable[[str], bool], limit: float) -> tuple[float | None, str | None, int]:
         t0 = ctx.monotonic()
@@ -112,24 +128,25 @@ def check_sorry_server(ctx: StepContext) -> dict[str, Any]:
 
     try:
         parallel(lambda rs: ctx.ssh(rs.address, "systemctl stop nginx"), servers)
-        after, answer, polls = first_answer(lambda s: s.startswith(SORRY_PREFIX), remove_window + slack)
+        after, answer, polls = first_answer(lambda s: s.startswith(SORRY_PREFIX), remove_bound)
         if after is None:
             table = ipvs_list(ctx, spec.master)
-            raise CheckFailed("sorry-server", f"the sorry page ({SORRY_PREFIX}{spec.master.name}) through the VIP "
-                              f"within {remove_window + slack:g} s of nginx stopping on every real server",
+            raise CheckFailed("sorry-server.answers", f"the sorry page ({SORRY_PREFIX}{spec.master.name}) through the "
+                              f"VIP within {remove_bound:g} s of nginx stopping on every real server",
                               f"no sorry answer in {polls} polls; table: {' '.join(table.split())[-300:]}")
         result.update(sorry_after_s=after, sorry_answered_by=answer)
         if answer != SORRY_PREFIX + spec.master.name:
-            raise CheckFailed("sorry-server", f"the sorry page of the MASTER {spec.master.name}", str(answer))
+            raise CheckFailed("sorry-server.of-holder", f"the sorry page of {spec.master.name}, which holds the VIP",
+                              f"answered by {answer}")
         back = servers[0]
         ctx.ssh(back.address, "systemctl start nginx")
-        after, answer, polls = first_answer(lambda s: not s.startswith(SORRY_PREFIX), add_window + slack)
+        after, answer, polls = first_answer(lambda s: not s.startswith(SORRY_PREFIX), add_bound)
         if after is None:
-            raise CheckFailed("sorry-server", f"{back.name} answering through the VIP within {add_window + slack:g} s "
-                              "of its nginx starting", f"still the sorry page after {polls} polls")
+            raise CheckFailed("sorry-server.normal-again", f"{back.name} answering through the VIP within "
+                              f"{add_bound:g} s of its nginx starting", f"still the sorry page after {polls} polls")
         result.update(normal_after_s=after, normal_answered_by=answer)
     finally:
         parallel(lambda rs: ctx.ssh(rs.address, "systemctl start nginx"), servers)
-    wait_all_in_ipvs(ctx, timeout=add_window + 60, check="sorry-server")
+    wait_all_in_ipvs(ctx, timeout=add_window + 60, assertion="sorry-server.all-in-table")
     result["passed"] = True
     return result

@@ -28,6 +28,10 @@ from lvslab.verify.probe import (
     http_get,
 )
 
+# lvs.lbKind -> the assertion on its real-server setup
+RS_CONFIG_ASSERTION = {"DR": "real-server-config.dr", "TUN": "real-server-config.tun",
+                       "NAT": "real-server-config.nat"}
+
 # --- the steps -------------------------------------------------------------------------------------
 
 _FINISHED = re.compile(r"Cloud-init v\. \S+ finished at .* Up ([0-9.]+) seconds")
@@ -68,11 +72,11 @@ def check_readiness(ctx: StepContext) -> dict[str, Any]:
                 return {"seconds": round(ctx.monotonic() - t0, 1), "boot_to_ready_s": uptime,
                         "boot_profile": parse_profile(out.stdout)}
             if "check readiness failed" in out.stderr:
-                raise CheckFailed("readiness", f"cloud-init done on {node.name}",
+                raise CheckFailed("readiness.cloud-init", f"cloud-init done on {node.name}",
                                   "cloud-init error: " + out.stderr.split("observed", 1)[1].strip()[:400])
             last = (out.stderr or out.stdout).strip()[-200:] or f"exit {out.returncode}"
             ctx.sleep(10)
-        raise CheckFailed("readiness", f"{node.name} ready within {spec.ready_timeout} s", last)
+        raise CheckFailed("readiness.in-time", f"{node.name} ready within {spec.ready_timeout} s", last)
 
     results = parallel(wait, spec.nodes)
     return {"passed": True, "nodes": {n.name: r for n, r in zip(spec.nodes, results, strict=True)},
@@ -89,7 +93,7 @@ def check_lvs_state(ctx: StepContext) -> dict[str, Any]:
     if spec.topo.heartbeat:
         result["vip_settled_after_s"] = heartbeat_settled(ctx, ON_MASTER)
     handed_over = vip_on_master_only(ctx)
-    gateway_with_vip(ctx, master.name, "vip-state")
+    gateway_with_vip(ctx, master.name, "vip-state.gateway")
 
     def rs_config(rs: NodeFacts) -> str | None:
         out = ctx.ssh(rs.address, RS_CONFIG_SCRIPT)
@@ -103,7 +107,7 @@ def check_lvs_state(ctx: StepContext) -> dict[str, Any]:
         wanted = {"DR": "VIP/32 on lo and arp_ignore=1, arp_announce=2",
                   "TUN": "VIP/32 on tunl0, arp_ignore=1, arp_announce=2 and rp_filter not strict",
                   "NAT": f"the default route via the gateway VIP {spec.gateway_vip} and no VIP"}[spec.lb_kind]
-        raise CheckFailed("real-server-config", f"{wanted} on every real server", "; ".join(rs_problems))
+        raise CheckFailed(RS_CONFIG_ASSERTION[spec.lb_kind], f"{wanted} on every real server", "; ".join(rs_problems))
 
     _check_ipvs_settings(ctx, master)
     result |= {"passed": True, "vip_holder": master.name, "arp_responders": _arp_from_master_only(spec)}
@@ -133,9 +137,10 @@ def vip_on_master_only(ctx: StepContext) -> float | None:
         handed_over = _hand_vip_to_master(ctx)
         holding = [master.name]
     if len(holding) > 1:
-        raise CheckFailed("split-brain", f"VIP {spec.vip} on one director only", ctx.split_brain(holding))
+        raise CheckFailed("split-brain.one-holder", f"VIP {spec.vip} on one director only", ctx.split_brain(holding))
     if holding != [master.name]:
-        raise CheckFailed("vip-state", f"VIP {spec.vip} on {master.name} only", f"held by {holding or 'nobody'}")
+        raise CheckFailed("vip-state.on-master", f"VIP {spec.vip} on {master.name} only",
+                          f"held by {holding or 'nobody'} (on the directors' eth0)")
     return handed_over
 
 
@@ -145,7 +150,7 @@ def _arp_from_master_only(spec: VerifySpec) -> list[str]:
     responders = arp_responders(spec.bridge, spec.vip, spec.client_address)
     if responders != {master.mac}:
         names = {n.mac: n.name for n in spec.nodes}
-        raise CheckFailed("vip-arp", f"only {master.name} ({master.mac}) answers ARP for {spec.vip}",
+        raise CheckFailed("vip-arp.master-only", f"only {master.name} ({master.mac}) answers ARP for {spec.vip}",
                           f"answered by {sorted(names.get(m, m) for m in responders) or 'nobody'}")
     return sorted(responders)
 
@@ -160,7 +165,7 @@ def check_vip_state(ctx: StepContext) -> dict[str, Any]:
     requests = 2 * spec.requests_per_server
     answers = Counter(http_get(spec.vip, spec.port).server or "failed" for _ in range(requests))
     if answers != Counter({master.name: requests}):
-        raise CheckFailed("vip-state", f"all {requests} requests to the VIP served by {master.name}",
+        raise CheckFailed("vip-state.served-by-master", f"all {requests} requests to the VIP served by {master.name}",
                           f"answered by {dict(answers)}")
     result: dict[str, Any] = {"passed": True, "vip_holder": master.name, "arp_responders": responders,
                               "requests": requests, "answered_by": dict(answers)}
@@ -177,7 +182,7 @@ def _hand_vip_to_master(ctx: StepContext) -> float:
     daemon = ha_daemon(spec)
     out = ctx.ssh(spec.backup.address, f"systemctl restart {daemon}")
     if out.returncode != 0:
-        raise CheckFailed("vip-state", f"{daemon} restarted on {spec.backup.name} (nopreempt hand-over)",
+        raise CheckFailed("vip-state.handover", f"{daemon} restarted on {spec.backup.name} (nopreempt hand-over)",
                           out.stderr.strip())
     deadline = t0 + spec.failover_bound_s + 20
     holders: dict[str, bool] = {}
@@ -186,7 +191,7 @@ def _hand_vip_to_master(ctx: StepContext) -> float:
         if [n for n, h in holders.items() if h] == [spec.master.name]:
             return round(ctx.monotonic() - t0, 1)
         ctx.sleep(0.5)
-    raise CheckFailed("vip-state", f"VIP on {spec.master.name} after {daemon} restarted on {spec.backup.name} "
+    raise CheckFailed("vip-state.handover", f"VIP on {spec.master.name} after {daemon} restarted on {spec.backup.name} "
                       "(nopreempt: the first director up keeps the VIP)", f"holders {holders}")
 
 
@@ -213,5 +218,6 @@ def _check_ipvs_settings(ctx: StepContext, master: NodeFacts) -> None:
     if len(sync_ids) > 1:
         problems.append(f"sync ids differ: {sorted(sync_ids)} (the backup drops the master's messages)")
     if problems:
-        raise CheckFailed("ipvs-settings", "the configured IPVS timeouts and sync daemons on both directors",
+        raise CheckFailed("ipvs-settings.timeouts-sync",
+                          "the configured IPVS timeouts and sync daemons on both directors",
                           "; ".join(problems))
