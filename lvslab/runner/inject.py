@@ -15,7 +15,6 @@ from lvslab.model import derive, verify_spec
 from lvslab.runner.guard import log
 from lvslab.runner.stacks import lab_config, private_key_of, select_stack
 
-
 RESULT_LINE = "fault-result: "  # the last line of `fault`: its result as one line of JSON, for tests and CI
 
 

@@ -50,7 +50,8 @@ def test_day2_verify(lab: dict[str, Any]) -> None:
 
 
 def test_runtime_fault_fails_its_assertion(lab: dict[str, Any]) -> None:
-    fault_fails_its_check(lab, "check-wrong-process", "failover.vip-moved")  # nginx stopped, the script finds its process
+    # nginx stopped, the script finds its (wrong) process running: nobody takes the VIP
+    fault_fails_its_check(lab, "check-wrong-process", "failover.vip-moved")
 
 
 def test_destroys_without_leaks(lab: dict[str, Any]) -> None:

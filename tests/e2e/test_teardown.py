@@ -19,7 +19,8 @@ def test_failing_verification_destroys_and_leaves_artefacts(netns: str, tmp_path
                   "--real-servers", "1", "--artefacts", str(tmp_path / "artefacts"), "--json", str(report_path))
     assert proc.returncode == 0, proc.stdout[-5000:]
     report = read_report(report_path)
-    assert any("check split-brain.one-holder failed" in f and "['director1', 'director2']" in f for f in report["failed"])
+    assert any("check split-brain.one-holder failed" in f and "['director1', 'director2']" in f
+               for f in report["failed"])
     assert "destroy" in report["phases"] and not any(f.startswith("leak") for f in report["failed"])
     art = tmp_path / "artefacts" / report["stack"]
     assert (art / "events.log").read_text()
