@@ -103,6 +103,8 @@ _ROWS = (
               "MASTER freezing", "keepalived on the BACKUP"),
     Assertion("connection-sync.stream-kept", "the download goes on while the BACKUP holds the VIP and after "
               "the MASTER takes it back", "lvs.syncDaemon: ipvsadm -L --daemon on both directors"),
+    Assertion("connection-sync.vip-back", "the MASTER answers for the VIP again within failoverBound + 1 s of "
+              "its resume (it never left state MASTER)", "keepalived on the MASTER"),
     # unicast VRRP
     Assertion("vrrp-unicast.probe-sent", "3 probe packets to 224.0.0.18 sent from the MASTER", "SSH, python3"),
     Assertion("vrrp-unicast.multicast-dropped", "the 3 probes counted as dropped on the bridge",
@@ -121,6 +123,8 @@ _ROWS = (
               "the MASTER's HA daemon log: did it give the VIP up?"),
     Assertion("failover.gap", "service gap <= failoverBound (clean: hand-over; hard: 3 x advert + skew)",
               "advertInterval, priorities; CPU load on the hypervisor"),
+    Assertion("failover.client", "hey (10 requests/s, -t 1) through the VIP: at most ceil(gap bound x 10) + 1 "
+              "errors and only status 200", "the report's third_party_client figures; the poller's timeline"),
     Assertion("failover.failed-requests", "failed requests <= gap / poll interval + 1",
               "the poller's timeline in the report"),
     Assertion("failover.gateway", "NAT: the gateway VIP moved with the VIP", "vrrp_sync_group in keepalived.conf"),
@@ -128,6 +132,12 @@ _ROWS = (
               "heartbeat's log (ha-log) on both directors"),
     Assertion("failback.returns", "preempt: the VIP back on the MASTER only within failoverBound + 20 s "
               "(+ ARP expiry after a heartbeat freeze)", "nopreempt must be off; the MASTER's priority"),
+    Assertion("failback.gap", "service gap <= the failover gap bound while the MASTER returns",
+              "the poller's timeline"),
+    Assertion("failback.failed-requests", "failed polls <= gap / poll interval + 1 (one outage)",
+              "the poller's timeline"),
+    Assertion("failback.client", "hey through the VIP while the MASTER returns: at most ceil(gap bound x 10) + 1 "
+              "errors and only status 200", "the report's third_party_client figures"),
     Assertion("failback.stays", "nopreempt: the VIP stays on the BACKUP", "nopreempt in keepalived.conf"),
     Assertion("failback.gateway", "NAT: the gateway VIP returned with the VIP", "vrrp_sync_group"),
     Assertion("failback.settled", "heartbeat: settled again after failback", "heartbeat's log"),

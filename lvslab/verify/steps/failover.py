@@ -126,7 +126,7 @@ def _stop_master(ctx: StepContext, master: NodeFacts, mode: str) -> None:
     else:
         out = ctx.ssh(master.address, f"systemctl stop {_taken_away(spec)}")
         if out.returncode != 0:
-            raise CheckFailed("failover", f"{_taken_away(spec)} stopped on {master.name}", out.stderr.strip())
+            raise CheckFailed("failover.stop", f"{_taken_away(spec)} stopped on {master.name}", out.stderr.strip())
 
 
 def _start_master(ctx: StepContext, master: NodeFacts, mode: str) -> None:
@@ -171,20 +171,21 @@ def check_vrrp_unicast(ctx: StepContext) -> dict[str, Any]:
     with _vrrp_transport(spec, result):
         out = ctx.ssh(master.address, VRRP_PROBE.format(source=master.address, group=VRRP_GROUP))
         if out.returncode != 0:
-            raise CheckFailed("vrrp-unicast", f"3 probe packets to {VRRP_GROUP} sent from {master.name}",
+            raise CheckFailed("vrrp-unicast.probe-sent", f"3 probe packets to {VRRP_GROUP} sent from {master.name}",
                               out.stderr.strip()[-300:])
         ctx.sleep(window)
         holders = ctx.vip_holders()
     if result["multicast_vrrp_dropped"] < 3:
-        raise CheckFailed("vrrp-unicast", f"multicast VRRP dropped on the bridge (3 probe packets to {VRRP_GROUP})",
+        raise CheckFailed("vrrp-unicast.multicast-dropped",
+                          f"multicast VRRP dropped on the bridge (3 probe packets to {VRRP_GROUP})",
                           f"{result['multicast_vrrp_dropped']} counted")
     if holders != {master.name: True, backup.name: False}:
-        raise CheckFailed("vrrp-unicast", f"VIP on {master.name} only while multicast VRRP was dropped for "
+        raise CheckFailed("vrrp-unicast.master-only", f"VIP on {master.name} only while multicast VRRP was dropped for "
                           f"{window:g} s ({backup.name} hears {master.name} by unicast)",
                           f"holders {holders} ({result['multicast_vrrp_dropped']} multicast VRRP packets dropped: "
                           "the directors advertise by multicast)")
     if result["unicast_vrrp_seen"] < 3:
-        raise CheckFailed("vrrp-unicast", "unicast VRRP adverts crossing the bridge",
+        raise CheckFailed("vrrp-unicast.unicast-seen", "unicast VRRP adverts crossing the bridge",
                           f"{result['unicast_vrrp_seen']} counted in {window:g} s")
     result["passed"] = True
     return result
@@ -410,9 +411,9 @@ def check_restored(ctx: StepContext) -> dict[str, Any]:
     while ctx.monotonic() < deadline:
         holders = ctx.vip_holders()
         if [n for n, h in holders.items() if h] == [master.name]:
-            gateway_with_vip(ctx, master.name, "restore")
+            gateway_with_vip(ctx, master.name, "restore.gateway")
             if spec.real_servers:
-                wait_all_in_ipvs(ctx, timeout=spec.health_check.delay_loop * 3 + 30, check="restore")
+                wait_all_in_ipvs(ctx, timeout=spec.health_check.delay_loop * 3 + 30, assertion="restore.all-in-table")
             return {"passed": True, "vip_holder": master.name}
         ctx.sleep(1)
-    raise CheckFailed("restore", f"VIP on {master.name} only after the checks", f"holders {holders}")
+    raise CheckFailed("restore.master-only", f"VIP on {master.name} only after the checks", f"holders {holders}")
