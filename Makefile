@@ -54,9 +54,10 @@ bench: setup host-start
 lint: venv
 	@.lvslab/venv/bin/ruff check .
 
-## docs: regenerate README's configuration table and Pulumi.yaml's config block from lvslab/config/schema.py
+## docs: regenerate README's configuration table and Pulumi.yaml's config block (lvslab/config/schema.py) and its assertion table
 docs: venv
 	@$(PY) -m lvslab.config.docs --write
+	@$(PY) -m lvslab.assertion_docs --write
 
 ## verify: re-run the verification against the running $(STACK) lab (changes nothing; exit status = result)
 verify:
