@@ -39,7 +39,7 @@ from lvslab.config.rules import (
 )
 from lvslab.config.schema import KEYS, children
 from lvslab.faults import CLOUD_INIT_FAULTS
-from lvslab.lab.topology import KEEPALIVED, NGINX_HA, TOPOLOGIES
+from lvslab.lab.topology import TOPOLOGIES
 
 KNOWN_KEYS = children("")
 
@@ -92,8 +92,10 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
     r = p.r
     _unknown_keys(r, raw, foreign or {})
     topology = read(r, raw, "topology")
-    if topology not in TOPOLOGIES:  # reported; validate the rest as the topology its keys suggest
-        topology = KEEPALIVED if "realServers" in raw else NGINX_HA
+    if topology not in TOPOLOGIES:
+        # Reported; nothing else is checked: which keys are allowed and what they mean depends on it, so
+        # any further message would be about keys the user may have written right.
+        raise ConfigError(r.problems)
     topo = TOPOLOGIES[topology]
     raw = check_topology_keys(r, raw, topo)
 
@@ -144,7 +146,7 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
     faults = _faults(r, raw)
     nginx = nginx_check(r, section(r, raw.get("nginxCheck", {}), "nginxCheck"))
     if not topo.uses_ipvs and nginx.weight and len(directors) == 2 and complete:
-        check_nginx_weight(r, nginx, directors)
+        check_nginx_weight(r, nginx, directors, preempt)
     heartbeat = heartbeat_timing(r, raw.get("heartbeat", {})) if topo.heartbeat else Heartbeat()
 
     if r.problems:
@@ -175,6 +177,8 @@ def _unknown_keys(r: Reader, raw: dict[str, Any], foreign: dict[str, Any]) -> No
 def _subnet(r: Reader, value: Any, key: str, invalid: str) -> ipaddress.IPv4Network | None:
     """An IPv4 network without host bits, /29 or larger; None (reported) otherwise."""
     try:
+        if not isinstance(value, str):
+            raise TypeError(value)  # ipaddress would read an integer (or true) as a /32
         subnet = ipaddress.IPv4Network(value, strict=True)
     except (ValueError, TypeError):
         r.fail(key, invalid, value)

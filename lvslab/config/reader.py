@@ -12,6 +12,8 @@ from typing import Any
 from lvslab.config.model import PROJECT
 from lvslab.config.schema import BOOTS_AT_ONCE_WORDS, DERIVED, KEYS, REQUIRED, children
 
+VALUE_SHOWN = 200  # a bad value is quoted up to this many characters
+
 
 class Reader:
     """Reads typed values out of nested config dicts, recording problems instead of raising."""
@@ -20,7 +22,10 @@ class Reader:
         self.problems: list[str] = []
 
     def fail(self, key: str, message: str, value: Any) -> None:
-        self.problems.append(f"{PROJECT}:{key}: {message} (got {value!r})")
+        shown = repr(value)
+        if len(shown) > VALUE_SHOWN:
+            shown = f"{shown[:VALUE_SHOWN]}... ({len(shown)} characters)"
+        self.problems.append(f"{PROJECT}:{key}: {message} (got {shown})")
 
     def unknown(self, key: str, name: str, allowed: set[str] | frozenset[str], value: Any) -> None:
         """An unknown key, with the nearest valid one when there is a likely typo."""
@@ -43,7 +48,7 @@ class Reader:
         """An integer in [lo, hi]; None when missing (no default) or invalid, so no follow-up check uses it."""
         value = raw.get(name, default)
         allowed = f"between {lo} and {hi}{' ' + unit if unit else ''}"
-        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):  # ASCII digits only
             value = int(value)
         if value is None:
             self.fail(key, f"is required: an integer {allowed}", value)
@@ -63,6 +68,8 @@ class Reader:
             self.fail(key, "must be a number, not true/false", value)
             return None
         try:
+            if isinstance(value, str) and not value.isascii():
+                raise ValueError(value)  # float() would read other scripts' digits
             number = float(value)
         except (TypeError, ValueError):
             self.fail(key, "must be a number", value)
@@ -93,6 +100,8 @@ class Reader:
 
     def address(self, value: Any, key: str) -> ipaddress.IPv4Address | None:
         try:
+            if not isinstance(value, str):
+                raise TypeError(value)  # ipaddress would read an integer (or true) as an address
             return ipaddress.IPv4Address(value)
         except (ipaddress.AddressValueError, ValueError, TypeError):
             self.fail(key, "must be an IPv4 address", value)
@@ -101,7 +110,7 @@ class Reader:
 
 def boots_at_once(r: Reader, value: Any) -> str | int:
     """vm.bootsAtOnce: auto, all or a whole number of VMs (1-64)."""
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value)
     if value in BOOTS_AT_ONCE_WORDS or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64):
         return value

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from lvslab.config.model import HEALTH_PAGE_SUFFIX, Director, HealthCheck, Heartbeat, Image, NginxCheck, RealServer
 from lvslab.config.reader import Reader, read, section
@@ -22,6 +23,11 @@ NAME_RE = re.compile(r"[a-z](?:[a-z0-9-]{0,29}[a-z0-9])?")
 BRIDGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 # libvirt URIs of the QEMU driver: qemu:///system, qemu+ssh://user@host/system, qemu+tcp://host/session?...
 URI_RE = re.compile(r"qemu(\+[a-z]+)?://[^/\s]*/(system|session)(\?\S*)?")
+# The query parameters of a qemu+ssh URI that both terraform-provider-libvirt (libvirt/uri/ssh.go: keyfile,
+# knownhosts, socket) and lvs-lab's own SSH (lvslab.hypervisor) read; anything else would be dropped silently.
+URI_PARAMETERS = ("keyfile", "knownhosts", "socket")
+# libvirt's own spellings (its remote driver's URI parameters) where the provider reads another.
+URI_SPELLINGS = {"known_hosts": "libvirt's known_hosts= is spelt knownhosts= here; "}
 # An HTTP path nginx can serve as a plain location and keepalived can put in `url { path ... }`.
 PATH_RE = re.compile(r"/[A-Za-z0-9._~/-]*")
 
@@ -82,6 +88,11 @@ def check_libvirt_uri(r: Reader, libvirt_uri: str) -> None:
     except HypervisorError as exc:
         r.fail("libvirtUri", str(exc), libvirt_uri)
         return
+    unknown = sorted(set(parse_qs(urlsplit(libvirt_uri).query, keep_blank_values=True)) - set(URI_PARAMETERS))
+    for name in unknown:
+        hint = URI_SPELLINGS.get(name, "")
+        r.fail("libvirtUri", f"parameter {name}= is not read: {hint}lvs-lab and terraform-provider-libvirt read "
+               f"{', '.join(p + '=' for p in URI_PARAMETERS)} (its libvirt/uri/ssh.go)", libvirt_uri)
     if hv.remote and not hv.keyfile:
         r.fail("libvirtUri", "a remote hypervisor needs keyfile=PATH in the URI (the SSH key the lab's "
                "commands and checks use to reach it and to hop through it to the nodes)", libvirt_uri)
@@ -169,8 +180,14 @@ def check_advert_int(r: Reader, advert_int: float | None, version: int | None) -
 
 
 def check_auth_pass(r: Reader, auth_pass: str | None, is_secret: bool, vrrp_version: int, heartbeat_ha: bool) -> None:
-    """keepalived's PASS authentication (VRRP 2) uses at most 8 characters; the value is reported by length."""
-    if auth_pass is None or vrrp_version != 2 or heartbeat_ha:
+    """keepalived's PASS authentication (VRRP 2) uses at most 8 characters; the value is reported by length.
+    With heartbeat it becomes the sha1 key of /etc/ha.d/authkeys (any length), a secret all the same."""
+    if auth_pass is None:
+        return
+    if heartbeat_ha or vrrp_version != 2:
+        if not is_secret and heartbeat_ha:
+            r.fail("authPass", "must be stored as a secret (pulumi config set --secret authPass ...): it becomes "
+                   "heartbeat's authkeys", "<plaintext>")
         return
     if not 1 <= len(auth_pass) <= 8:
         r.fail("authPass", "must be 1 to 8 characters: keepalived's PASS authentication silently "
@@ -219,13 +236,34 @@ def nginx_check(r: Reader, nc: dict[str, Any]) -> NginxCheck:
     if check.process and not NAME_RE.fullmatch(check.process):
         r.fail("nginxCheck.process", "must be a process name (pgrep -x): a lowercase letter, then lowercase "
                "letters, digits and '-'", check.process)
+    elif len(check.process) > COMM_MAX:
+        # pgrep matches /proc/PID/stat's comm, the kernel's TASK_COMM_LEN (16) less its NUL: a longer name
+        # never matches, so the script would always fail.
+        r.fail("nginxCheck.process", f"must be at most {COMM_MAX} characters: pgrep -x matches the kernel's "
+               "process name, cut to 15 (TASK_COMM_LEN), so a longer one never matches", check.process)
     return check
 
 
-def check_nginx_weight(r: Reader, check: NginxCheck, directors: list[Director]) -> None:
-    """The MASTER with nginx down must end up below the BACKUP with nginx up, or the VIP never moves."""
+COMM_MAX = 15  # include/linux/sched.h: TASK_COMM_LEN 16, with the terminating NUL
+# keepalived's effective priority of a VRRP instance with track scripts stays within 1..254 (vrrp_track.c,
+# vrrp_set_effective_priority: a weight never makes an instance the address owner, 255).
+PRIORITY_MAX = 254
+
+
+def check_nginx_weight(r: Reader, check: NginxCheck, directors: list[Director], preempt: bool) -> None:
+    """The MASTER with nginx down must end up below the BACKUP with nginx up, or the VIP never moves. With
+    nopreempt no priority moves it at all (keepalived.conf(5), nopreempt: a BACKUP does not take over from a
+    lower-priority MASTER), so only weight 0 (FAULT: the MASTER gives the VIP up) works."""
     high, low = sorted(directors, key=lambda d: d.priority, reverse=True)
-    if check.weight < 0 and high.priority + check.weight >= low.priority:
+    if not preempt:
+        r.fail("nginxCheck.weight", "must be 0 with vrrp.preempt false: under nopreempt a BACKUP never takes "
+               "the VIP from a MASTER whose priority dropped; with 0 a failed check puts the MASTER in FAULT "
+               "and it gives the VIP up", check.weight)
+    elif check.weight > 0 and low.priority + check.weight >= PRIORITY_MAX:
+        r.fail("nginxCheck.weight", f"must keep {low.name}'s priority {low.priority} + weight below "
+               f"{PRIORITY_MAX} (weight < {PRIORITY_MAX - low.priority}): keepalived caps a priority raised by a "
+               "script at 254, so both healthy directors would be equal", check.weight)
+    elif check.weight < 0 and high.priority + check.weight >= low.priority:
         r.fail("nginxCheck.weight", f"must bring {high.name}'s priority {high.priority} below {low.name}'s "
                f"{low.priority} when nginx is down (weight < {low.priority - high.priority}), or the VIP "
                "never moves", check.weight)
@@ -244,14 +282,18 @@ def heartbeat_timing(r: Reader, raw: Any) -> Heartbeat:
     initdead = read(r, hb, "heartbeat.initdead")
     auto_failback = read(r, hb, "heartbeat.autoFailback")
     udp_port = read(r, hb, "heartbeat.udpPort")
-    if keepalive and deadtime and deadtime < 2 * keepalive:
-        r.fail("heartbeat.deadtime", f"must be at least twice heartbeat.keepalive ({keepalive} s), or one lost "
-               "heartbeat declares the peer dead", deadtime)
+    # heartbeat's init_config (heartbeat/config.c): "if (config->deadtime_ms <= 2 * config->heartbeat_ms)" is
+    # an error ("Dead time ... is too small compared to keeplive"): heartbeat refuses to start.
+    if keepalive and deadtime and deadtime <= 2 * keepalive:
+        r.fail("heartbeat.deadtime", f"must be more than twice heartbeat.keepalive ({keepalive} s): heartbeat refuses "
+               "to start otherwise (its config.c), and one lost heartbeat would declare the peer dead", deadtime)
     elif deadtime and warntime and warntime >= deadtime:
         r.fail("heartbeat.warntime", f"must be below heartbeat.deadtime ({deadtime} s): it warns of a late "
                "heartbeat before the peer is declared dead", warntime)
+    # config.c refuses initdead < deadtime; ha.cf's documentation asks for at least twice deadtime (the network
+    # may come up slowly at boot): the stricter rule, said as the documentation's.
     if deadtime and initdead and initdead < 2 * deadtime:
-        r.fail("heartbeat.initdead", f"must be at least twice heartbeat.deadtime ({deadtime} s), heartbeat's rule "
-               "for the first wait at boot", initdead)
+        r.fail("heartbeat.initdead", f"must be at least twice heartbeat.deadtime ({deadtime} s), ha.cf's rule "
+               "for the first wait at boot (heartbeat itself refuses less than deadtime)", initdead)
     return Heartbeat(keepalive=keepalive or 0, deadtime=deadtime or 0, warntime=warntime or 0,
                      initdead=initdead or 0, auto_failback=auto_failback, udp_port=udp_port or 0)

@@ -242,6 +242,20 @@ GOLDEN = [
     (on_nginx_ha(lambda r: r["nginxCheck"].update(process="Nginx Worker")),
      "lvs-lab:nginxCheck.process: must be a process name (pgrep -x): a lowercase letter, then lowercase "
      "letters, digits and '-' (got 'Nginx Worker')"),
+    (on_nginx_ha(lambda r: r["nginxCheck"].update(weight=160)),  # keepalived caps a raised priority at 254
+     "lvs-lab:nginxCheck.weight: must keep nginx2's priority 100 + weight below 254 (weight < 154): keepalived "
+     "caps a priority raised by a script at 254, so both healthy directors would be equal (got 160)"),
+    (on_nginx_ha(lambda r: r["vrrp"].update(preempt=False)),
+     "lvs-lab:nginxCheck.weight: must be 0 with vrrp.preempt false: under nopreempt a BACKUP never takes the VIP "
+     "from a MASTER whose priority dropped; with 0 a failed check puts the MASTER in FAULT and it gives the VIP up "
+     "(got -60)"),
+    (on_nginx_ha(lambda r: r["nginxCheck"].update(process="nginx-worker-proc")),
+     "lvs-lab:nginxCheck.process: must be at most 15 characters: pgrep -x matches the kernel's process name, cut "
+     "to 15 (TASK_COMM_LEN), so a longer one never matches (got 'nginx-worker-proc')"),
+    (lambda r: r.update(libvirtUri="qemu+ssh://root@hv1/system?keyfile=/k/id&known_hosts=/k/kh"),
+     "lvs-lab:libvirtUri: parameter known_hosts= is not read: libvirt's known_hosts= is spelt knownhosts= here; "
+     "lvs-lab and terraform-provider-libvirt read keyfile=, knownhosts=, socket= (its libvirt/uri/ssh.go) "
+     "(got 'qemu+ssh://root@hv1/system?keyfile=/k/id&known_hosts=/k/kh')"),
     (on_nginx_ha(lambda r: r.update(topology="nginx")),
      "lvs-lab:topology: must be one of lvs-keepalived, lvs-heartbeat, nginx-ha (got 'nginx')"),
     # topology lvs-heartbeat (seed 003): what heartbeat + ldirectord cannot do, and heartbeat's own rules
@@ -272,14 +286,19 @@ GOLDEN = [
     (on_heartbeat(lambda r: r["heartbeat"].update(deadtime=1)),
      "lvs-lab:heartbeat.deadtime: must be between 2 and 300 seconds (got 1)"),
     (on_heartbeat(lambda r: r["heartbeat"].update(keepalive=3)),
-     "lvs-lab:heartbeat.deadtime: must be at least twice heartbeat.keepalive (3 s), or one lost heartbeat declares "
-     "the peer dead (got 5)"),
+     "lvs-lab:heartbeat.deadtime: must be more than twice heartbeat.keepalive (3 s): heartbeat refuses to start "
+     "otherwise (its config.c), and one lost heartbeat would declare the peer dead (got 5)"),
+    (on_heartbeat(lambda r: r["heartbeat"].update(keepalive=1, deadtime=2)),  # config.c: deadtime <= 2 x keepalive
+     "lvs-lab:heartbeat.deadtime: must be more than twice heartbeat.keepalive (1 s): heartbeat refuses to start "
+     "otherwise (its config.c), and one lost heartbeat would declare the peer dead (got 2)"),
+    (on_heartbeat(lambda r: r.update(topology="lvs-heartbeet")),  # one message, no follow-ups about its keys
+     "lvs-lab:topology: must be one of lvs-keepalived, lvs-heartbeat, nginx-ha (got 'lvs-heartbeet')"),
     (on_heartbeat(lambda r: r["heartbeat"].update(warntime=5)),
      "lvs-lab:heartbeat.warntime: must be below heartbeat.deadtime (5 s): it warns of a late heartbeat before the "
      "peer is declared dead (got 5)"),
     (on_heartbeat(lambda r: r["heartbeat"].update(initdead=9)),
-     "lvs-lab:heartbeat.initdead: must be at least twice heartbeat.deadtime (5 s), heartbeat's rule for the first "
-     "wait at boot (got 9)"),
+     "lvs-lab:heartbeat.initdead: must be at least twice heartbeat.deadtime (5 s), ha.cf's rule for the first "
+     "wait at boot (heartbeat itself refuses less than deadtime) (got 9)"),
     (on_heartbeat(lambda r: r["heartbeat"].update(autoFailbak=True)),
      "lvs-lab:heartbeat.autoFailbak: unknown key; did you mean 'autoFailback'? expected one of autoFailback, "
      "deadtime, initdead, keepalive, udpPort, warntime (got True)"),
