@@ -9,6 +9,7 @@ the node connections hop through it (README: "Where the checks run").
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -25,6 +26,11 @@ from lvslab.verify.run import KEY_VARIABLE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+def pushed_digest(texts: list[str | None]) -> str:
+    """One digest of what the directors were sent (the steps re-run when it changes)."""
+    return hashlib.sha256("\0".join(t or "" for t in texts).encode()).hexdigest()
+
+
 def _python() -> str:
     """The project's interpreter, relative to the project when inside it (stable across venv rebuilds)."""
     rel = os.path.relpath(sys.executable, ROOT)
@@ -37,14 +43,19 @@ class Verification(pulumi.ComponentResource):
     results: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, facts: LabFacts, nodes: list[Node], private_key: pulumi.Output[str],
-                 configs: list[pulumi.Resource],
+                 configs: list[command.remote.Command],
                  opts: pulumi.ResourceOptions | None = None) -> None:
         """configs: the commands that push configuration to the nodes; the steps run after them."""
         super().__init__("lvslab:index:Verification", name, None, opts)
         cfg = facts.cfg
         spec = verify_spec(facts)
-        # Lab identity: any replaced domain (new id) re-runs every check; so does a new nonce.
-        triggers = pulumi.Output.all(*[n.domain.id for n in nodes]).apply(lambda ids: [*ids, cfg.verify.nonce])
+        # What a step's result depends on, beyond its spec (stdin): the lab's identity (a replaced domain, a new
+        # id), the nonce, and what was pushed to the directors (keepalived.conf / ldirectord.cf: the health
+        # check's path and status, the VRRP router id and password, the scheduler...), as a digest that stays a
+        # secret (the pushed files carry the VRRP password).
+        pushed = pulumi.Output.all(*[c.stdin for c in configs]).apply(pushed_digest)
+        triggers = pulumi.Output.all(*[n.domain.id for n in nodes], pushed).apply(
+            lambda ids: [*ids[:-1], cfg.verify.nonce, ids[-1]])
         previous: list[pulumi.Resource] = [*(n.ready for n in nodes), *configs]
         steps: dict[str, command.local.Command] = {}
         for step in steps_for(spec):

@@ -88,7 +88,8 @@ def image_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def run_program(raw: dict[str, Any], stack: str = "dev", mocks: Recorder | None = None) -> Recorder:
     mocks = mocks or Recorder()
     pulumi.runtime.set_mocks(mocks, project="lvs-lab", stack=stack, preview=False)
-    pulumi.runtime.set_all_config({f"lvs-lab:{k}": json.dumps(v) for k, v in raw.items()}, [])
+    secrets = ["lvs-lab:authPass"] if "authPass" in raw else []  # as `pulumi config set --secret` stores it
+    pulumi.runtime.set_all_config({f"lvs-lab:{k}": json.dumps(v) for k, v in raw.items()}, secrets)
 
     @pulumi.runtime.test
     def declare() -> None:
@@ -376,3 +377,27 @@ def test_unreadable_cpu_count_stops_the_program(dev_raw: dict[str, Any], image_d
     assert "vm.bootsAtOnce is auto but the CPU count" in str(err.value) and mocks.resources == []
     dev_raw["vm"] = {"bootsAtOnce": 2}  # a number needs no count
     assert len(run_program(dev_raw).of(DOMAIN)) == 4
+
+
+def _step_triggers(mocks: Recorder) -> dict[str, Any]:
+    return {r.name: r.inputs["triggers"] for r in mocks.of(LOCAL) if "lvslab.verify" in r.inputs.get("create", "")}
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r["healthCheck"].update(expectStatus=204),
+    lambda r: r["healthCheck"].update(type="HTTP_GET", path="/health"),
+    lambda r: r["vrrp"].update(virtualRouterId=62),
+    lambda r: r.update(authPass="n3wpass"),
+    lambda r: r["lvs"].update(lbAlgo="wlc"),
+], ids=["expectStatus", "path", "virtualRouterId", "authPass", "lbAlgo"])
+def test_a_change_the_checks_depend_on_re_runs_them(dev_raw: dict[str, Any], image_dir: Path, change: Any) -> None:
+    """Every input a step's result depends on is among its triggers (or its stdin, the spec): what the directors
+    are sent is, as a secret digest (it carries the VRRP password); an unchanged program triggers nothing."""
+    dev_raw["authPass"] = "s3cret"
+    before = _step_triggers(run_program(dev_raw))
+    assert before == _step_triggers(run_program(dev_raw))  # deterministic: a no-change up re-runs nothing
+    assert all(is_secret(t) for t in before.values())
+    change(dev_raw)
+    after = _step_triggers(run_program(dev_raw))
+    assert sorted(after) == sorted(before)
+    assert all(after[name] != before[name] for name in before), change
