@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,14 @@ from lvslab.hypervisor import parse_uri
 from lvslab.runner.artefacts import collect_artefacts
 from lvslab.runner.guard import Interrupted, SignalGuard, log, run_guarded
 from lvslab.runner.slots import SLOTS, choose_hypervisor, ephemeral_config, reserve_slot
-from lvslab.runner.stacks import leak_check, outputs_of, print_summary, resource_types, select_stack
+from lvslab.runner.stacks import (
+    leak_check,
+    outputs_of,
+    pending_creates,
+    print_summary,
+    resource_types,
+    select_stack,
+)
 from lvslab.stackfile import read_stack, write_stack
 
 DOMAIN_CREATED = re.compile(r"libvirt:index:Domain (\S+)-node-domain created")
@@ -167,13 +174,19 @@ def _teardown(run: EphemeralRun, args: argparse.Namespace, signals: SignalGuard)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda s, _f: log(f"signal {s} ignored: destroying the lab first"))
         t0 = time.monotonic()
+        pending = pending_creates(stack)
         destroyed, error = _destroy(stack, interrupted=signals.fired.is_set())
         if not destroyed:
             run.failed.append("destroy: " + error)
         run.report["phases"]["destroy"] = round(time.monotonic() - t0, 1)
-        leaks = leak_check(stack, run.name, purge_left=signals.fired.is_set())
+        record = leak_check(stack, run.name, purge_left=signals.fired.is_set(), pending=pending)
+        run.report["teardown"] = asdict(record) | {"unexplained": record.unexplained}
+        leaks = record.left
         if leaks:
             run.failed.append(f"leak check: {leaks}")
+        elif record.unexplained:
+            run.failed.append(f"leak check: pulumi destroy left {record.unexplained}, which the state held as "
+                              "created (not pending): removed by name, but destroy alone leaks them")
         if destroyed and not leaks:
             stack.workspace.remove_stack(run.name, force=True)
         else:  # keep the state: `tools/lvslab.py destroy --stack NAME --rm` can retry

@@ -110,7 +110,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         except auto.errors.CommandError as exc:
             log(f"destroy failed; the stack is kept so it can be retried: {first_error(str(exc))}")
             return 1
-    leaks = leak_check(stack, args.stack)
+    leaks = leak_check(stack, args.stack).left
     if args.rm and not leaks:
         stack.workspace.remove_stack(args.stack, force=True)
         match = re.fullmatch(r"ci(\d+)-[0-9a-f]+", args.stack)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,25 +35,61 @@ def print_summary(outputs: dict[str, Any]) -> None:
     print(f"VIP: {outputs.get('vipUrl')}  MASTER: {outputs.get('master')}  domain type: {outputs.get('domainType')}")
 
 
-def leak_check(stack: auto.Stack, stack_name: str, purge_left: bool = False) -> dict[str, list[str]]:
+@dataclass
+class Teardown:
+    """What a destroy left, shown rather than assumed: the leak check runs right after `pulumi destroy`; only
+    then, after an interrupted `up`, are leftovers purged by name and the check repeated."""
+
+    pending_creates: list[str] = field(default_factory=list)  # libvirt names of creates the state holds as pending
+    left_by_destroy: dict[str, list[str]] = field(default_factory=dict)
+    purged: dict[str, list[str]] = field(default_factory=dict)
+    left: dict[str, list[str]] = field(default_factory=dict)  # after the purge (if any): the leaks
+
+    @property
+    def unexplained(self) -> list[str]:
+        """libvirt objects destroy left though the state never held their create as pending: destroy's own
+        leak (files follow their objects and are not judged here)."""
+        objects = [name.rpartition("/")[2] for kind in ("domains", "volumes", "pools", "networks")
+                   for name in self.left_by_destroy.get(kind, [])]
+        return sorted(n for n in objects if n not in self.pending_creates)
+
+
+def pending_creates(stack: auto.Stack) -> list[str]:
+    """The libvirt names (inputs.name) of the creates Pulumi's state holds as pending: an interrupted `up`
+    whose in-flight creates may exist in libvirt without a record Pulumi's destroy would act on."""
+    deployment = stack.export_stack().deployment or {}
+    names = []
+    for op in deployment.get("pending_operations") or []:
+        resource = op.get("resource", {})
+        name = (resource.get("inputs") or {}).get("name")
+        if op.get("type") == "creating" and isinstance(name, str):
+            names.append(name)
+    return sorted(names)
+
+
+def leak_check(stack: auto.Stack, stack_name: str, purge_left: bool = False,
+               pending: list[str] | None = None) -> Teardown:
     """Everything the lab's name prefix or paths still show on the host (libvirt objects, seed ISOs, pool
-    and console files), independent of Pulumi's state. With `purge_left` (after an interrupted up, whose
-    in-flight creates the state never recorded), what is left is removed by name and checked again."""
+    and console files), independent of Pulumi's state, recorded as what destroy left. With `purge_left` (after
+    an interrupted up) that is then removed by name and checked again."""
     facts = derive(lab_config(stack, stack_name))
-    leaks = lab_leftovers(facts)
-    if leaks and purge_left:
-        log(f"pulumi destroy left {leaks} (creates in flight when the update was interrupted are not in the "
-            "state): removing them by name")
+    record = Teardown(pending_creates=sorted(pending or []))
+    record.left_by_destroy = record.left = lab_leftovers(facts)
+    if record.left and purge_left:
+        log(f"pulumi destroy left {record.left} (pending creates in the state: {record.pending_creates or 'none'}): "
+            "removing them by name")
         purge(facts)
-        leaks = lab_leftovers(facts)
-    if leaks:
-        log(f"LEAK CHECK FAILED: left behind {leaks}")
+        record.left = lab_leftovers(facts)
+        record.purged = {k: [v for v in names if v not in record.left.get(k, [])]
+                         for k, names in record.left_by_destroy.items()}
+    if record.left:
+        log(f"LEAK CHECK FAILED: left behind {record.left}")
     else:
         hv = parse_uri(facts.cfg.libvirt_uri)
         where = f" on hypervisor {hv.name}" if hv.remote else ""
         log(f"leak check: no libvirt domain, network, pool or volume with prefix {facts.prefix}- is left{where}, "
             f"and no file under {facts.pool_path} or {facts.console_dir}{where}, or {facts.seed_dir} here")
-    return leaks
+    return record
 
 
 def resource_types(stack: auto.Stack) -> list[str]:

@@ -4,6 +4,7 @@ ephemeral lab (one real server) of its own, destroyed by the runner itself."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -22,6 +23,8 @@ def test_failing_verification_destroys_and_leaves_artefacts(netns: str, tmp_path
     assert any("check split-brain.one-holder failed" in f and "['director1', 'director2']" in f
                for f in report["failed"])
     assert "destroy" in report["phases"] and not any(f.startswith("leak") for f in report["failed"])
+    # not interrupted: pulumi destroy alone removed everything (the leak check ran right after it)
+    assert report["teardown"]["left_by_destroy"] == {} and report["teardown"]["purged"] == {}, report["teardown"]
     art = tmp_path / "artefacts" / report["stack"]
     assert (art / "events.log").read_text()
     assert sorted(p.name for p in (art / "consoles").iterdir()) == ["director1.log", "director2.log", "web1.log"]
@@ -49,6 +52,8 @@ def test_sigterm_still_destroys_everything(netns: str, tmp_path: Path) -> None:
     assert "signal 15: cancelling" in output
     assert "destroy" in report["phases"] and not any(f.startswith(("leak", "destroy")) for f in report["failed"])
     assert "leak check: no libvirt domain" in output
+    teardown = report["teardown"]  # what destroy left, then what the purge removed: only pending creates
+    assert teardown["left"] == {} and teardown["unexplained"] == [], teardown
 
 
 def test_sigterm_during_creates_leaves_nothing(netns: str, tmp_path: Path) -> None:
@@ -71,3 +76,9 @@ def test_sigterm_during_creates_leaves_nothing(netns: str, tmp_path: Path) -> No
     print(output[-4000:])
     assert "destroy" in report["phases"] and not any(f.startswith(("leak", "destroy")) for f in report["failed"])
     assert "leak check: no libvirt domain" in output
+    teardown = report["teardown"]
+    print(json.dumps(teardown))
+    assert teardown["left"] == {} and teardown["unexplained"] == [], teardown
+    # whatever destroy left was purged by name, and every libvirt object of it was a pending create
+    assert {k: sorted(v) for k, v in teardown["purged"].items()} == \
+        {k: sorted(v) for k, v in teardown["left_by_destroy"].items()}, teardown

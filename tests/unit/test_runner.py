@@ -203,3 +203,29 @@ def test_typed_config_round_trips_through_the_stack_format(template: str) -> Non
     moved = slots.relocate(cfg, 9, ["rs-no-vip"], None, "hard" if cfg.preempt else None)
     assert parse_config(to_raw(moved), template) == moved and moved.faults == ("rs-no-vip",)
     assert moved.verify.ready_timeout >= slots.EPHEMERAL_READY_TIMEOUT_S
+
+
+def test_teardown_record_tells_destroys_own_leaks_from_pending_creates() -> None:
+    """Only objects whose create the state held as pending may be left to the purge; anything else destroy
+    left is its own leak (files follow their objects and are not judged)."""
+    from types import SimpleNamespace
+
+    from lvslab.runner.stacks import Teardown, pending_creates
+
+    deployment = {"pending_operations": [
+        {"type": "creating", "resource": {"inputs": {"name": "lvs-lab-ci1-abc-web1"}}},
+        {"type": "creating", "resource": {"inputs": {"name": "lvs-lab-ci1-abc-web1.qcow2"}}},
+        {"type": "deleting", "resource": {"inputs": {"name": "lvs-lab-ci1-abc-old"}}},
+        {"type": "creating", "resource": {"inputs": {}}},
+    ]}
+    stack = SimpleNamespace(export_stack=lambda: SimpleNamespace(deployment=deployment))
+    pending = pending_creates(stack)  # type: ignore[arg-type]
+    assert pending == ["lvs-lab-ci1-abc-web1", "lvs-lab-ci1-abc-web1.qcow2"]
+    record = Teardown(pending_creates=pending, left_by_destroy={
+        "domains": ["lvs-lab-ci1-abc-web1"], "volumes": ["lvs-lab-ci1-abc/lvs-lab-ci1-abc-web1.qcow2"],
+        "files": ["/var/lib/lvs-lab/console/web1.log"]})
+    assert record.unexplained == []
+    record.left_by_destroy["domains"].append("lvs-lab-ci1-abc-director1")  # created, recorded, not destroyed
+    assert record.unexplained == ["lvs-lab-ci1-abc-director1"]
+    empty = SimpleNamespace(export_stack=lambda: SimpleNamespace(deployment={}))
+    assert pending_creates(empty) == []  # type: ignore[arg-type]
