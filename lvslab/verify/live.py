@@ -124,7 +124,7 @@ def split_brain(ctx: StepContext, holding: list[str]) -> str:
 
 def wait_all_in_ipvs(ctx: StepContext, timeout: float, assertion: str = "round-robin.all-in-table") -> str:
     spec = ctx.spec
-    master = spec.master
+    master = ctx.active_director()
     wanted = {rs.address for rs in spec.real_servers if rs.weight > 0}
     deadline = ctx.monotonic() + timeout
     text = ""
@@ -134,7 +134,7 @@ def wait_all_in_ipvs(ctx: StepContext, timeout: float, assertion: str = "round-r
         if wanted <= present:
             return text
         ctx.sleep(1)
-    raise CheckFailed(assertion, f"every real server in the IPVS table of {master.name} within {timeout:g} s",
+    raise CheckFailed(assertion, f"every real server in the IPVS table of {ctx.named(master)} within {timeout:g} s",
                       text.strip() or "empty table")
 
 

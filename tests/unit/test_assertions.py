@@ -203,3 +203,27 @@ def test_hey_parser_never_raises_on_garbage() -> None:
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300)))
         figures = parse_hey(text)
         assert figures.requests == sum(figures.statuses.values()) + figures.errors >= 0
+
+
+@pytest.mark.parametrize("held,active,label", [
+    ({"director1": True, "director2": False}, "director1", "director1"),
+    ({"director1": False, "director2": True}, "director2",
+     "director2 (holds the VIP; the configured MASTER is director1)"),  # nopreempt: the BACKUP kept it
+    ({"director1": True, "director2": True}, "director1", "director1"),  # split brain: the VIP checks say so
+])
+def test_checks_read_the_director_that_holds_the_vip(dev_raw: dict, held: dict, active: str, label: str) -> None:
+    from lvslab.config import parse_config
+    from lvslab.model import derive, verify_spec
+    from lvslab.verify.context import StepContext
+
+    asked = []
+
+    class Lab(StepContext):
+        def vip_holders(self, only: list[str] | None = None) -> dict[str, bool]:
+            asked.append(1)
+            return held
+
+    ctx = Lab(verify_spec(derive(parse_config(dev_raw, "dev"))), None)  # type: ignore[arg-type]
+    assert ctx.active_director().name == active and ctx.named(ctx.active_director()) == label
+    ctx.active_director()
+    assert len(asked) == 1  # asked once per step

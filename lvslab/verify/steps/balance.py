@@ -30,7 +30,7 @@ from lvslab.verify.probe import (
 def check_round_robin(ctx: StepContext) -> dict[str, Any]:
     """Fresh connections to the VIP; counts per real server follow the scheduler; ipvsadm agrees."""
     spec = ctx.spec
-    master = spec.master
+    master = ctx.active_director()
     wait_all_in_ipvs(ctx, timeout=spec.health_check.delay_loop * 3 + 60)
     # Zero the counters and list the connection entries still held (FIN_WAIT/TIME_WAIT for minutes):
     # requests must come from client ports without an entry, or IPVS reuses it instead of scheduling.
@@ -58,12 +58,13 @@ def check_round_robin(ctx: StepContext) -> dict[str, Any]:
     ipvs_counts = {by_addr.get(a, a): v["conns"] for a, v in stats.items()}
     if any(ipvs_counts.get(name, 0) != c for name, c in counts.items()) or sum(ipvs_counts.values()) != total:
         raise CheckFailed("round-robin.ipvs-counts",
-                          f"ipvsadm --stats connection counts on {master.name} equal to the client's {dict(counts)}",
+                          f"ipvsadm --stats connection counts on {ctx.named(master)} equal to the client's "
+                          f"{dict(counts)}",
                           f"{ipvs_counts}\n{stats_text}")
     problem = evaluate_reply_path(stats, spec.lb_kind)
     if problem:
         raise CheckFailed("round-robin.reply-path", problem, f"on {master.name}: {stats_text}")
-    result = {"passed": True, "requests": total, "counts": dict(counts), "sequence": sequence,
+    result = {"passed": True, "requests": total, "counts": dict(counts), "sequence": sequence, "ipvs_on": master.name,
               "ipvs_conns": ipvs_counts, "ipvsadm_stats": stats_text}
     active = [rs.name for rs in spec.real_servers if rs.weight > 0]
     if spec.scheduler.least_connection and not spec.persistence and len(active) > 1:
@@ -100,7 +101,7 @@ def _least_connection(ctx: StepContext, total: int, active: list[str]) -> dict[s
     """lc/wlc: open 3 idle connections per server (spread by the scheduler), close all but those that landed
     on one server, then `total` fresh connections must all go to the others."""
     spec = ctx.spec
-    master, client = spec.master, spec.client_address
+    master, client = ctx.active_director(), spec.client_address
     by_addr = {rs.address: rs.name for rs in spec.real_servers}
     ports = fresh_source_ports(ctx.ssh(master.address, "ipvsadm -Lnc").stdout, client, 3 * len(active))
     held: list[tuple[int, socket.socket]] = []
@@ -162,7 +163,7 @@ def check_persistence(ctx: StepContext) -> dict[str, Any]:
     bounds.persistence_expiry_bound of that listing, and the client is scheduled anew: with rr it moves to
     the next server."""
     spec = ctx.spec
-    master = spec.master
+    master = ctx.active_director()
     client = spec.client_address
     by_addr = {rs.address: rs.name for rs in spec.real_servers}
     requests = 2 * len(spec.real_servers) + 2
@@ -229,7 +230,7 @@ def check_persistence(ctx: StepContext) -> dict[str, Any]:
 def _client_entries(ctx: StepContext) -> tuple[list[IpvsConnection], list[IpvsConnection]]:
     """(the client's persistence templates, its connections) for the VIP in the MASTER's `ipvsadm -Lnc`."""
     spec = ctx.spec
-    entries = [e for e in parse_ipvsadm_connections(ctx.ssh(spec.master.address, "ipvsadm -Lnc").stdout)
+    entries = [e for e in parse_ipvsadm_connections(ctx.ssh(ctx.active_director().address, "ipvsadm -Lnc").stdout)
                if e.client == spec.client_address and e.virtual == f"{spec.vip}:{spec.port}"]
     return [e for e in entries if e.is_template], [e for e in entries if not e.is_template]
 

@@ -52,7 +52,7 @@ def check_health(ctx: StepContext) -> dict[str, Any]:
     not counted)."""
     spec = ctx.spec
     victim = next((rs for rs in reversed(spec.real_servers) if rs.weight > 0), spec.real_servers[-1])
-    master = spec.master
+    master = ctx.active_director()
     remove_window, add_window = spec.health_check.window()
     remove_bound, add_bound = health_windows(spec.health_check)
     what, break_cmd, repair_cmd = health_fault(spec, victim)
@@ -73,7 +73,7 @@ def check_health(ctx: StepContext) -> dict[str, Any]:
                                    act_stop, remove_bound + 30)
         if removed is None:
             raise CheckFailed("health-check.removed", f"{victim.name} ({what}) out of the IPVS table of "
-                              f"{master.name} within {remove_bound:g} s ({spec.health_check.type})",
+                              f"{ctx.named(master)} within {remove_bound:g} s ({spec.health_check.type})",
                               f"still in the table: {' '.join(table.split())[-300:]}")
         result["removed_after_s"] = round(removed, 1)
         result["stop_command_s"] = round(stop_s, 1)
@@ -87,8 +87,8 @@ def check_health(ctx: StepContext) -> dict[str, Any]:
                                 table_watch_script(victim.address, spec.port, True, add_bound),
                                 act_start, add_bound + 30)
         if back is None:
-            raise CheckFailed("health-check.readded", f"{victim.name} back in the IPVS table of {master.name} within "
-                              f"{add_bound:g} s", f"table: {' '.join(table.split())[-300:]}")
+            raise CheckFailed("health-check.readded", f"{victim.name} back in the IPVS table of {ctx.named(master)} "
+                              f"within {add_bound:g} s", f"table: {' '.join(table.split())[-300:]}")
         result["readded_after_s"] = round(back, 1)
         result["start_command_s"] = round(start_s, 1)
         answered = any(http_get(spec.vip, spec.port, timeout=2).server == victim.name
@@ -109,6 +109,7 @@ def check_sorry_server(ctx: StepContext) -> dict[str, Any]:
     timed from the moment the last stop (the start) command returned, polling the VIP every 0.2 s."""
     spec = ctx.spec
     servers = [rs for rs in spec.real_servers if rs.weight > 0]
+    holder = ctx.active_director()
     remove_window, add_window = spec.health_check.window()
     remove_bound, add_bound = health_windows(spec.health_check)
     result: dict[str, Any] = {"remove_window_s": remove_window, "add_window_s": add_window,
@@ -130,13 +131,13 @@ def check_sorry_server(ctx: StepContext) -> dict[str, Any]:
         parallel(lambda rs: ctx.ssh(rs.address, "systemctl stop nginx"), servers)
         after, answer, polls = first_answer(lambda s: s.startswith(SORRY_PREFIX), remove_bound)
         if after is None:
-            table = ipvs_list(ctx, spec.master)
-            raise CheckFailed("sorry-server.answers", f"the sorry page ({SORRY_PREFIX}{spec.master.name}) through the "
+            table = ipvs_list(ctx, holder)
+            raise CheckFailed("sorry-server.answers", f"the sorry page ({SORRY_PREFIX}{holder.name}) through the "
                               f"VIP within {remove_bound:g} s of nginx stopping on every real server",
                               f"no sorry answer in {polls} polls; table: {' '.join(table.split())[-300:]}")
         result.update(sorry_after_s=after, sorry_answered_by=answer)
-        if answer != SORRY_PREFIX + spec.master.name:
-            raise CheckFailed("sorry-server.of-holder", f"the sorry page of {spec.master.name}, which holds the VIP",
+        if answer != SORRY_PREFIX + holder.name:
+            raise CheckFailed("sorry-server.of-holder", f"the sorry page of {ctx.named(holder)}, which holds the VIP",
                               f"answered by {answer}")
         back = servers[0]
         ctx.ssh(back.address, "systemctl start nginx")
