@@ -77,6 +77,10 @@ def weights(spec: VerifySpec) -> dict[str, int]:
 # MASTER: VIP + ldirectord; the BACKUP: none), "foreign" = only its peer's, "all" = both, "none" = none at all,
 # "transition" = being moved.
 HEARTBEAT_SETTLED = "cl_status rscstatus"
+# heartbeat's and its resource scripts' latest log lines (syslog tags), for a failure message.
+HEARTBEAT_LINES = 6
+HEARTBEAT_DOING = (f"journalctl -t heartbeat -t ResourceManager -t IPaddr2 -t ldirectord --no-pager -o short-monotonic "
+                   f"-n {HEARTBEAT_LINES} | grep -v ': debug: ' | cut -c1-200")
 
 
 # What cl_status rscstatus says on each director once heartbeat has settled.
@@ -101,9 +105,14 @@ def heartbeat_settled(ctx: StepContext, wanted: dict[str, tuple[str, ...]],
         if all(states[role] in ok for role, ok in wanted.items()):
             return round(ctx.monotonic() - t0, 1)
         ctx.sleep(1)
+    # What heartbeat was doing: the last lines of its log (and its resource scripts') on each director asked.
+    doing = {role: " | ".join(ctx.ssh(nodes[role].address, HEARTBEAT_DOING).stdout.split("\n")[-HEARTBEAT_LINES:])
+             for role in wanted}
     raise CheckFailed(assertion, "heartbeat settled (cl_status rscstatus): " + ", ".join(
-        f"{nodes[role].name} {'/'.join(ok)}" for role, ok in wanted.items()),
-        ", ".join(f"{nodes[role].name} {state}" for role, state in states.items()))
+        f"{nodes[role].name} {'/'.join(ok)}" for role, ok in wanted.items()) +
+        f" within {deadline - t0:g} s (initdead + failoverBound + 20 s)",
+        ", ".join(f"{nodes[role].name} {state}" for role, state in states.items()) + "; its log: " +
+        "; ".join(f"{nodes[role].name}: {text}" for role, text in doing.items()))
 
 
 def split_brain(ctx: StepContext, holding: list[str]) -> str:

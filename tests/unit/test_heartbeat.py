@@ -38,7 +38,7 @@ def test_stack_parses_with_heartbeat_timing_and_bound() -> None:
     hb = cfg.heartbeat
     assert (hb.keepalive, hb.deadtime, hb.warntime, hb.initdead, hb.auto_failback) == (1, 5, 3, 20, True)
     # deadtime, then heartbeat's takeover (IPaddr2 + ldirectord's start)
-    assert cfg.failover_bound_seconds() == 5 + 9.0
+    assert cfg.failover_bound_seconds() == 5 + 12.0
     spec = verify_spec(derive(cfg))
     assert spec.topology == "lvs-heartbeat" and spec.preempt and spec.heartbeat_initdead == 20
     assert spec.health_check.page_file == "/var/www/html/health.html" and spec.health_check.receive == "ok"
@@ -230,3 +230,30 @@ def test_ldirectord_push_script_for_real(ldirectord: Path, tmp_path: Path) -> No
     broken = push(changed.replace("checktype=negotiate", "checktype=sometimes"))
     assert broken.returncode == 1 and "ldirectord refused the new configuration" in broken.stderr, broken.stderr
     assert conf.read_text() == changed and not (tmp_path / "ldirectord.cf.new").exists()
+
+
+def test_unsettled_heartbeat_says_what_it_was_doing() -> None:
+    """heartbeat stuck in "transition": the failure names each director's state and its latest log lines."""
+    from lvslab.model import derive, verify_spec
+    from lvslab.verify.context import StepContext
+    from lvslab.verify.failure import CheckFailed
+    from lvslab.verify.live import HEARTBEAT_DOING, HEARTBEAT_SETTLED, ON_MASTER, heartbeat_settled
+    from tests.conftest import stack_config
+
+    spec = verify_spec(derive(parse_config(stack_config("heartbeat"), "heartbeat")))
+    clock = [0.0]
+
+    def ssh(key: object, address: str, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        out = {HEARTBEAT_SETTLED: "transition\n",
+               HEARTBEAT_DOING: "[ 1.0] ResourceManager: info: Running /etc/ha.d/resource.d/ldirectord start\n"
+                                "[ 9.0] heartbeat: WARN: Gmain_timeout_dispatch: Dispatch function took too long"}
+        return subprocess.CompletedProcess([], 0, out[script], "")
+
+    ctx = StepContext(spec, None, run_ssh=ssh, monotonic=lambda: clock[0],  # type: ignore[arg-type]
+                      sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+    with pytest.raises(CheckFailed) as failed:
+        heartbeat_settled(ctx, ON_MASTER, "failover.settled")
+    message = str(failed.value)
+    assert failed.value.assertion == "failover.settled"
+    assert "observed director1 transition, director2 transition; its log: director1: " in message
+    assert message.count("ldirectord start") == 2 and "took too long" in message
