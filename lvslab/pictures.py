@@ -23,11 +23,22 @@ def topology_dot(report: dict[str, Any]) -> str:
     nodes = lab["nodes"]
     return _TEMPLATES.get_template("topology.dot.j2").render(
         stack=report["stack"], topology=lab.get("topology", "lvs-keepalived"), lb_kind=lab.get("lbKind"),
-        vip=lab["vipUrl"].split("//", 1)[1].split(":")[0], master=master, nodes=nodes,
+        vip=lab["vipUrl"].split("//", 1)[1].split(":")[0], master=master, holder=observed_holder(report),
+        nodes=nodes,
         directors=[n["name"] for n in nodes if n["role"] == "director"], bridge=network["bridge"],
         subnet=network["subnet"], client_subnet=network.get("clientSubnet"),
         client=network.get("clientAddress") or network["hostAddress"],
     )
+
+
+def observed_holder(report: dict[str, Any]) -> str:
+    """The director the checks saw holding the VIP last (restore, else lvs-state), not the configured MASTER."""
+    verification = report.get("verification") or {}
+    for step in ("restore", "lvs-state", "vip-state"):
+        holder = (verification.get(step) or {}).get("vip_holder")
+        if holder:
+            return str(holder)
+    return "? (not observed: the verification did not get that far)"
 
 
 def write_topology(report: dict[str, Any], path: Path) -> Path:
@@ -63,8 +74,8 @@ def write_failover_timeline(report: dict[str, Any], path: Path) -> Path | None:
     bottom.scatter(t, [holders.index(str(e[3])) if e[3] else -1 for e in timeline], s=10, color="#1565c0")
     bottom.set_yticks(range(len(holders)), holders)
     bottom.set_ylabel("VIP at MAC of")
-    bottom.set_xlabel("seconds from the MASTER being stopped")
-    bound = failover.get("vrrp_bound_s")
+    bottom.set_xlabel(f"seconds from {report['lab']['master']} (holding the VIP: asserted first) being stopped")
+    bound = failover.get("gap_bound_s") or failover.get("vrrp_bound_s")
     for ax in (top, bottom):
         ax.axvline(0, color="#555555", linestyle="--", linewidth=1)
         if bound:
@@ -72,7 +83,7 @@ def write_failover_timeline(report: dict[str, Any], path: Path) -> Path | None:
         ax.grid(axis="x", alpha=0.3)
     if bound:
         top.set_xlim(right=max(max(t), bound) + 0.6)
-        top.text(bound, 0.5, f" VRRP bound {bound:.2f} s", color="#ef6c00", va="center", fontsize=9,
+        top.text(bound, 0.5, f" gap bound {bound:.2f} s", color="#ef6c00", va="center", fontsize=9,
                  transform=top.get_xaxis_transform())
     title = (f"lvs-lab {report['stack']}: failover ({failover.get('mode')}), service gap "
              f"{failover.get('service_gap_s')} s, {failover.get('failed_requests')} failed polls")
