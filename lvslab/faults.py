@@ -70,6 +70,7 @@ class Fault:
 ARP_SYSCTLS = " ".join(f"net.ipv4.conf.{i}.arp_ignore=0 net.ipv4.conf.{i}.arp_announce=0"
                        for i in ("all", "default", "lo", "eth0"))
 
+UNMASK_NGINX = "systemctl unmask nginx && systemctl start nginx"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 KEEPALIVED_RESTORE = f"mv {KEEPALIVED_CONF}.lvslab-fault {KEEPALIVED_CONF} && systemctl reload keepalived"
 LDIRECTORD_CF = "/etc/ha.d/ldirectord.cf"
@@ -199,6 +200,20 @@ RUNTIME_FAULTS = {
         Fault("backup-sorry-only", "backup", "sed -i.lvslab-fault 's|^\\( *path \\).*$|\\1/lvslab-no-such-page|; "
               "s|^\\( *connect_port \\).*$|\\11|' " f"{KEEPALIVED_CONF} && systemctl reload keepalived",
               KEEPALIVED_RESTORE, ("failover",), "failover.vip-moved"),
+        # nginx masked on every real server (the running ones keep running): the health-check step's `systemctl
+        # start nginx` on its victim fails, so the server never returns to the table.
+        Fault("nginx-wont-start", "real_servers", "systemctl mask nginx", UNMASK_NGINX, ("health-check",),
+              "health-check.readded"),
+        # The same during the sorry-server step: the real server it starts again never answers.
+        Fault("nginx-wont-start-sorry", "real_servers", "systemctl mask nginx", UNMASK_NGINX, ("sorry-server",),
+              "sorry-server.normal-again"),
+        # nginx stopped on one real server when the checks end: the lab is not back in its initial state.
+        Fault("nginx-down-at-restore", "one_real_server", "systemctl stop nginx", "systemctl start nginx",
+              ("restore",), "restore.all-in-table"),
+        # Source hashing instead of rr on both directors, persistence kept: after its template expired the client
+        # hashes to the same server again, every time.
+        Fault("scheduler-sh", "directors", "ipvsadm -E -t {vip}:{port} -s sh -p {persistence}",
+              "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence}", ("persistence",), "persistence.moves"),
         # LVS-NAT: a real server's default route no longer via the gateway VIP.
         Fault("rs-no-gateway", "one_real_server", "ip route del default", "systemctl restart lvslab-vip.service",
               ("lvs-state",), "real-server-config.nat"),

@@ -56,6 +56,7 @@ FAULTS = [
     ("a", "check-tcp-only", "health-check.removed"),  # HTTP_GET notices a 503 on an open port, TCP_CHECK does not
     ("a", "backup-sorry-only", "failover.vip-moved"),  # the BACKUP's sorry page is not a failover
     ("a", "nopreempt-on", "failback.returns"),
+    ("a", "nginx-wont-start-sorry", "sorry-server.normal-again"),
     ("b", "sync-daemon-off", "connection-sync.stream-kept"),
     ("b", "scheduler-rr", "round-robin.split"),  # wrr 3:2:1 becomes 20/20/20
     ("b", "backup-answers-arp", "vip-arp.master-only"),
@@ -63,6 +64,8 @@ FAULTS = [
     ("b", "cloud-init-error", "readiness.cloud-init"),
     ("b", "master-down-before-failover", "failover.master-held"),
     ("b", "master-down-at-restore", "restore.master-only"),
+    ("b", "nginx-wont-start", "health-check.readded"),
+    ("b", "nginx-down-at-restore", "restore.all-in-table"),
 ]
 
 
