@@ -23,6 +23,9 @@ NAME_RE = re.compile(r"[a-z](?:[a-z0-9-]{0,29}[a-z0-9])?")
 BRIDGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 # libvirt URIs of the QEMU driver: qemu:///system, qemu+ssh://user@host/system, qemu+tcp://host/session?...
 URI_RE = re.compile(r"qemu(\+[a-z]+)?://[^/\s]*/(system|session)(\?\S*)?")
+# What keepalived.conf and heartbeat's authkeys keep whole: printable ASCII without blanks, quotes, the comment
+# starts '#' and '!', and the block braces.
+AUTH_PASS_RE = re.compile(r"[A-Za-z0-9$%&()*+,\-./:;<=>?@\[\]^_`|~]+")
 # The query parameters of a qemu+ssh URI that both terraform-provider-libvirt (libvirt/uri/ssh.go: keyfile,
 # knownhosts, socket) and lvs-lab's own SSH (lvslab.hypervisor) read; anything else would be dropped silently.
 URI_PARAMETERS = ("keyfile", "knownhosts", "socket")
@@ -183,6 +186,12 @@ def check_auth_pass(r: Reader, auth_pass: str | None, is_secret: bool, vrrp_vers
     """keepalived's PASS authentication (VRRP 2) uses at most 8 characters; the value is reported by length.
     With heartbeat it becomes the sha1 key of /etc/ha.d/authkeys (any length), a secret all the same."""
     if auth_pass is None:
+        return
+    if not AUTH_PASS_RE.fullmatch(auth_pass):
+        # keepalived's config reader ends a word at blanks and starts a comment at '#' or '!' (its parser.c), and
+        # heartbeat's authkeys is "1 sha1 KEY": the daemon would use less of the password than was set.
+        r.fail("authPass", "must be printable ASCII without blanks, quotes, braces, '#' or '!': keepalived.conf "
+               "(and heartbeat's authkeys) would cut it there", f"<secret of {len(auth_pass)} characters>")
         return
     if heartbeat_ha or vrrp_version != 2:
         if not is_secret and heartbeat_ha:

@@ -141,3 +141,13 @@ def test_a_long_value_is_quoted_shortened() -> None:
     (line,) = err.value.problems
     assert line.startswith("lvs-lab:vip: must be an IPv4 address (got 'aaa") and line.endswith("... (5002 characters))")
     assert len(line) < 300
+
+
+@pytest.mark.parametrize("password", ["pass wd", "pa#ss", "pa!ss", 'pa"ss', "pa{ss", "pässwd"])
+def test_auth_pass_the_daemons_would_cut_is_refused(password: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(load_config("dev"), "dev", auth_pass=password, auth_pass_is_secret=True)
+    assert err.value.problems == [
+        "lvs-lab:authPass: must be printable ASCII without blanks, quotes, braces, '#' or '!': keepalived.conf (and "
+        f"heartbeat's authkeys) would cut it there (got '<secret of {len(password)} characters>')"]
+    assert password not in str(err.value)
