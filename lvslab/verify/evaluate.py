@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from lvslab.lab.scheduler import EQUAL, SCHEDULERS, WEIGHTED
@@ -129,14 +130,16 @@ def poll_timeline(events: list[Any], since: float, holder_of_mac: dict[str, str]
     return [[round(ev.t - since, 2), ev.ok, ev.server, holder_of_mac.get(ev.mac or "", ev.mac)] for ev in events]
 
 
-def outage(events: list[Any], since: float) -> tuple[float, int]:
-    """(seconds from the first failed poll to the next success, failed polls) after `since`."""
+def outage(events: list[Any], since: float,
+           served: Callable[[Any], bool] = lambda ev: ev.ok) -> tuple[float, int]:
+    """(seconds from the first poll not served to the next served one, polls not served) after `since`.
+    `served`: what counts as service (the failover steps: a real server's answer, not a sorry page)."""
     first_fail = None
     failed = 0
     for ev in events:
         if ev.t < since:
             continue
-        if not ev.ok:
+        if not served(ev):
             failed += 1
             if first_fail is None:
                 first_fail = ev.t

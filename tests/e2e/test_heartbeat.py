@@ -31,7 +31,7 @@ def test_heartbeat_lab(lab: dict[str, Any]) -> None:
     assert sorry["sorry_answered_by"] == "sorry-director1" and sorry["normal_answered_by"] == "web1"
     fo, fb = verification["failover"], verification["failback"]
     assert fo["mode"] == "clean" and fo["holders"] == {"director1": False, "director2": True}
-    assert fo["vrrp_bound_s"] == 5 + 12.0 and fb["preempt"]
+    assert fo["vrrp_bound_s"] == 5 + 25.0 and fb["preempt"]
     freeze = verification["freeze"]
     assert freeze["failover"]["mode"] == "hard" and freeze["failover"]["holders"] == {"director2": True}
     # a frozen director is declared dead after deadtime (5 s): the gap cannot be shorter than that

@@ -227,3 +227,17 @@ def test_checks_read_the_director_that_holds_the_vip(dev_raw: dict, held: dict, 
     assert ctx.active_director().name == active and ctx.named(ctx.active_director()) == label
     ctx.active_director()
     assert len(asked) == 1  # asked once per step
+
+
+def test_a_sorry_page_is_no_service_in_a_failover() -> None:
+    """heartbeat after a takeover: the VIP answers with the director's fallback page until ldirectord has put
+    the real servers in: that is part of the outage, not service."""
+    from lvslab.verify.evaluate import outage
+    from lvslab.verify.probe import PollEvent
+    from lvslab.verify.steps.failover import served
+
+    events = [PollEvent(0.0, True, "web1", "m1"), PollEvent(1.0, False, None, "m1"),
+              PollEvent(2.0, True, "sorry-director2", "m2"), PollEvent(3.0, True, "sorry-director2", "m2"),
+              PollEvent(9.5, True, "web2", "m2")]
+    assert outage(events, 0.5) == (1.0, 1)  # any 200 counted: the gap looks like 1 s
+    assert outage(events, 0.5, served) == (8.5, 3)  # a real server only at 9.5 s

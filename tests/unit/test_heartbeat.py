@@ -38,7 +38,7 @@ def test_stack_parses_with_heartbeat_timing_and_bound() -> None:
     hb = cfg.heartbeat
     assert (hb.keepalive, hb.deadtime, hb.warntime, hb.initdead, hb.auto_failback) == (1, 5, 3, 20, True)
     # deadtime, then heartbeat's takeover (IPaddr2 + ldirectord's start)
-    assert cfg.failover_bound_seconds() == 5 + 12.0
+    assert cfg.failover_bound_seconds() == 5 + 25.0
     spec = verify_spec(derive(cfg))
     assert spec.topology == "lvs-heartbeat" and spec.preempt and spec.heartbeat_initdead == 20
     assert spec.health_check.page_file == "/var/www/html/health.html" and spec.health_check.receive == "ok"

@@ -27,6 +27,7 @@ from lvslab.verify.probe import (
     VRRP_GROUP,
     Download,
     Poller,
+    PollEvent,
     multicast_vrrp_dropped,
     neighbour_mac,
 )
@@ -111,6 +112,12 @@ def check_connection_sync(ctx: StepContext) -> dict[str, Any]:
 def is_sorry(server: str | None) -> bool:
     """A sorry page (a director's own nginx), not a real server's answer."""
     return bool(server and server.startswith(SORRY_PREFIX))
+
+
+def served(ev: PollEvent) -> bool:
+    """A poll the service answered: a real server, not a director's sorry page (heartbeat's fallback answers
+    the VIP while ldirectord is still starting after a takeover: the users get no service yet)."""
+    return ev.ok and not is_sorry(ev.server)
 
 
 def _taken_away(spec: VerifySpec) -> str:
@@ -225,7 +232,7 @@ def failover(ctx: StepContext, mode: str) -> dict[str, Any]:
         moved = poller.wait_for(lambda ev: ev.ok and ev.mac == backup.mac and not is_sorry(ev.server), t_stop,
                                 gap_bound + 15)
         ctx.sleep(1)
-        gap, failed = outage(poller.events, t_stop)
+        gap, failed = outage(poller.events, t_stop, served)
         if moved is None:
             # NAT: the VIP may have moved while the replies still go to a gateway nobody holds: say so.
             gateway_with_vip(ctx, backup.name, "failover.gateway", None if mode == "clean" else [backup.name])
@@ -366,7 +373,7 @@ def failback(ctx: StepContext, mode: str) -> dict[str, Any]:
             back = poller.wait_for(lambda ev: ev.ok and ev.mac == master.mac and not is_sorry(ev.server), t0,
                                    limit + (t_started - t0))
             ctx.sleep(1)
-            gap, failed = outage(poller.events, t0)
+            gap, failed = outage(poller.events, t0, served)
             holders = _holders_settle(ctx, {master.name: True, backup.name: False}) if back else {}
             if back is None or holders != {master.name: True, backup.name: False} or back.t - t_started > limit:
                 raise CheckFailed("failback.returns", f"VIP back on {master.name} only (preempt), answering within "
@@ -384,7 +391,7 @@ def failback(ctx: StepContext, mode: str) -> dict[str, Any]:
         else:
             # nopreempt / auto_failback off: long enough for the returning MASTER to have taken the VIP if it would
             ctx.sleep(limit)
-            gap, failed = outage(poller.events, t0)
+            gap, failed = outage(poller.events, t0, served)
             holders = ctx.vip_holders()
             if holders != {master.name: False, backup.name: True}:
                 raise CheckFailed("failback.stays", f"VIP stays on {backup.name} (nopreempt) for {limit:g} s",
