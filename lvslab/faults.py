@@ -57,7 +57,7 @@ class Fault:
     name: str
     targets: str  # "real_servers", "one_real_server", "directors", "master" or "backup"
     inject: str   # shell run as root on each target
-    repair: str   # shell run as root on each target; {vip} {port} {algo} {persistence} {timeouts} are the lab's
+    repair: str   # shell run as root on each target; {vip} {port} {algo} {persistence} {timeouts} {gateway}: the lab's
     steps: tuple[str, ...]  # the verification steps to run, in order
     assertion: str  # the assertion id (lvslab.verify.assertions) that must fail; {kind}: lvs.lbKind, lower case
     settle: bool = False  # wait the VRRP failover bound after injecting (the BACKUP must react first)
@@ -215,7 +215,7 @@ RUNTIME_FAULTS = {
         Fault("scheduler-sh", "directors", "ipvsadm -E -t {vip}:{port} -s sh -p {persistence}",
               "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence}", ("persistence",), "persistence.moves"),
         # LVS-NAT: a real server's default route no longer via the gateway VIP.
-        Fault("rs-no-gateway", "one_real_server", "ip route del default", "systemctl restart lvslab-vip.service",
-              ("lvs-state",), "real-server-config.nat"),
+        Fault("rs-no-gateway", "one_real_server", "ip route del default",
+              "ip route replace default via {gateway} dev eth0", ("lvs-state",), "real-server-config.nat"),
     )
 }

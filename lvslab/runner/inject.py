@@ -50,7 +50,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
                 if out.returncode != 0:
                     raise RuntimeError(f"{script!r} on {node.name}: {out.stderr.strip()}")
         lab = {"vip": spec.vip, "port": spec.port, "algo": spec.lb_algo, "persistence": spec.persistence,
-               "persistence_long": 6 * spec.persistence, "timeouts": " ".join(map(str, spec.lvs_timeouts))}
+               "persistence_long": 6 * spec.persistence, "timeouts": " ".join(map(str, spec.lvs_timeouts)),
+               "gateway": spec.gateway_vip}
         on_all(fault.inject.format(**lab))
         if fault.settle:
             time.sleep(spec.failover_bound_s + 2)

@@ -25,7 +25,7 @@ CHECKS_OF_STEPS = {
     "vrrp-unicast": {"vrrp-unicast"}, "vip-state": {"vip-state", "split-brain", "vip-arp"},
 }
 LAB = {"vip": "10.0.0.100", "port": 80, "algo": "rr", "persistence": 10, "persistence_long": 60,
-       "timeouts": "900 120 300"}
+       "timeouts": "900 120 300", "gateway": "10.201.0.254"}
 
 
 def sed_on_rendered(inject: str, original: str, tmp_path: Path) -> tuple[Path, list[str]]:
