@@ -20,7 +20,9 @@ RESULT_LINE = "fault-result: "  # the last line of `fault`: its result as one li
 
 def cmd_fault(args: argparse.Namespace) -> int:
     """Break a running lab one way, show the named check fails, repair it, show the check passes again."""
+    from lvslab.verify.context import StepContext
     from lvslab.verify.failure import CheckFailed
+    from lvslab.verify.live import lab_settled
     from lvslab.verify.probe import SshKey, ssh
     from lvslab.verify.run import run as run_step
 
@@ -66,8 +68,9 @@ def cmd_fault(args: argparse.Namespace) -> int:
             result.update(failed_assertion=getattr(exc, "assertion", exc.check), message=str(exc))
         finally:
             on_all(fault.repair.format(**lab))
-        time.sleep(spec.failover_bound_s + 2)  # VRRP election / health checks settle
         try:
+            # VRRP election, heartbeat, health checks: waited for, not slept (lvslab.verify.live.lab_settled)
+            result["settled_after_repair_s"] = lab_settled(StepContext(spec, key))
             result["after_repair"] = run_steps()
         except CheckFailed as exc:
             result["after_repair"] = f"still failing: {exc}"

@@ -150,3 +150,21 @@ def wait_all_in_ipvs(ctx: StepContext, timeout: float, assertion: str = "round-r
 def ha_daemon(spec: VerifySpec) -> str:
     """The unit that moves the VIP: heartbeat with topology lvs-heartbeat (seed 003), keepalived otherwise."""
     return spec.topo.ha_daemon
+
+
+def lab_settled(ctx: StepContext) -> float:
+    """After a fault's repair, instead of a fixed wait: heartbeat settled (lvs-heartbeat), the VIP on one director
+    (the MASTER when it preempts), every real server back in that director's table. Seconds it took."""
+    spec = ctx.spec
+    t0 = ctx.monotonic()
+    if spec.topo.heartbeat:
+        heartbeat_settled(ctx, ON_MASTER, "vip-state.settled")
+    wanted = [[spec.master.name]] if spec.preempt else [[d.name] for d in spec.directors]
+    deadline = t0 + spec.failover_bound_s + 20
+    holding = sorted(n for n, h in ctx.vip_holders().items() if h)
+    while holding not in wanted and ctx.monotonic() < deadline:
+        ctx.sleep(0.5)
+        holding = sorted(n for n, h in ctx.vip_holders().items() if h)
+    if spec.real_servers:
+        wait_all_in_ipvs(ctx, timeout=spec.health_check.delay_loop * 3 + 60, assertion="restore.all-in-table")
+    return round(ctx.monotonic() - t0, 1)

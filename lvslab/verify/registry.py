@@ -14,7 +14,6 @@ from lvslab.verify.probe import (
 )
 from lvslab.verify.steps.balance import check_persistence, check_round_robin
 from lvslab.verify.steps.failover import (
-    check_connection_sync,
     check_failback,
     check_failover,
     check_freeze,
@@ -23,6 +22,7 @@ from lvslab.verify.steps.failover import (
 )
 from lvslab.verify.steps.health import check_health, check_sorry_server
 from lvslab.verify.steps.state import check_lvs_state, check_readiness, check_vip_state
+from lvslab.verify.steps.sync import check_connection_sync
 
 STEPS: dict[str, Callable[[StepContext], dict[str, Any]]] = {
     "readiness": check_readiness,
