@@ -71,6 +71,10 @@ ARP_SYSCTLS = " ".join(f"net.ipv4.conf.{i}.arp_ignore=0 net.ipv4.conf.{i}.arp_an
                        for i in ("all", "default", "lo", "eth0"))
 
 UNMASK_NGINX = "systemctl unmask nginx && systemctl start nginx"
+# Wait (at most 60 s) until the director's IPVS table holds no real server (DR Route, NAT Masq, TUN Tunnel): only
+# the sorry server (Local) is left once its health checks have failed.
+NO_REAL_SERVER_LEFT = "timeout 60 sh -c 'while ipvsadm -Ln | grep -qE \"Route|Masq|Tunnel\"; do sleep 1; done'"
+REAL_SERVER_BACK = "timeout 60 sh -c 'until ipvsadm -Ln | grep -qE \"Route|Masq|Tunnel\"; do sleep 1; done'"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 KEEPALIVED_RESTORE = f"mv {KEEPALIVED_CONF}.lvslab-fault {KEEPALIVED_CONF} && systemctl reload keepalived"
 LDIRECTORD_CF = "/etc/ha.d/ldirectord.cf"
@@ -184,7 +188,7 @@ RUNTIME_FAULTS = {
               "readiness.cloud-init"),
         # keepalived stopped on the MASTER before a failover: the VIP is already on the BACKUP.
         Fault("master-down-before-failover", "master", "systemctl stop keepalived", "systemctl start keepalived",
-              ("failover",), "failover.master-held", settle=True),
+              ("failover", "failback"), "failover.master-held", settle=True),
         # The same at the end of the checks: the lab is not back in its initial state.
         Fault("master-down-at-restore", "master", "systemctl stop keepalived", "systemctl start keepalived",
               ("restore",), "restore.master-only", settle=True),
@@ -198,8 +202,9 @@ RUNTIME_FAULTS = {
         # keepalived reloaded: its table holds only the sorry server, so after a failover the VIP answers with
         # the BACKUP's sorry page, not a real server.
         Fault("backup-sorry-only", "backup", "sed -i.lvslab-fault 's|^\\( *path \\).*$|\\1/lvslab-no-such-page|; "
-              "s|^\\( *connect_port \\).*$|\\11|' " f"{KEEPALIVED_CONF} && systemctl reload keepalived",
-              KEEPALIVED_RESTORE, ("failover",), "failover.vip-moved"),
+              "s|^\\( *connect_port \\).*$|\\11|' " f"{KEEPALIVED_CONF} && systemctl reload keepalived && "
+              f"{NO_REAL_SERVER_LEFT}", f"{KEEPALIVED_RESTORE} && {REAL_SERVER_BACK}", ("failover", "failback"),
+              "failover.vip-moved"),
         # nginx masked on every real server (the running ones keep running): the health-check step's `systemctl
         # start nginx` on its victim fails, so the server never returns to the table.
         Fault("nginx-wont-start", "real_servers", "systemctl mask nginx", UNMASK_NGINX, ("health-check",),

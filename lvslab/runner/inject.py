@@ -15,11 +15,26 @@ from lvslab.model import derive, verify_spec
 from lvslab.runner.guard import log
 from lvslab.runner.stacks import lab_config, private_key_of, select_stack
 
+
+class FaultError(RuntimeError):
+    """A fault's inject or repair command failed on a node: said in one line, no traceback."""
+
+
 RESULT_LINE = "fault-result: "  # the last line of `fault`: its result as one line of JSON, for tests and CI
 
 
 def cmd_fault(args: argparse.Namespace) -> int:
-    """Break a running lab one way, show the named check fails, repair it, show the check passes again."""
+    """Break a running lab one way, show the named check fails, repair it, show the check passes again. A
+    command that fails on a node ends it with one line saying which (and a fault-result line), not a traceback."""
+    try:
+        return _inject_check_repair(args)
+    except FaultError as exc:
+        log(f"fault {args.fault}: {exc}")
+        print(f"{RESULT_LINE}{json.dumps({'fault': args.fault, 'error': str(exc)})}", flush=True)
+        return 1
+
+
+def _inject_check_repair(args: argparse.Namespace) -> int:
     from lvslab.verify.context import StepContext
     from lvslab.verify.failure import CheckFailed
     from lvslab.verify.live import lab_settled
@@ -50,7 +65,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
                     log(f"{script!r} on {node.name}: no answer within 60 s; retrying. Node says:\n{status}")
                     out = ssh(key, node.address, script, timeout=180)
                 if out.returncode != 0:
-                    raise RuntimeError(f"{script!r} on {node.name}: {out.stderr.strip()}")
+                    raise FaultError(f"{script!r} on {node.name} failed: {out.stderr.strip()[-500:]}")
         lab = {"vip": spec.vip, "port": spec.port, "algo": spec.lb_algo, "persistence": spec.persistence,
                "persistence_long": 6 * spec.persistence, "timeouts": " ".join(map(str, spec.lvs_timeouts)),
                "gateway": spec.gateway_vip}

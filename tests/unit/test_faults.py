@@ -223,3 +223,12 @@ def test_backup_sorry_only_fault_moves_every_real_server_to_a_closed_port(dev_ra
         assert [f"{line[0]} {line[1:].strip()}" for line in changed] == wanted, changed
         proc = config_test(conf)
         assert proc.returncode == 0 and not proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("name", sorted(RUNTIME_FAULTS))
+def test_a_fault_run_leaves_the_lab_as_it_found_it(name: str) -> None:
+    """A failover that passes leaves the MASTER stopped (or frozen) until the failback step: every fault that
+    runs failover runs failback right after it, so its after-repair run puts the lab back for the next fault."""
+    steps = RUNTIME_FAULTS[name].steps
+    if "failover" in steps:
+        assert steps[steps.index("failover") + 1:steps.index("failover") + 2] == ("failback",), steps

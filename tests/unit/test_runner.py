@@ -229,3 +229,23 @@ def test_teardown_record_tells_destroys_own_leaks_from_pending_creates() -> None
     assert record.unexplained == ["lvs-lab-ci1-abc-director1"]
     empty = SimpleNamespace(export_stack=lambda: SimpleNamespace(deployment={}))
     assert pending_creates(empty) == []  # type: ignore[arg-type]
+
+
+def test_a_failed_inject_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import json
+
+    from lvslab.runner import inject
+
+    def fails(args: argparse.Namespace) -> int:
+        raise inject.FaultError("'systemctl reload keepalived' on director1 failed: keepalived.service is not active")
+
+    monkeypatch.setattr(inject, "_inject_check_repair", fails)
+    assert inject.cmd_fault(argparse.Namespace(fault="nopreempt-on")) == 1
+    out = capsys.readouterr().out
+    line = next(li for li in out.splitlines() if li.startswith(inject.RESULT_LINE))
+    assert json.loads(line[len(inject.RESULT_LINE):]) == {
+        "fault": "nopreempt-on", "error": "'systemctl reload keepalived' on director1 failed: keepalived.service is "
+                                          "not active"}
+    assert "Traceback" not in out

@@ -174,6 +174,11 @@ def check_persistence(ctx: StepContext) -> dict[str, Any]:
         answers = [http_get(spec.vip, spec.port, timeout=3, source_port=p) for p in ports]
         return [a.server if a.ok and a.server else f"ERROR({a.error})" for a in answers]
 
+    # A template the client still has (from round-robin's requests, or made before the virtual server's timeout
+    # changed) keeps its own timeout and is re-armed to it: wait it out, so the one measured is made now.
+    old, old_controlled = _client_entries(ctx)
+    waited = _last_seen(ctx, ctx.monotonic(), persistence_expiry_bound(
+        old[0].expire_s, [c.expire_s for c in old_controlled])) if old else 0.0
     first = burst()
     t_last = ctx.monotonic()
     if len(set(first)) != 1 or first[0].startswith("ERROR"):
@@ -224,6 +229,7 @@ def check_persistence(ctx: StepContext) -> dict[str, Any]:
     return {"passed": True, "requests": requests, "first_server": first[0], "template_expire_s": timer,
             "template_age_s": age, "connections_expire_s": sorted(c.expire_s for c in controlled),
             "template_last_seen_s": seen, "bound_s": bound, "second_server": servers[-1], "moved": moved,
+            "old_template_waited_s": waited,
             "schedulings": len(servers) - 1}
 
 

@@ -280,7 +280,10 @@ def failback(ctx: StepContext, mode: str) -> dict[str, Any]:
     master, backup = spec.master, spec.backup
     poller = Poller(spec.vip, spec.port).start()
     limit = failback_bound(spec, mode)
-    gap_bound = failover_gap_bound(spec, mode)
+    # After a heartbeat freeze this host keeps the BACKUP's MAC for the VIP until its ARP entry expires, while the
+    # BACKUP (restarting its heartbeat) stops serving: the outage may last that long too.
+    stale_arp = NEIGHBOUR_EXPIRY_S if mode == "hard" and spec.topo.heartbeat else 0
+    gap_bound = failover_gap_bound(spec, mode) + stale_arp
     client = ThirdPartyClient(spec.vip, spec.port, limit + CLIENT_RUN_S)
     try:
         ctx.sleep(1)
