@@ -76,7 +76,11 @@ def weights(spec: VerifySpec) -> dict[str, int]:
 # heartbeat's view of a node's resources (cl_status rscstatus): "local" = the ones haresources gives it (the
 # MASTER: VIP + ldirectord; the BACKUP: none), "foreign" = only its peer's, "all" = both, "none" = none at all,
 # "transition" = being moved.
-HEARTBEAT_SETTLED = "cl_status rscstatus"
+HEARTBEAT_SETTLED = ("cl_status rscstatus 2>/dev/null || "
+                     "echo \"not running (unit $(systemctl is-active heartbeat))\"")
+# A heartbeat whose unit is stopped (inactive, failed) does not come back by itself: waiting for it ends after
+# this long (a starting one answers `cl_status` a few seconds after its unit became active).
+HEARTBEAT_STOPPED_GRACE_S = 5
 # heartbeat's and its resource scripts' latest log lines (syslog tags), for a failure message.
 HEARTBEAT_LINES = 6
 HEARTBEAT_DOING = (f"journalctl -t heartbeat -t ResourceManager -t IPaddr2 -t ldirectord --no-pager -o short-monotonic "
@@ -99,11 +103,18 @@ def heartbeat_settled(ctx: StepContext, wanted: dict[str, tuple[str, ...]],
     deadline = t0 + spec.heartbeat_initdead + spec.failover_bound_s + 20
     nodes = {"master": spec.master, "backup": spec.backup}
     states: dict[str, str] = {}
+    stopped_since: float | None = None
     while ctx.monotonic() < deadline:
         states = {role: ctx.ssh(nodes[role].address, HEARTBEAT_SETTLED).stdout.strip() or "not running"
                   for role in wanted}
         if all(states[role] in ok for role, ok in wanted.items()):
             return round(ctx.monotonic() - t0, 1)
+        if any(s.endswith(("(unit inactive)", "(unit failed)")) for s in states.values()):
+            stopped_since = ctx.monotonic() if stopped_since is None else stopped_since
+            if ctx.monotonic() - stopped_since >= HEARTBEAT_STOPPED_GRACE_S:
+                break
+        else:
+            stopped_since = None
         ctx.sleep(1)
     # What heartbeat was doing: the last lines of its log (and its resource scripts') on each director asked.
     doing = {role: " | ".join(ctx.ssh(nodes[role].address, HEARTBEAT_DOING).stdout.split("\n")[-HEARTBEAT_LINES:])

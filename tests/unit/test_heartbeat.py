@@ -257,3 +257,28 @@ def test_unsettled_heartbeat_says_what_it_was_doing() -> None:
     assert failed.value.assertion == "failover.settled"
     assert "observed director1 transition, director2 transition; its log: director1: " in message
     assert message.count("ldirectord start") == 2 and "took too long" in message
+
+
+def test_a_stopped_heartbeat_is_not_waited_for() -> None:
+    """heartbeat's unit stopped on the BACKUP (fault heartbeat-down-backup): no waiting out initdead + bound +
+    20 s for a daemon that will not come back; the failure after the grace names it."""
+    from lvslab.model import derive, verify_spec
+    from lvslab.verify.context import StepContext
+    from lvslab.verify.failure import CheckFailed
+    from lvslab.verify.live import HEARTBEAT_SETTLED, HEARTBEAT_STOPPED_GRACE_S, ON_MASTER, heartbeat_settled
+    from tests.conftest import stack_config
+
+    spec = verify_spec(derive(parse_config(stack_config("heartbeat"), "heartbeat")))
+    clock = [0.0]
+
+    def ssh(key: object, address: str, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        backup = address == spec.backup.address
+        out = ("not running (unit inactive)" if backup else "local") if script == HEARTBEAT_SETTLED else "log"
+        return subprocess.CompletedProcess([], 0, out, "")
+
+    ctx = StepContext(spec, None, run_ssh=ssh, monotonic=lambda: clock[0],  # type: ignore[arg-type]
+                      sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+    with pytest.raises(CheckFailed) as failed:
+        heartbeat_settled(ctx, ON_MASTER, "failover.settled")
+    assert clock[0] <= HEARTBEAT_STOPPED_GRACE_S + 1 < spec.heartbeat_initdead + spec.failover_bound_s
+    assert "director2 not running (unit inactive)" in str(failed.value)
