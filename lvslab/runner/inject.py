@@ -69,7 +69,15 @@ def _inject_check_repair(args: argparse.Namespace) -> int:
         lab = {"vip": spec.vip, "port": spec.port, "algo": spec.lb_algo, "persistence": spec.persistence,
                "persistence_long": 6 * spec.persistence, "timeouts": " ".join(map(str, spec.lvs_timeouts)),
                "gateway": spec.gateway_vip}
-        on_all(fault.inject.format(**lab))
+        try:
+            on_all(fault.inject.format(**lab))
+        except FaultError:
+            # Half-injected: put back what can be put back before saying so (the next fault starts from it).
+            try:
+                on_all(fault.repair.format(**lab))
+            except FaultError as exc:
+                log(f"repair after the failed inject failed too: {exc}")
+            raise
         if fault.settle:
             time.sleep(spec.failover_bound_s + 2)
 

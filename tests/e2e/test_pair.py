@@ -54,8 +54,6 @@ FAULTS = [
     ("a", "sorry-server-down", "sorry-server.answers"),
     ("a", "keepalived-kill9-master", "split-brain.one-holder"),
     ("a", "check-tcp-only", "health-check.removed"),  # HTTP_GET notices a 503 on an open port, TCP_CHECK does not
-    ("a", "backup-sorry-only", "failover.vip-moved"),  # the BACKUP's sorry page is not a failover
-    ("a", "nopreempt-on", "failback.returns"),
     ("a", "nginx-wont-start-sorry", "sorry-server.normal-again"),
     ("b", "sync-daemon-off", "connection-sync.stream-kept"),
     ("b", "scheduler-rr", "round-robin.split"),  # wrr 3:2:1 becomes 20/20/20
