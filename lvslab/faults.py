@@ -60,12 +60,20 @@ class Fault:
     repair: str   # shell run as root on each target; {vip} {port} {algo} {persistence} {timeouts} {gateway}: the lab's
     steps: tuple[str, ...]  # the verification steps to run, in order
     assertion: str  # the assertion id (lvslab.verify.assertions) that must fail; {kind}: lvs.lbKind, lower case
-    settle: bool = False  # wait the VRRP failover bound after injecting (the BACKUP must react first)
+    settle: str = ""  # what to wait for after injecting, before the steps run: a key of SETTLES
 
     def expected(self, lb_kind: str) -> str:
         """The assertion this fault must make fail on a lab forwarding by `lb_kind`."""
         return self.assertion.format(kind=lb_kind.lower())
 
+
+# What a fault waits for between its inject and its steps: the daemon that must react to it first.
+SETTLES = {
+    "": "nothing: the steps see the fault at once",
+    "vrrp": "the VRRP failover bound (the BACKUP takes the VIP from a MASTER that stopped or was killed)",
+    "health-check": "the health checker taking each target real server out of the VIP holder's IPVS table "
+                    "(within its removal window)",
+}
 
 ARP_SYSCTLS = " ".join(f"net.ipv4.conf.{i}.arp_ignore=0 net.ipv4.conf.{i}.arp_announce=0"
                        for i in ("all", "default", "lo", "eth0"))
@@ -100,7 +108,7 @@ RUNTIME_FAULTS = {
         # (keepalived's children get SIGTERM when the parent dies), which is not the failure shown here.
         Fault("keepalived-kill9-master", "master", "pids=$(pidof keepalived); kill -STOP $pids; kill -9 $pids",
               f"{DROP_VIP} 2>/dev/null; systemctl restart keepalived", ("lvs-state",),
-              "split-brain.one-holder", settle=True),
+              "split-brain.one-holder", settle="vrrp"),
         # Persistence off on both directors (ipvsadm -E without -p): the client spreads over the servers.
         Fault("persistence-off", "directors", "ipvsadm -E -t {vip}:{port} -s {algo}",
               "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence}", ("persistence",), "persistence.one-server"),
@@ -188,10 +196,10 @@ RUNTIME_FAULTS = {
               "readiness.cloud-init"),
         # keepalived stopped on the MASTER before a failover: the VIP is already on the BACKUP.
         Fault("master-down-before-failover", "master", "systemctl stop keepalived", "systemctl start keepalived",
-              ("failover", "failback"), "failover.master-held", settle=True),
+              ("failover", "failback"), "failover.master-held", settle="vrrp"),
         # The same at the end of the checks: the lab is not back in its initial state.
         Fault("master-down-at-restore", "master", "systemctl stop keepalived", "systemctl start keepalived",
-              ("restore",), "restore.master-only", settle=True),
+              ("restore",), "restore.master-only", settle="vrrp"),
         # Both directors start as BACKUP with nopreempt (keepalived reloaded): the MASTER does not take the VIP
         # back when it returns.
         Fault("nopreempt-on", "directors", "sed -i.lvslab-fault 's/^\\( *\\)state MASTER$/\\1state BACKUP/; "
@@ -214,7 +222,7 @@ RUNTIME_FAULTS = {
               "sorry-server.normal-again"),
         # nginx stopped on one real server when the checks end: the lab is not back in its initial state.
         Fault("nginx-down-at-restore", "one_real_server", "systemctl stop nginx", "systemctl start nginx",
-              ("restore",), "restore.all-in-table"),
+              ("restore",), "restore.all-in-table", settle="health-check"),
         # Source hashing instead of rr on both directors, persistence kept: after its template expired the client
         # hashes to the same server again, every time.
         Fault("scheduler-sh", "directors", "ipvsadm -E -t {vip}:{port} -s sh -p {persistence}",

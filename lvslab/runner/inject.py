@@ -7,6 +7,7 @@ import argparse
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
 from lvslab.faults import RUNTIME_FAULTS
@@ -32,6 +33,37 @@ def cmd_fault(args: argparse.Namespace) -> int:
         log(f"fault {args.fault}: {exc}")
         print(f"{RESULT_LINE}{json.dumps({'fault': args.fault, 'error': str(exc)})}", flush=True)
         return 1
+
+
+def _wait_vrrp(ctx: Any, targets: Any) -> None:
+    time.sleep(ctx.spec.failover_bound_s + 2)
+
+
+def _wait_health_check(ctx: Any, targets: Any) -> None:
+    """Until no target is in the VIP holder's table with a weight above 0 (seen in CI without it: nginx stopped on
+    a real server, the restore step ran before keepalived's health check had noticed, and passed)."""
+    from lvslab.verify.bounds import health_windows
+    from lvslab.verify.ipvsadm import parse_ipvsadm_list
+    from lvslab.verify.live import ipvs_list
+
+    limit = health_windows(ctx.spec.health_check)[0] + 10  # the removal bound, plus SSH round trips
+    deadline = time.monotonic() + limit
+    wanted = {node.address for node in targets}
+    while time.monotonic() < deadline:
+        table = parse_ipvsadm_list(ipvs_list(ctx, ctx.active_director()))
+        if not any(table.get(a, {}).get("weight", 0) > 0 for a in wanted):
+            return
+        time.sleep(1)
+    raise FaultError(f"the health checker kept {', '.join(n.name for n in targets)} in the IPVS table "
+                     f"for {limit:g} s after the inject: the fault cannot be shown")
+
+
+# lvslab.faults.SETTLES: how the runner waits for each (a test keeps the two tables' keys equal).
+SETTLE_WAITS: dict[str, Callable[[Any, Any], None]] = {
+    "": lambda ctx, targets: None,
+    "vrrp": _wait_vrrp,
+    "health-check": _wait_health_check,
+}
 
 
 def _inject_check_repair(args: argparse.Namespace) -> int:
@@ -78,18 +110,19 @@ def _inject_check_repair(args: argparse.Namespace) -> int:
             except FaultError as exc:
                 log(f"repair after the failed inject failed too: {exc}")
             raise
-        if fault.settle:
-            time.sleep(spec.failover_bound_s + 2)
 
         def run_steps() -> bool:
             return all(run_step(step, spec, key_text)["passed"] for step in fault.steps)
 
+        t0 = time.monotonic()
         try:
+            SETTLE_WAITS[fault.settle](StepContext(spec, key), targets)  # a settle that fails still repairs
             run_steps()
             result["failed_assertion"] = None
         except CheckFailed as exc:
             result.update(failed_assertion=getattr(exc, "assertion", exc.check), message=str(exc))
         finally:
+            result["until_caught_s"] = round(time.monotonic() - t0, 1)  # settle + steps: what CI pays per fault
             on_all(fault.repair.format(**lab))
         try:
             # VRRP election, heartbeat, health checks: waited for, not slept (lvslab.verify.live.lab_settled)
@@ -97,6 +130,7 @@ def _inject_check_repair(args: argparse.Namespace) -> int:
             result["after_repair"] = run_steps()
         except CheckFailed as exc:
             result["after_repair"] = f"still failing: {exc}"
+        result["seconds"] = round(time.monotonic() - t0, 1)
     print(json.dumps(result, indent=2))
     print(f"{RESULT_LINE}{json.dumps(result)}", flush=True)
     ok = result["failed_assertion"] == expected and result["after_repair"] is True

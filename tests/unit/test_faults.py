@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from lvslab.faults import RUNTIME_FAULTS
+from lvslab.faults import RUNTIME_FAULTS, SETTLES
+from lvslab.runner.inject import SETTLE_WAITS
 from lvslab.verify.assertions import ASSERTIONS
 from lvslab.verify.registry import STEPS
 
@@ -232,3 +233,37 @@ def test_a_fault_run_leaves_the_lab_as_it_found_it(name: str) -> None:
     steps = RUNTIME_FAULTS[name].steps
     if "failover" in steps:
         assert steps[steps.index("failover") + 1:steps.index("failover") + 2] == ("failback",), steps
+
+
+def test_every_fault_settles_on_something_the_runner_waits_for() -> None:
+    """A settle the runner does not know would be skipped silently: the steps would race the daemon."""
+    assert {fault.settle for fault in RUNTIME_FAULTS.values()} <= set(SETTLES) == set(SETTLE_WAITS)
+    # a real server stopped for the restore step: keepalived must have removed it first
+    assert RUNTIME_FAULTS["nginx-down-at-restore"].settle == "health-check"
+
+
+def _table(weight: int) -> str:
+    return ("TCP  10.0.0.100:80 rr\n"
+            f"  -> 10.0.0.21:80                 Route   {weight}      0          0\n"
+            "  -> 10.0.0.22:80                 Route   1      0          0\n")
+
+
+def test_health_check_settle_waits_for_the_removal_and_gives_up_at_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from lvslab.runner import inject
+
+    clock = [0.0]
+    monkeypatch.setattr(inject.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(inject.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    spec = types.SimpleNamespace(health_check=types.SimpleNamespace(window=lambda: (7.0, 4.0)))
+    target = types.SimpleNamespace(name="web1", address="10.0.0.21")
+    tables = iter([_table(1), _table(1), _table(0)])
+    ctx = types.SimpleNamespace(spec=spec, active_director=lambda: types.SimpleNamespace(address="d", name="d1"),
+                                ssh=lambda address, cmd: types.SimpleNamespace(returncode=0, stdout=next(tables)))
+    SETTLE_WAITS["health-check"](ctx, [target])
+    assert clock[0] == 2  # two polls saw it in the table, the third at weight 0
+    clock[0] = 0.0
+    ctx.ssh = lambda address, cmd: types.SimpleNamespace(returncode=0, stdout=_table(1))
+    with pytest.raises(inject.FaultError, match="kept web1 in the IPVS table for 19 s"):
+        SETTLE_WAITS["health-check"](ctx, [target])
