@@ -58,7 +58,7 @@ class Verification(pulumi.ComponentResource):
             lambda ids: [*ids[:-1], cfg.verify.nonce, ids[-1]])
         previous: list[pulumi.Resource] = [*(n.ready for n in nodes), *configs]
         steps: dict[str, command.local.Command] = {}
-        for step in steps_for(spec):
+        for step in steps_for(spec, cfg.verify.skip):
             steps[step] = command.local.Command(
                 f"{name}-{step}", create=f"{_python()} -m lvslab.verify {step}", dir=ROOT, stdin=spec.to_json(),
                 environment={KEY_VARIABLE: private_key}, triggers=triggers, logging=command.local.Logging.STDERR,
@@ -66,7 +66,7 @@ class Verification(pulumi.ComponentResource):
             previous = [steps[step]]
         self.results = pulumi.Output.all(*[c.stdout for c in steps.values()]).apply(
             lambda outs: {step: json.loads(out) for step, out in zip(steps, outs, strict=True)})
-        self.results.apply(lambda r: pulumi.log.info(summary(r), self) if r else None)
+        self.results.apply(lambda r: pulumi.log.info(summary(r, cfg.verify.skip), self) if r else None)
         remove, add = spec.health_check.window()
         self.register_outputs({"results": self.results, "failoverBoundSeconds": spec.failover_bound_s,
                                "healthCheckWindowSeconds": {"remove": remove, "add": add}})

@@ -12,8 +12,8 @@ from lvslab.verify.registry import STEPS
 _OMITTED = ("passed", "sequence", "ipvsadm_stats", "nodes", "timeline")
 
 
-def summary(results: dict[str, dict[str, Any]]) -> str:
-    """One line per step, in run order (stack outputs come back key-sorted)."""
+def summary(results: dict[str, dict[str, Any]], skipped: tuple[str, ...] = ()) -> str:
+    """One line per step, in run order (stack outputs come back key-sorted); the steps verify.skip left out."""
     lines = ["lvs-lab verification:"]
     ordered = [s for s in STEPS if s in results] + [s for s in results if s not in STEPS]
     for step in ordered:
@@ -22,6 +22,7 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
         if "nodes" in r:
             detail["boot_to_ready_s"] = {n: v.get("boot_to_ready_s") for n, v in r["nodes"].items()}
         lines.append(f"  {'PASS' if r.get('passed') else 'FAIL'} {step:<13} {json.dumps(detail)}")
+    lines += [f"  SKIP {step:<13} (verify.skip)" for step in skipped]
     return "\n".join(lines)
 
 

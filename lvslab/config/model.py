@@ -137,6 +137,7 @@ class Verify:
     failover_mode: str = default("verify.failoverMode")
     ready_timeout: int = default("verify.readyTimeout")
     nonce: str = default("verify.nonce")
+    skip: tuple[str, ...] = ()  # verify.skip
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from lvslab.config.rules import (
     heartbeat_timing,
     nginx_check,
 )
-from lvslab.config.schema import KEYS, children
+from lvslab.config.schema import KEYS, SKIPPABLE_STEPS, children
 from lvslab.faults import CLOUD_INIT_FAULTS
 from lvslab.lab.topology import TOPOLOGIES
 
@@ -142,7 +142,7 @@ def parse_config(raw: dict[str, Any], stack: str, auth_pass: str | None = None,
     check_auth_pass(r, auth_pass, auth_pass_is_secret, vrrp.version, topo.heartbeat)
     image, package_source = check_image(r, raw)
     vm = _vm(r, raw)
-    verify = _verify(r, raw, preempt)
+    verify = _verify(r, raw, preempt, topo.steps)
     faults = _faults(r, raw)
     nginx = nginx_check(r, section(r, raw.get("nginxCheck", {}), "nginxCheck"))
     if not topo.uses_ipvs and nginx.weight and len(directors) == 2 and complete:
@@ -292,12 +292,20 @@ def _vm(r: Reader, raw: dict[str, Any]) -> Vm:
               tb_cache_mib=read(r, vmr, "vm.tbCacheMib") or 0, boots_at_once=read(r, vmr, "vm.bootsAtOnce"))
 
 
-def _verify(r: Reader, raw: dict[str, Any], preempt: bool) -> Verify:
+def _verify(r: Reader, raw: dict[str, Any], preempt: bool, steps: tuple[str, ...]) -> Verify:
     ve = section(r, raw.get("verify", {}), "verify")
+    skip = _choice_list(r, ve.get("skip", []), "verify.skip", "step", SKIPPABLE_STEPS)
+    for i, step in enumerate(skip):
+        if step in SKIPPABLE_STEPS and step not in steps:
+            r.fail(f"verify.skip[{i}]", f"not a step of this topology; its steps: {', '.join(steps[1:])}", step)
+    if "failover" in skip and "failback" not in skip:
+        r.fail("verify.skip", "failover skipped but not failback: failback starts from the VIP failover moved "
+               "(skip both)", skip)
     verify = Verify(enabled=read(r, ve, "verify.enabled"),
                     requests_per_server=read(r, ve, "verify.requestsPerServer") or 0,
                     failover_mode=read(r, ve, "verify.failoverMode"),
-                    ready_timeout=read(r, ve, "verify.readyTimeout") or 0, nonce=str(ve.get("nonce", "")))
+                    ready_timeout=read(r, ve, "verify.readyTimeout") or 0, nonce=str(ve.get("nonce", "")),
+                    skip=tuple(s for s in skip if isinstance(s, str)))
     if not preempt and verify.failover_mode == "hard":
         r.fail("verify.failoverMode", "hard cannot show nopreempt (vrrp.preempt false): a frozen MASTER resumes "
                "as MASTER and takes the VIP back by priority; use clean (keepalived stopped and started)",
@@ -306,11 +314,15 @@ def _verify(r: Reader, raw: dict[str, Any], preempt: bool) -> Verify:
 
 
 def _faults(r: Reader, raw: dict[str, Any]) -> list[str]:
-    faults = raw.get("faults", [])
-    if not isinstance(faults, list):
-        r.fail("faults", "must be a list", faults)
+    return _choice_list(r, raw.get("faults", []), "faults", "fault", tuple(CLOUD_INIT_FAULTS))
+
+
+def _choice_list(r: Reader, value: Any, key: str, noun: str, choices: tuple[str, ...]) -> list[str]:
+    """A list whose items are names from a table (faults, steps): one message per unknown item."""
+    if not isinstance(value, list):
+        r.fail(key, "must be a list", value)
         return []
-    for i, f in enumerate(faults):
-        if f not in CLOUD_INIT_FAULTS:
-            r.fail(f"faults[{i}]", f"unknown fault; expected one of {', '.join(CLOUD_INIT_FAULTS)}", f)
-    return faults
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or item not in choices:
+            r.fail(f"{key}[{i}]", f"unknown {noun}; expected one of {', '.join(choices)}", item)
+    return value

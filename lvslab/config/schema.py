@@ -12,6 +12,9 @@ from lvslab.faults import CLOUD_INIT_FAULTS
 from lvslab.lab.scheduler import DEFAULT_SCHEDULER, SCHEDULERS
 from lvslab.lab.topology import DEFAULT_TOPOLOGY, TOPOLOGIES
 
+# Every topology's steps but readiness (the gate the others start from), in the order they run.
+SKIPPABLE_STEPS = tuple(dict.fromkeys(s for t in TOPOLOGIES.values() for s in t.steps if s != "readiness"))
+
 REQUIRED = object()  # no default: the stack must set it
 DERIVED = object()  # no fixed default: the parser derives it from other keys (its description says how)
 # keepalived's limits: persistence_timeout at most 31 days; VRRPv2 advert_int fits one byte of seconds.
@@ -174,6 +177,8 @@ SCHEMA: tuple[Key, ...] = (
         choices=("clean", "hard")),
     Key("verify.readyTimeout", "integer", "how long a node may take to boot", 900, 30, 7200, S),
     Key("verify.nonce", "string", "any string; a new one re-runs the verification", ""),
+    Key("verify.skip", "list", "steps left out while iterating (not readiness; failback only with failover; the "
+        "report lists them)", (), choices=SKIPPABLE_STEPS),
     Key("faults", "list", "test-only faults rendered into the first boot (lvslab/faults.py)", (),
         choices=tuple(CLOUD_INIT_FAULTS)),
     Key("nginxCheck", "object", "keepalived's vrrp_script that checks nginx on each node", only="nginx-ha"),

@@ -104,8 +104,9 @@ class LabMissing(Exception):
     """What `verify`/`status` need is not there; the message says what to do."""
 
 
-def running_lab(name: str) -> tuple[auto.Stack, Any, str]:
-    """The stack (never created here), its verification spec and SSH key, and the host services it needs
+def running_lab(name: str) -> tuple[LabConfig, Any, str]:
+    """The stack's config (the stack is never created here), its verification spec and SSH key, and the host
+    services it needs
     (libvirt reachable, the lab's bridge in this network namespace); LabMissing says which is missing."""
     try:
         stack = auto.select_stack(stack_name=name, work_dir=str(ROOT))
@@ -116,7 +117,8 @@ def running_lab(name: str) -> tuple[auto.Stack, Any, str]:
     key = private_key_of(stack)
     if not key:
         raise LabMissing(f"stack {name!r} has no lab up (no sshPrivateKey output): `make up STACK={name}`")
-    spec = verify_spec(derive(lab_config(stack, name)))
+    cfg = lab_config(stack, name)
+    spec = verify_spec(derive(cfg))
     hv = parse_uri(spec.uri)
     probe = subprocess.run(hv.command(["virsh", "-c", hv.local_uri, "uri"]), capture_output=True, text=True)
     if probe.returncode != 0:
@@ -126,7 +128,7 @@ def running_lab(name: str) -> tuple[auto.Stack, Any, str]:
     if not hv.remote and not Path("/sys/class/net", spec.bridge).exists():
         raise LabMissing(f"the lab's bridge {spec.bridge} is not in this network namespace: run inside the lab's "
                          f"namespace (`make verify STACK={name}` / `make status STACK={name}` do)")
-    return stack, spec, key
+    return cfg, spec, key
 
 
 def private_key_of(stack: auto.Stack) -> str | None:

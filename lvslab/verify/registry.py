@@ -52,9 +52,10 @@ OPTIONAL_STEPS: dict[str, Callable[[VerifySpec], bool]] = {
 
 
 
-def steps_for(spec: VerifySpec) -> list[str]:
-    """The steps this lab runs, in order."""
-    return [s for s in TOPOLOGIES[spec.topology].steps if s not in OPTIONAL_STEPS or OPTIONAL_STEPS[s](spec)]
+def steps_for(spec: VerifySpec, skip: tuple[str, ...] = ()) -> list[str]:
+    """The steps this lab runs, in order; `skip`: the stack's verify.skip."""
+    return [s for s in TOPOLOGIES[spec.topology].steps
+            if (s not in OPTIONAL_STEPS or OPTIONAL_STEPS[s](spec)) and s not in skip]
 
 
 def run_step(name: str, spec: VerifySpec, private_key: str) -> dict[str, Any]:

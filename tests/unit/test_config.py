@@ -407,3 +407,4 @@ def test_boots_at_once_values(dev_raw: dict[str, Any], value: Any, parsed: str |
     if value is not None:
         dev_raw["vm"] = {"bootsAtOnce": value}
     assert parse_config(dev_raw, "dev", auth_pass="secret9").vm.boots_at_once == parsed
+

@@ -166,6 +166,11 @@ def test_verification_steps_are_commands_in_order(dev_raw: dict[str, Any], image
                   if "lvslab.verify" in r.inputs.get("create", "")]
     assert with_sorry == ["readiness", "lvs-state", "round-robin", "health-check", "sorry-server", "failover",
                           "failback", "restore"]
+    # verify.skip leaves steps out; the chain stays in order without them.
+    dev_raw["verify"] = {"skip": ["failover", "failback", "health-check"]}
+    skipped = [r for r in run_program(dev_raw).of(LOCAL) if "lvslab.verify" in r.inputs.get("create", "")]
+    assert [r.inputs["create"].split()[-1] for r in skipped] == ["readiness", "lvs-state", "round-robin",
+                                                                 "sorry-server", "restore"]
     ready = [r for r in mocks.of(REMOTE) if not r.name.endswith("-keepalived-conf")]
     hosts = set()
     for r in ready:

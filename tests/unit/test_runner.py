@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import re
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -117,8 +118,9 @@ def test_verify_exit_status_is_the_result(monkeypatch: pytest.MonkeyPatch, capsy
     from lvslab.verify.failure import CheckFailed
 
     cli = runner()
-    spec = verify_spec(derive(parse_config(dev_raw, "dev")))
-    monkeypatch.setattr(lab, "running_lab", lambda name: (None, spec, "key"))
+    cfg = parse_config(dev_raw, "dev")
+    spec = verify_spec(derive(cfg))
+    monkeypatch.setattr(lab, "running_lab", lambda name: (cfg, spec, "key"))
     ran: list[str] = []
 
     def fake_step(step: str, _spec: object, _key: str) -> dict:
@@ -133,6 +135,13 @@ def test_verify_exit_status_is_the_result(monkeypatch: pytest.MonkeyPatch, capsy
     assert ran == (expected if fail_at is None else expected[:expected.index(fail_at) + 1])
     out = capsys.readouterr().out
     assert ("FAIL failover" in out) == (fail_at is not None) and "PASS readiness" in out
+    # the stack's verify.skip: those steps do not run, the summary says so
+    ran.clear()
+    monkeypatch.setattr(lab, "running_lab", lambda name: (replace(cfg, verify=replace(cfg.verify, skip=(
+        "health-check",))), spec, "key"))
+    cli.main(["verify", "--stack", "dev"])
+    assert "health-check" not in ran and "round-robin" in ran
+    assert re.search(r"SKIP health-check +\(verify.skip\)", capsys.readouterr().out)
 
 
 def test_verify_says_what_is_missing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
