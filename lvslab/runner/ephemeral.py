@@ -124,7 +124,8 @@ def _prepare(args: argparse.Namespace) -> EphemeralRun:
     """A slot, a unique stack name, the template moved to the slot, placed on a hypervisor, written."""
     slot = reserve_slot()
     name = f"ci{slot}-{secrets.token_hex(3)}"
-    config = ephemeral_config(read_stack(args.template), slot, args.fault, args.real_servers, args.failover_mode)
+    config = ephemeral_config(read_stack(args.template), slot, args.fault, args.real_servers, args.failover_mode,
+                              args.boots_at_once)
     candidates = [c.strip() for c in args.hypervisors.split(",") if c.strip()]
     uri = choose_hypervisor(slot, candidates, config.get(f"{PROJECT}:libvirtUri", "qemu:///system"))
     config[f"{PROJECT}:libvirtUri"] = uri

@@ -54,11 +54,14 @@ def choose_hypervisor(slot: int, candidates: list[str], default: str) -> str:
 
 
 def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],
-                     real_servers: int | None, failover_mode: str | None = None) -> dict[str, Any]:
+                     real_servers: int | None, failover_mode: str | None = None,
+                     boots_at_once: int | None = None) -> dict[str, Any]:
     """A template's stack config (keys with the namespace) moved to its slot, so several labs run side by
     side: parsed, relocated as typed config (relocate), written back (lvslab.config.serialize)."""
     cfg = parse_config(project_config(template), "template", auth_pass=None)
     moved = relocate(cfg, slot, faults, real_servers, failover_mode)
+    if boots_at_once:  # labs booting side by side share the cores (ephemeral --boots-at-once)
+        moved = dataclasses.replace(moved, vm=dataclasses.replace(moved.vm, boots_at_once=boots_at_once))
     return {f"{PROJECT}:{k}": v for k, v in to_raw(moved).items()}
 
 

@@ -24,8 +24,11 @@ STEPS = ["readiness", "lvs-state", "round-robin", "health-check", "failover", "f
 SORRY = "sorry-server"  # only in labs with lvs.sorryServer (the ci template)
 
 
-def ephemeral_args(template: str, report: Path, hypervisors: str | None = None) -> list[str]:
+def ephemeral_args(template: str, report: Path, hypervisors: str | None = None,
+                   boots_at_once: int | None = None) -> list[str]:
     args = ["ephemeral", "--template", template, "--keep", "--json", str(report)]
+    if boots_at_once:
+        args += ["--boots-at-once", str(boots_at_once)]
     return [*args, "--hypervisors", hypervisors] if hypervisors else args
 
 
@@ -42,7 +45,10 @@ def kept_labs(netns: str, work: Path, templates: dict[str, str],
     netns, report}}, and destroy whatever is still up when the block ends (a test may have destroyed it)."""
     t0 = time.monotonic()
     logs = {k: work / f"{k}.log" for k in templates}
-    procs = {k: start_in(netns, *ephemeral_args(t, work / f"{k}.json", hypervisors), log=logs[k])
+    # Labs booting side by side here share this host's cores (each alone would boot `cores` VMs at once).
+    shared = max(1, len(os.sched_getaffinity(0)) // len(templates)) if len(templates) > 1 and not hypervisors \
+        else None
+    procs = {k: start_in(netns, *ephemeral_args(t, work / f"{k}.json", hypervisors, shared), log=logs[k])
              for k, t in templates.items()}
     codes = {k: p.wait(timeout=3000) for k, p in procs.items()}
     labs = {k: _lab_result(netns, codes[k], time.monotonic() - t0, work / f"{k}.json", logs[k].read_text(), k)
@@ -130,12 +136,17 @@ def run_fault(lab: dict[str, Any], fault: str, assertion: str) -> subprocess.Com
     return run_in(lab["netns"], "fault", "--stack", up(lab)["stack"], "--fault", fault, "--expect", assertion)
 
 
+def fault_result(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The runner's one-line JSON result of a fault run ({} when it printed none)."""
+    line = next((li for li in reversed(proc.stdout.splitlines()) if li.startswith(RESULT_LINE)), None)
+    return json.loads(line[len(RESULT_LINE):]) if line else {}
+
+
 def assert_fault_caught(proc: subprocess.CompletedProcess[str], assertion: str) -> None:
     """Exactly `assertion` failed under the fault (matched by id, from the runner's JSON), and the steps
     passed again after the repair."""
     assert proc.returncode == 0, proc.stdout[-3000:]
-    line = next(li for li in reversed(proc.stdout.splitlines()) if li.startswith(RESULT_LINE))
-    result = json.loads(line[len(RESULT_LINE):])
+    result = fault_result(proc)
     assert result["failed_assertion"] == assertion and result["after_repair"] is True, result
     assert result["message"].startswith(f"check {assertion} failed: expected "), result["message"]
 

@@ -47,6 +47,19 @@ def test_every_template_moves_to_its_slot_and_stays_valid(template: str) -> None
         assert ipaddress.IPv4Address(cfg.gateway_vip) in cfg.subnet and cfg.gateway_vip.endswith(".254")
     else:
         assert ipaddress.IPv4Address(cfg.vip) in cfg.subnet and cfg.client == cfg.host_address
+    assert cfg.vm.boots_at_once == parse_config(project_config(read_stack(template)), template).vm.boots_at_once
+    shared = parse_config(project_config(slots.ephemeral_config(read_stack(template), 7, [], None, None, 1)), "ci7")
+    assert shared.vm.boots_at_once == 1  # --boots-at-once: labs side by side share the cores
+
+
+def test_boots_at_once_option_says_what_is_allowed(capsys: pytest.CaptureFixture[str]) -> None:
+    from lvslab.runner import cli
+
+    for bad in ("0", "65", "two", "1.5"):
+        with pytest.raises(SystemExit):
+            cli.main(["ephemeral", "--boots-at-once", bad])
+        err = capsys.readouterr().err
+        assert f"must be a whole number of VMs from 1 to 64 (got '{bad}')" in err and "Traceback" not in err
 
 
 def test_a_kept_labs_slot_is_not_handed_out_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
