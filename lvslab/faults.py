@@ -79,10 +79,21 @@ ARP_SYSCTLS = " ".join(f"net.ipv4.conf.{i}.arp_ignore=0 net.ipv4.conf.{i}.arp_an
                        for i in ("all", "default", "lo", "eth0"))
 
 UNMASK_NGINX = "systemctl unmask nginx && systemctl start nginx"
-# Wait (at most 60 s) until the director's IPVS table holds no real server (DR Route, NAT Masq, TUN Tunnel): only
-# the sorry server (Local) is left once its health checks have failed.
-NO_REAL_SERVER_LEFT = "timeout 60 sh -c 'while ipvsadm -Ln | grep -qE \"Route|Masq|Tunnel\"; do sleep 1; done'"
-REAL_SERVER_BACK = "timeout 60 sh -c 'until ipvsadm -Ln | grep -qE \"Route|Masq|Tunnel\"; do sleep 1; done'"
+# Wait (at most 60 s) until the director's IPVS table holds no real server with a weight above 0 (DR Route, NAT
+# Masq, TUN Tunnel; a quiescent one stays at weight 0): only the sorry server (Local) serves once its health checks
+# have failed. On timeout the table is printed (the fault's error shows it) and the exit status is 1.
+_SERVING = "ipvsadm -Ln | awk '$1==\"->\" && $3 ~ /Route|Masq|Tunnel/ && $4>0 {{f=1}} END {{exit f?0:1}}'"
+
+
+def _wait_on_director(loop: str) -> str:
+    """`while`/`until` _SERVING, for at most 60 s; then the table and exit status 1 (braces doubled: the
+    script goes through str.format)."""
+    return (f"{{{{ end=$(( $(date +%s) + 60 )); {loop} {_SERVING}; do [ $(date +%s) -lt $end ] || "
+            "{{ ipvsadm -Ln; exit 1; }}; sleep 1; done; }}")
+
+
+NO_REAL_SERVER_LEFT = _wait_on_director("while")
+REAL_SERVER_BACK = _wait_on_director("until")
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 KEEPALIVED_RESTORE = f"mv {KEEPALIVED_CONF}.lvslab-fault {KEEPALIVED_CONF} && systemctl reload keepalived"
 LDIRECTORD_CF = "/etc/ha.d/ldirectord.cf"

@@ -35,6 +35,29 @@ def cmd_fault(args: argparse.Namespace) -> int:
         return 1
 
 
+SCRIPT_TIMEOUT_S = 150  # an inject or repair may wait up to 60 s on the node (lvslab.faults) after a reload
+
+
+def _run_on(key: Any, node: Any, script: str, retry: bool) -> None:
+    """A fault's inject or repair on one node. Only a repair (written to be run twice) is retried when the node
+    does not answer in time: seen in CI, an inject retried after its own 60 s wait overwrote the saved config
+    its repair restores, and the next fault found the BACKUP still broken."""
+    from lvslab.verify.probe import ssh
+
+    try:
+        out = ssh(key, node.address, script, timeout=SCRIPT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        status = ssh(key, node.address, "systemctl status keepalived --no-pager -n 5; uptime", timeout=60).stdout
+        if not retry:
+            raise FaultError(f"{script!r} on {node.name}: no answer within {SCRIPT_TIMEOUT_S} s. Node says:\n"
+                             f"{status}") from None
+        log(f"{script!r} on {node.name}: no answer within {SCRIPT_TIMEOUT_S} s; retrying. Node says:\n{status}")
+        out = ssh(key, node.address, script, timeout=SCRIPT_TIMEOUT_S)
+    if out.returncode != 0:
+        raise FaultError(f"{script!r} on {node.name} failed (exit {out.returncode}): "
+                         f"{(out.stderr.strip() or out.stdout.strip())[-800:]}")
+
+
 def _wait_vrrp(ctx: Any, targets: Any) -> None:
     time.sleep(ctx.spec.failover_bound_s + 2)
 
@@ -70,7 +93,7 @@ def _inject_check_repair(args: argparse.Namespace) -> int:
     from lvslab.verify.context import StepContext
     from lvslab.verify.failure import CheckFailed
     from lvslab.verify.live import lab_settled
-    from lvslab.verify.probe import SshKey, ssh
+    from lvslab.verify.probe import SshKey
     from lvslab.verify.run import run as run_step
 
     fault = RUNTIME_FAULTS[args.fault]
@@ -85,19 +108,9 @@ def _inject_check_repair(args: argparse.Namespace) -> int:
     expected = args.expect or fault.expected(spec.lb_kind)
     result: dict[str, Any] = {"fault": fault.name, "expected_assertion": expected}
     with SshKey(key_text, parse_uri(spec.uri).jump_options()) as key:
-        def on_all(script: str) -> None:
+        def on_all(script: str, retry: bool = False) -> None:
             for node in targets:
-                try:
-                    out = ssh(key, node.address, script)
-                except subprocess.TimeoutExpired:
-                    # Seen once in CI: `systemctl restart keepalived` after kill -9 did not return within
-                    # 60 s. Say what the node shows, then try once more with more time.
-                    status = ssh(key, node.address, "systemctl status keepalived --no-pager -n 5; uptime",
-                                 timeout=60).stdout
-                    log(f"{script!r} on {node.name}: no answer within 60 s; retrying. Node says:\n{status}")
-                    out = ssh(key, node.address, script, timeout=180)
-                if out.returncode != 0:
-                    raise FaultError(f"{script!r} on {node.name} failed: {out.stderr.strip()[-500:]}")
+                _run_on(key, node, script, retry)
         lab = {"vip": spec.vip, "port": spec.port, "algo": spec.lb_algo, "persistence": spec.persistence,
                "persistence_long": 6 * spec.persistence, "timeouts": " ".join(map(str, spec.lvs_timeouts)),
                "gateway": spec.gateway_vip}
@@ -106,7 +119,7 @@ def _inject_check_repair(args: argparse.Namespace) -> int:
         except FaultError:
             # Half-injected: put back what can be put back before saying so (the next fault starts from it).
             try:
-                on_all(fault.repair.format(**lab))
+                on_all(fault.repair.format(**lab), retry=True)
             except FaultError as exc:
                 log(f"repair after the failed inject failed too: {exc}")
             raise
@@ -123,7 +136,7 @@ def _inject_check_repair(args: argparse.Namespace) -> int:
             result.update(failed_assertion=getattr(exc, "assertion", exc.check), message=str(exc))
         finally:
             result["until_caught_s"] = round(time.monotonic() - t0, 1)  # settle + steps: what CI pays per fault
-            on_all(fault.repair.format(**lab))
+            on_all(fault.repair.format(**lab), retry=True)
         try:
             # VRRP election, heartbeat, health checks: waited for, not slept (lvslab.verify.live.lab_settled)
             result["settled_after_repair_s"] = lab_settled(StepContext(spec, key))

@@ -267,3 +267,64 @@ def test_health_check_settle_waits_for_the_removal_and_gives_up_at_the_bound(mon
     ctx.ssh = lambda address, cmd: types.SimpleNamespace(returncode=0, stdout=_table(1))
     with pytest.raises(inject.FaultError, match="kept web1 in the IPVS table for 19 s"):
         SETTLE_WAITS["health-check"](ctx, [target])
+
+
+SORRY_ONLY = """IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.0.0.100:80 rr
+  -> 10.0.0.21:80                 Route   0      0          0
+  -> 127.0.0.1:80                 Local   1      0          0
+"""
+
+
+@pytest.mark.parametrize("table,wait,code", [
+    (SORRY_ONLY, "NO_REAL_SERVER_LEFT", 0),  # a quiescent server at weight 0 serves nothing
+    (SORRY_ONLY.replace("Route   0", "Route   1"), "REAL_SERVER_BACK", 0),
+    (SORRY_ONLY.replace("Route   0", "Masq    2"), "NO_REAL_SERVER_LEFT", 1),  # still serving: gives up, shows it
+    (SORRY_ONLY, "REAL_SERVER_BACK", 1),
+])
+def test_director_waits_read_weights_and_give_up_with_the_table(tmp_path: Path, table: str, wait: str,
+                                                                code: int) -> None:
+    """backup-sorry-only's waits on the director, run by a real shell against a stand-in ipvsadm and a clock
+    that jumps 30 s per reading (so giving up takes two rounds, not 60 s)."""
+    import lvslab.faults as faults
+
+    (tmp_path / "ipvsadm").write_text(f"#!/bin/sh\ncat <<'EOT'\n{table}EOT\n")
+    (tmp_path / "date").write_text("#!/bin/sh\nn=$(cat \"$0.n\" 2>/dev/null || echo 0); echo $((n + 30)) > \"$0.n\"; "
+                                   "echo $((1000 + n))\n")
+    (tmp_path / "sleep").write_text("#!/bin/sh\ntrue\n")
+    for tool in ("ipvsadm", "date", "sleep"):
+        (tmp_path / tool).chmod(0o755)
+    script = getattr(faults, wait).format()
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=20,
+                         env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert out.returncode == code, out
+    assert ("10.0.0.21:80" in out.stdout) == (code == 1)  # the table is shown only when it gave up
+
+
+def test_an_inject_that_does_not_answer_is_not_run_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only repairs are retried after a timeout: an inject run twice overwrote the config its repair restores."""
+    import types
+
+    import lvslab.verify.probe as probe
+    from lvslab.runner import inject
+
+    calls: list[str] = []
+
+    def slow(key: object, address: str, script: str, timeout: float = 60) -> object:
+        calls.append(script)
+        if script.startswith("systemctl status"):
+            return types.SimpleNamespace(returncode=0, stdout="keepalived active", stderr="")
+        if len(calls) == 1:
+            raise subprocess.TimeoutExpired(script, timeout)
+        return types.SimpleNamespace(returncode=0, stdout="", stderr="")
+
+    monkeypatch.setattr(probe, "ssh", slow)
+    node = types.SimpleNamespace(name="director2", address="10.0.0.12")
+    with pytest.raises(inject.FaultError, match="director2: no answer within 150 s"):
+        inject._run_on(None, node, "sed -i.lvslab-fault x", retry=False)  # noqa: SLF001
+    assert calls == ["sed -i.lvslab-fault x", "systemctl status keepalived --no-pager -n 5; uptime"]
+    calls.clear()
+    inject._run_on(None, node, "mv x.lvslab-fault x", retry=True)  # noqa: SLF001
+    assert calls[0] == calls[2] == "mv x.lvslab-fault x" and len(calls) == 3
