@@ -107,7 +107,7 @@ RUNTIME_FAULTS = {
         Fault("rs-no-vip", "one_real_server", "systemctl stop lvslab-vip.service",
               "systemctl start lvslab-vip.service", ("lvs-state",), "real-server-config.{kind}"),
         Fault("nginx-down-all", "real_servers", "systemctl stop nginx", "systemctl start nginx",
-              ("round-robin",), "round-robin.all-in-table"),
+              ("round-robin",), "ipvs.all-in-table"),
         Fault("keepalived-down-all", "directors", "systemctl stop keepalived", "systemctl start keepalived",
               ("lvs-state",), "vip-state.on-master"),
         Fault("sorry-server-down", "directors", "systemctl stop nginx", "systemctl start nginx",
@@ -177,17 +177,17 @@ RUNTIME_FAULTS = {
               "health-check.removed"),
         # lvs-heartbeat: heartbeat down on both directors: nobody holds the VIP.
         Fault("heartbeat-down-all", "directors", "systemctl stop heartbeat", "systemctl start heartbeat",
-              ("lvs-state",), "vip-state.settled"),
+              ("lvs-state",), "heartbeat.settled"),
         # lvs-heartbeat: heartbeat down on the BACKUP: nobody would take over from the MASTER (failover
         # finds the BACKUP without heartbeat before it stops the MASTER's).
         Fault("heartbeat-down-backup", "backup", "systemctl stop heartbeat", "systemctl start heartbeat",
-              ("failover", "failback"), "failover.settled"),
+              ("failover", "failback"), "heartbeat.settled"),
         # LVS-NAT: the BACKUP's gateway instance loses its address (keepalived reloaded): at failover the VIP
         # moves but the real servers' gateway VIP does not, so their replies go nowhere.
         Fault("gateway-vip-stays", "backup", "sed -i.lvslab-fault '/ label eth0:gw$/d' "
               "/etc/keepalived/keepalived.conf && systemctl reload keepalived",
               "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
-              "systemctl reload keepalived", ("failover", "failback"), "failover.gateway"),
+              "systemctl reload keepalived", ("failover", "failback"), "gateway.with-vip"),
         # keepalived's HTTP_GET turned into a TCP_CHECK (url block removed, keepalived reloaded): the health path
         # answering 503 while nginx listens goes unnoticed, the server stays in the table.
         Fault("check-tcp-only", "directors",
@@ -233,7 +233,7 @@ RUNTIME_FAULTS = {
               "sorry-server.normal-again"),
         # nginx stopped on one real server when the checks end: the lab is not back in its initial state.
         Fault("nginx-down-at-restore", "one_real_server", "systemctl stop nginx", "systemctl start nginx",
-              ("restore",), "restore.all-in-table", settle="health-check"),
+              ("restore",), "ipvs.all-in-table", settle="health-check"),
         # Source hashing instead of rr on both directors, persistence kept: after its template expired the client
         # hashes to the same server again, every time.
         Fault("scheduler-sh", "directors", "ipvsadm -E -t {vip}:{port} -s sh -p {persistence}",

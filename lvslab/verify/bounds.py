@@ -55,6 +55,13 @@ def health_windows(hc: HealthCheckSpec) -> tuple[float, float]:
     return remove + CHECKER_ALLOWANCE_S, add + CHECKER_ALLOWANCE_S
 
 
+def all_in_table_wait(hc: HealthCheckSpec) -> float:
+    """How long a step waits for every real server in the table before it measures: 3 x delay_loop + 60 s (the
+    checker's next rounds after nginx or keepalived (re)started, plus a minute of an emulated guest starting
+    nginx after a previous step or a fault's repair)."""
+    return hc.delay_loop * 3 + 60
+
+
 def failover_gap_bound(spec: VerifySpec, mode: str) -> float:
     """The longest service gap a failover may cause. Clean keepalived stop (priority-0 advert): the BACKUP's
     skew time + HANDOVER_ALLOWANCE_S; otherwise the lab's failover bound (3 x advert_int + skew, the

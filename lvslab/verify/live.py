@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from lvslab.lab.vip import ADDRESSES_COMMAND, DROP_VIP, holds_vip
 from lvslab.model import NodeFacts, VerifySpec
+from lvslab.verify.bounds import all_in_table_wait
 from lvslab.verify.failure import CheckFailed
 from lvslab.verify.ipvsadm import parse_ipvsadm_list
 from lvslab.verify.probe import (
@@ -45,8 +46,7 @@ def vip_holders(ctx: StepContext, only: list[str] | None = None) -> dict[str, bo
     return {name: holds_vip(text, spec.vip) for name, text in eth0_addresses(ctx, only).items()}
 
 
-def gateway_with_vip(ctx: StepContext, holder: str, assertion: str,
-                      only: list[str] | None = None) -> None:
+def gateway_with_vip(ctx: StepContext, holder: str, only: list[str] | None = None) -> None:
     """LVS-NAT: the real servers' gateway VIP is on the VIP's holder only (one vrrp_sync_group), or their
     replies reach a director that does not translate them back. Nothing to check with DR."""
     spec = ctx.spec
@@ -54,7 +54,7 @@ def gateway_with_vip(ctx: StepContext, holder: str, assertion: str,
         return
     gateways = {name: holds_vip(text, spec.gateway_vip) for name, text in eth0_addresses(ctx, only).items()}
     if [n for n, h in gateways.items() if h] != [holder]:
-        raise CheckFailed(assertion, f"gateway VIP {spec.gateway_vip} moved with the VIP: on {holder} only",
+        raise CheckFailed("gateway.with-vip", f"gateway VIP {spec.gateway_vip} moved with the VIP: on {holder} only",
                           f"gateway VIP held by {sorted(n for n, h in gateways.items() if h) or 'nobody'}")
 
 
@@ -92,8 +92,7 @@ ON_MASTER = {"master": ("local", "all"), "backup": ("local", "none")}  # the ini
 ON_BACKUP = {"backup": ("all",)}  # after a takeover (the MASTER stopped or frozen: not asked)
 
 
-def heartbeat_settled(ctx: StepContext, wanted: dict[str, tuple[str, ...]],
-                       assertion: str = "vip-state.settled") -> float:
+def heartbeat_settled(ctx: StepContext, wanted: dict[str, tuple[str, ...]]) -> float:
     """lvs-heartbeat: wait until heartbeat on each director named in `wanted` reports one of its states
     (ON_MASTER, ON_BACKUP): after boot it waits up to initdead for its peer; a takeover is done only when
     ldirectord runs too. Checks act only on a settled cluster: heartbeat 3 mishandles a stop or start
@@ -119,7 +118,7 @@ def heartbeat_settled(ctx: StepContext, wanted: dict[str, tuple[str, ...]],
     # What heartbeat was doing: the last lines of its log (and its resource scripts') on each director asked.
     doing = {role: " | ".join(ctx.ssh(nodes[role].address, HEARTBEAT_DOING).stdout.split("\n")[-HEARTBEAT_LINES:])
              for role in wanted}
-    raise CheckFailed(assertion, "heartbeat settled (cl_status rscstatus): " + ", ".join(
+    raise CheckFailed("heartbeat.settled", "heartbeat settled (cl_status rscstatus): " + ", ".join(
         f"{nodes[role].name} {'/'.join(ok)}" for role, ok in wanted.items()) +
         f" within {deadline - t0:g} s (initdead + failoverBound + 20 s)",
         ", ".join(f"{nodes[role].name} {state}" for role, state in states.items()) + "; its log: " +
@@ -142,8 +141,12 @@ def split_brain(ctx: StepContext, holding: list[str]) -> str:
     return f"held by {holding}; ARP replies for {spec.vip} from {responders}; repair: {repair}"
 
 
-def wait_all_in_ipvs(ctx: StepContext, timeout: float, assertion: str = "round-robin.all-in-table") -> str:
+def wait_all_in_ipvs(ctx: StepContext) -> str:
+    """The gate before a step measures the IPVS table or the split (and after a fault's repair): every real server
+    of weight > 0 in the VIP holder's table within all_in_table_wait (a previous step or repair may just have
+    started nginx or reloaded the checker). Returns the table."""
     spec = ctx.spec
+    timeout = all_in_table_wait(spec.health_check)
     master = ctx.active_director()
     wanted = {rs.address for rs in spec.real_servers if rs.weight > 0}
     deadline = ctx.monotonic() + timeout
@@ -154,7 +157,8 @@ def wait_all_in_ipvs(ctx: StepContext, timeout: float, assertion: str = "round-r
         if wanted <= present:
             return text
         ctx.sleep(1)
-    raise CheckFailed(assertion, f"every real server in the IPVS table of {ctx.named(master)} within {timeout:g} s",
+    raise CheckFailed("ipvs.all-in-table", f"every real server in the IPVS table of {ctx.named(master)} within "
+                      f"{timeout:g} s (3 x delay_loop + 60 s)",
                       text.strip() or "empty table")
 
 
@@ -169,7 +173,7 @@ def lab_settled(ctx: StepContext) -> float:
     spec = ctx.spec
     t0 = ctx.monotonic()
     if spec.topo.heartbeat:
-        heartbeat_settled(ctx, ON_MASTER, "vip-state.settled")
+        heartbeat_settled(ctx, ON_MASTER)
     wanted = [[spec.master.name]] if spec.preempt else [[d.name] for d in spec.directors]
     deadline = t0 + spec.failover_bound_s + 20
     holding = sorted(n for n, h in ctx.vip_holders().items() if h)
@@ -177,5 +181,5 @@ def lab_settled(ctx: StepContext) -> float:
         ctx.sleep(0.5)
         holding = sorted(n for n, h in ctx.vip_holders().items() if h)
     if spec.real_servers:
-        wait_all_in_ipvs(ctx, timeout=spec.health_check.delay_loop * 3 + 60, assertion="restore.all-in-table")
+        wait_all_in_ipvs(ctx)
     return round(ctx.monotonic() - t0, 1)

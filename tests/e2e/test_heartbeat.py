@@ -42,7 +42,7 @@ def test_heartbeat_lab(lab: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("fault,assertion", [
     ("check-connect-only", "health-check.removed"),  # ldirectord only connects: the wrong page goes unnoticed
-    ("heartbeat-down-backup", "failover.settled"),  # nobody to take over
+    ("heartbeat-down-backup", "heartbeat.settled"),  # nobody to take over
 ])
 def test_runtime_fault_fails_its_assertion(lab: dict[str, Any], fault: str, assertion: str) -> None:
     fault_fails_its_check(lab, fault, assertion)

@@ -52,7 +52,7 @@ def test_nat_lab_on_the_remote_hypervisor(lab: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("fault,assertion", [
-    ("gateway-vip-stays", "failover.gateway"),
+    ("gateway-vip-stays", "gateway.with-vip"),
     ("scheduler-rr", "round-robin.least-connection"),  # rr sends fresh connections to the loaded server too
     ("unicast-off", "vrrp-unicast.master-only"),
     ("rs-no-gateway", "real-server-config.nat"),

@@ -58,7 +58,7 @@ def test_labs_side_by_side(pair: dict[str, dict[str, Any]]) -> None:
 FAULTS = [
     ("a", "rs-no-arp-sysctls", "real-server-config.dr"),
     ("a", "rs-no-vip", "real-server-config.dr"),
-    ("a", "nginx-down-all", "round-robin.all-in-table"),
+    ("a", "nginx-down-all", "ipvs.all-in-table"),
     ("a", "keepalived-down-all", "vip-state.on-master"),
     ("a", "sorry-server-down", "sorry-server.answers"),
     ("a", "keepalived-kill9-master", "split-brain.one-holder"),
@@ -72,7 +72,7 @@ FAULTS = [
     ("b", "master-down-before-failover", "failover.master-held"),
     ("b", "master-down-at-restore", "restore.master-only"),
     ("b", "nginx-wont-start", "health-check.readded"),
-    ("b", "nginx-down-at-restore", "restore.all-in-table"),
+    ("b", "nginx-down-at-restore", "ipvs.all-in-table"),
 ]
 
 

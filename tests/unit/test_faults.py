@@ -24,7 +24,10 @@ CHECKS_OF_STEPS = {
     "persistence": {"persistence"},
     "connection-sync": {"connection-sync"}, "failback": {"failback"}, "failover": {"failover"},
     "vrrp-unicast": {"vrrp-unicast"}, "vip-state": {"vip-state", "split-brain", "vip-arp"},
+    "freeze": {"failover", "failback"},
 }
+# Checks several steps make (the IPVS gate, NAT's gateway VIP, heartbeat settling): any step may raise them.
+SHARED_CHECKS = {"ipvs", "gateway", "heartbeat"}
 LAB = {"vip": "10.0.0.100", "port": 80, "algo": "rr", "persistence": 10, "persistence_long": 60,
        "timeouts": "900 120 300", "gateway": "10.201.0.254"}
 
@@ -47,7 +50,7 @@ def test_runtime_fault_is_complete(name: str) -> None:
     assert fault.steps and all(step in STEPS for step in fault.steps)
     for kind in ("DR", "TUN", "NAT"):
         assert fault.expected(kind) in ASSERTIONS, fault.expected(kind)
-        assert fault.expected(kind).split(".")[0] in set().union(*(CHECKS_OF_STEPS[step] for step in fault.steps))
+        assert fault.expected(kind).split(".")[0] in SHARED_CHECKS.union(*(CHECKS_OF_STEPS[s] for s in fault.steps))
     for script in (fault.inject, fault.repair):  # every placeholder is one cmd_fault fills in
         fields = {name for _, name, _, _ in string.Formatter().parse(script) if name is not None}
         assert fields <= set(LAB), fields
@@ -92,7 +95,7 @@ def test_gateway_fault_removes_only_the_backups_gateway_address(dev_raw: dict[st
     cfg = parse_config(nat_raw(dev_raw), "dev")
     fault = RUNTIME_FAULTS["gateway-vip-stays"]
     assert fault.targets == "backup" and fault.steps == ("failover", "failback")
-    assert fault.assertion == "failover.gateway"
+    assert fault.assertion == "gateway.with-vip"
     conf = tmp_path / "etc/keepalived/keepalived.conf"
     conf.parent.mkdir(parents=True)
     original = keepalived_conf(cfg, derive(cfg).backup, "s3cret")

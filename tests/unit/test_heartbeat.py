@@ -252,9 +252,9 @@ def test_unsettled_heartbeat_says_what_it_was_doing() -> None:
     ctx = StepContext(spec, None, run_ssh=ssh, monotonic=lambda: clock[0],  # type: ignore[arg-type]
                       sleep=lambda s: clock.__setitem__(0, clock[0] + s))
     with pytest.raises(CheckFailed) as failed:
-        heartbeat_settled(ctx, ON_MASTER, "failover.settled")
+        heartbeat_settled(ctx, ON_MASTER)
     message = str(failed.value)
-    assert failed.value.assertion == "failover.settled"
+    assert failed.value.assertion == "heartbeat.settled"
     assert "observed director1 transition, director2 transition; its log: director1: " in message
     assert message.count("ldirectord start") == 2 and "took too long" in message
 
@@ -279,6 +279,6 @@ def test_a_stopped_heartbeat_is_not_waited_for() -> None:
     ctx = StepContext(spec, None, run_ssh=ssh, monotonic=lambda: clock[0],  # type: ignore[arg-type]
                       sleep=lambda s: clock.__setitem__(0, clock[0] + s))
     with pytest.raises(CheckFailed) as failed:
-        heartbeat_settled(ctx, ON_MASTER, "failover.settled")
+        heartbeat_settled(ctx, ON_MASTER)
     assert clock[0] <= HEARTBEAT_STOPPED_GRACE_S + 1 < spec.heartbeat_initdead + spec.failover_bound_s
     assert "director2 not running (unit inactive)" in str(failed.value)

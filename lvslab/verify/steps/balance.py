@@ -31,7 +31,7 @@ def check_round_robin(ctx: StepContext) -> dict[str, Any]:
     """Fresh connections to the VIP; counts per real server follow the scheduler; ipvsadm agrees."""
     spec = ctx.spec
     master = ctx.active_director()
-    wait_all_in_ipvs(ctx, timeout=spec.health_check.delay_loop * 3 + 60)
+    wait_all_in_ipvs(ctx)
     # Zero the counters and list the connection entries still held (FIN_WAIT/TIME_WAIT for minutes):
     # requests must come from client ports without an entry, or IPVS reuses it instead of scheduling.
     listing = ctx.ssh(master.address, "ipvsadm -Z && ipvsadm -Lnc").stdout
@@ -167,7 +167,7 @@ def check_persistence(ctx: StepContext) -> dict[str, Any]:
     client = spec.client_address
     by_addr = {rs.address: rs.name for rs in spec.real_servers}
     requests = 2 * len(spec.real_servers) + 2
-    wait_all_in_ipvs(ctx, timeout=spec.health_check.delay_loop * 3 + 60, assertion="persistence.all-in-table")
+    wait_all_in_ipvs(ctx)
 
     def burst() -> list[str]:
         ports = fresh_source_ports(ctx.ssh(master.address, "ipvsadm -Lnc").stdout, client, requests)

@@ -139,7 +139,7 @@ def failover(ctx: StepContext, mode: str) -> dict[str, Any]:
     gap_bound = failover_gap_bound(spec, mode)
     heartbeat = spec.topo.heartbeat
     if heartbeat:
-        heartbeat_settled(ctx, ON_MASTER, "failover.settled")
+        heartbeat_settled(ctx, ON_MASTER)
     holders = ctx.vip_holders()
     if holders != {master.name: True, backup.name: False}:
         raise CheckFailed("failover.master-held", f"VIP on {master.name} only before the failover",
@@ -157,7 +157,7 @@ def failover(ctx: StepContext, mode: str) -> dict[str, Any]:
         gap, failed = outage(poller.events, t_stop, served)
         if moved is None:
             # NAT: the VIP may have moved while the replies still go to a gateway nobody holds: say so.
-            gateway_with_vip(ctx, backup.name, "failover.gateway", None if mode == "clean" else [backup.name])
+            gateway_with_vip(ctx, backup.name, None if mode == "clean" else [backup.name])
             raise CheckFailed("failover.vip-moved", f"a real server answering through {backup.name} within "
                               f"{gap_bound + 15:g} s", f"client sees MAC {neighbour_mac(spec.vip)}, {failed} failed "
                               f"requests, last answer {poller.events[-1].server if poller.events else None}")
@@ -166,7 +166,7 @@ def failover(ctx: StepContext, mode: str) -> dict[str, Any]:
         if (mode == "clean" and holders != {master.name: False, backup.name: True}) or not holders.get(backup.name):
             raise CheckFailed("failover.backup-only", f"VIP on {backup.name}" + (" only" if mode == "clean" else ""),
                               f"holders {holders}")
-        gateway_with_vip(ctx, backup.name, "failover.gateway", None if mode == "clean" else [backup.name])
+        gateway_with_vip(ctx, backup.name, None if mode == "clean" else [backup.name])
         figures = _client_figures(client)
         moved_after = round(moved.t - t_stopped, 2)
         result = {"passed": True, "mode": mode, "service_gap_s": round(gap, 2), "failed_requests": failed,
@@ -180,7 +180,7 @@ def failover(ctx: StepContext, mode: str) -> dict[str, Any]:
             raise CheckFailed("failover.vip-moved", f"{backup.name} answering within {gap_bound:g} s of the stop "
                               f"command on {master.name} returning", f"{moved_after} s")
         if heartbeat:
-            result["takeover_done_after_s"] = heartbeat_settled(ctx, ON_BACKUP, "failover.settled")
+            result["takeover_done_after_s"] = heartbeat_settled(ctx, ON_BACKUP)
         return result
     except Exception:
         _start_master(ctx, master, mode)  # leave the lab whole for the next run
@@ -305,14 +305,14 @@ def failback(ctx: StepContext, mode: str) -> dict[str, Any]:
                                   f"{limit:g} s of its return", f"holders {holders}, client MAC "
                                   f"{neighbour_mac(spec.vip)}, answered after "
                                   f"{round(back.t - t_started, 2) if back else None} s")
-            gateway_with_vip(ctx, master.name, "failback.gateway")
+            gateway_with_vip(ctx, master.name)
             result = {"passed": True, "preempt": True, "vip_returned_after_s": round(back.t - t0, 2),
                       "vip_returned_after_start_s": round(back.t - t_started, 2), "bound_s": limit,
                       "service_gap_s": round(gap, 2), "failed_requests": failed}
             if mode == "hard" and spec.topo.heartbeat:
                 result["arp_expiry_allowance_s"] = NEIGHBOUR_EXPIRY_S
             if spec.topo.heartbeat:
-                result["settled_after_s"] = heartbeat_settled(ctx, ON_MASTER, "failback.settled")
+                result["settled_after_s"] = heartbeat_settled(ctx, ON_MASTER)
         else:
             # nopreempt / auto_failback off: long enough for the returning MASTER to have taken the VIP if it would
             ctx.sleep(limit)
@@ -343,9 +343,9 @@ def check_restored(ctx: StepContext) -> dict[str, Any]:
     while ctx.monotonic() < deadline:
         holders = ctx.vip_holders()
         if [n for n, h in holders.items() if h] == [master.name]:
-            gateway_with_vip(ctx, master.name, "restore.gateway")
+            gateway_with_vip(ctx, master.name)
             if spec.real_servers:
-                wait_all_in_ipvs(ctx, timeout=spec.health_check.delay_loop * 3 + 30, assertion="restore.all-in-table")
+                wait_all_in_ipvs(ctx)
             return {"passed": True, "vip_holder": next(n for n, h in holders.items() if h)}  # observed
         ctx.sleep(1)
     raise CheckFailed("restore.master-only", f"VIP on {master.name} only after the checks", f"holders {holders}")

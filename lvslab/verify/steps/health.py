@@ -58,7 +58,7 @@ def check_health(ctx: StepContext) -> dict[str, Any]:
     what, break_cmd, repair_cmd = health_fault(spec, victim)
     result: dict[str, Any] = {"server": victim.name, "fault": what, "remove_window_s": remove_window,
                               "add_window_s": add_window, "remove_bound_s": remove_bound, "add_bound_s": add_bound}
-    wait_all_in_ipvs(ctx, timeout=add_window + 60, assertion="health-check.all-in-table")
+    wait_all_in_ipvs(ctx)
     stopped = False
     try:
         def act_stop() -> None:
@@ -114,7 +114,7 @@ def check_sorry_server(ctx: StepContext) -> dict[str, Any]:
     remove_bound, add_bound = health_windows(spec.health_check)
     result: dict[str, Any] = {"remove_window_s": remove_window, "add_window_s": add_window,
                               "remove_bound_s": remove_bound, "add_bound_s": add_bound}
-    wait_all_in_ipvs(ctx, timeout=add_window + 60, assertion="sorry-server.all-in-table")
+    wait_all_in_ipvs(ctx)
 
     def first_answer(accept: Callable[[str], bool], limit: float) -> tuple[float | None, str | None, int]:
         t0 = ctx.monotonic()
@@ -148,6 +148,6 @@ def check_sorry_server(ctx: StepContext) -> dict[str, Any]:
         result.update(normal_after_s=after, normal_answered_by=answer)
     finally:
         parallel(lambda rs: ctx.ssh(rs.address, "systemctl start nginx"), servers)
-    wait_all_in_ipvs(ctx, timeout=add_window + 60, assertion="sorry-server.all-in-table")
+    wait_all_in_ipvs(ctx)
     result["passed"] = True
     return result

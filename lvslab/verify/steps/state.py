@@ -93,7 +93,7 @@ def check_lvs_state(ctx: StepContext) -> dict[str, Any]:
     if spec.topo.heartbeat:
         result["vip_settled_after_s"] = heartbeat_settled(ctx, ON_MASTER)
     handed_over = vip_on_master_only(ctx)
-    gateway_with_vip(ctx, master.name, "vip-state.gateway")
+    gateway_with_vip(ctx, master.name)
 
     def rs_config(rs: NodeFacts) -> str | None:
         out = ctx.ssh(rs.address, RS_CONFIG_SCRIPT)
