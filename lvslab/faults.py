@@ -95,6 +95,8 @@ def _wait_on_director(loop: str) -> str:
 NO_REAL_SERVER_LEFT = _wait_on_director("while")
 REAL_SERVER_BACK = _wait_on_director("until")
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+KEEPALIVED_DROPIN_DIR = "/etc/systemd/system/keepalived.service.d"
+KEEPALIVED_DROPIN = f"{KEEPALIVED_DROPIN_DIR}/lvslab-fault.conf"
 KEEPALIVED_RESTORE = f"mv {KEEPALIVED_CONF}.lvslab-fault {KEEPALIVED_CONF} && systemctl reload keepalived"
 LDIRECTORD_CF = "/etc/ha.d/ldirectord.cf"
 # ldirectord re-reads its config on HUP (reload); on the director without the VIP it does not run (exit 1).
@@ -217,6 +219,20 @@ RUNTIME_FAULTS = {
               "s/^\\( *\\)priority \\(.*\\)$/\\1priority \\2\\n\\1nopreempt/' "
               f"{KEEPALIVED_CONF} && systemctl reload keepalived", KEEPALIVED_RESTORE, ("failover", "failback"),
               "failback.returns"),
+        # systemd told to stop keepalived with SIGKILL on the MASTER (a drop-in): the clean failover's stop leaves
+        # the VIP on its eth0 (no goodbye, seed 001's kill -9 warning), so the BACKUP's takeover makes two holders.
+        Fault("keepalived-stop-kills", "master", f"mkdir -p {KEEPALIVED_DROPIN_DIR} && printf '[Service]\\nKillSignal="
+              f"SIGKILL\\n' > {KEEPALIVED_DROPIN} && systemctl daemon-reload",
+              f"rm -f {KEEPALIVED_DROPIN} && systemctl daemon-reload && ({DROP_VIP} 2>/dev/null; true) && "
+              "systemctl restart keepalived", ("failover", "failback"), "failover.backup-only"),
+        # keepalived stopped on the BACKUP: nobody takes the VIP (or the streamed connection) from a frozen MASTER.
+        Fault("keepalived-down-backup", "backup", "systemctl stop keepalived", "systemctl start keepalived",
+              ("connection-sync",), "connection-sync.vip-moved"),
+        # The BACKUP's priority raised above the MASTER's (keepalived reloaded): it takes the VIP, and keeps it when
+        # the frozen MASTER resumes.
+        Fault("backup-priority-higher", "backup", "sed -i.lvslab-fault 's/^\\( *priority \\).*$/\\1253/' "
+              f"{KEEPALIVED_CONF} && systemctl reload keepalived", KEEPALIVED_RESTORE, ("connection-sync",),
+              "connection-sync.vip-back", settle="vrrp"),
         # The BACKUP's health checks pointed at a page nobody serves (HTTP_GET) or a closed port (TCP_CHECK),
         # keepalived reloaded: its table holds only the sorry server, so after a failover the VIP answers with
         # the BACKUP's sorry page, not a real server.
