@@ -180,10 +180,10 @@ RUNTIME_FAULTS = {
         # lvs-heartbeat: heartbeat down on both directors: nobody holds the VIP.
         Fault("heartbeat-down-all", "directors", "systemctl stop heartbeat", "systemctl start heartbeat",
               ("lvs-state",), "heartbeat.settled"),
-        # lvs-heartbeat: heartbeat down on the BACKUP: nobody would take over from the MASTER (failover
-        # finds the BACKUP without heartbeat before it stops the MASTER's).
+        # lvs-heartbeat: heartbeat down on the BACKUP: nobody would take over from the MASTER (the freeze finds
+        # the BACKUP without heartbeat before it freezes the MASTER's VM; failover alike before its stop).
         Fault("heartbeat-down-backup", "backup", "systemctl stop heartbeat", "systemctl start heartbeat",
-              ("failover", "failback"), "heartbeat.settled"),
+              ("freeze",), "heartbeat.settled"),
         # LVS-NAT: the BACKUP's gateway instance loses its address (keepalived reloaded): at failover the VIP
         # moves but the real servers' gateway VIP does not, so their replies go nowhere.
         Fault("gateway-vip-stays", "backup", "sed -i.lvslab-fault '/ label eth0:gw$/d' "

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     fault.add_argument("--stack", required=True)
     fault.add_argument("--fault", required=True, choices=sorted(RUNTIME_FAULTS))
     fault.add_argument("--expect", help="the assertion id that must fail (default: the fault's own for this lab)")
+    fault.add_argument("--recheck", action="store_true",
+                       help="after the repair, run the fault's steps again (default: wait for the lab to settle)")
     args = parser.parse_args(argv)
     command = {"up": cmd_up, "destroy": cmd_destroy, "ephemeral": cmd_ephemeral, "fault": cmd_fault,
                "verify": cmd_verify, "status": cmd_status, "preview": cmd_preview}[args.cmd]

@@ -169,7 +169,8 @@ def ha_daemon(spec: VerifySpec) -> str:
 
 def lab_settled(ctx: StepContext) -> float:
     """After a fault's repair, instead of a fixed wait: heartbeat settled (lvs-heartbeat), the VIP on one director
-    (the MASTER when it preempts), every real server back in that director's table. Seconds it took."""
+    (the MASTER when it preempts), every real server back in that director's table; CheckFailed when the lab does
+    not get there. Seconds it took."""
     spec = ctx.spec
     t0 = ctx.monotonic()
     if spec.topo.heartbeat:
@@ -180,6 +181,9 @@ def lab_settled(ctx: StepContext) -> float:
     while holding not in wanted and ctx.monotonic() < deadline:
         ctx.sleep(0.5)
         holding = sorted(n for n, h in ctx.vip_holders().items() if h)
+    if holding not in wanted:
+        raise CheckFailed("restore.master-only", f"the VIP on {' or '.join(w[0] for w in wanted)} only within "
+                          f"{deadline - t0:g} s of the repair", f"held by {holding or 'nobody'}")
     if spec.real_servers:
         wait_all_in_ipvs(ctx)
     return round(ctx.monotonic() - t0, 1)

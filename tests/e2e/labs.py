@@ -52,7 +52,7 @@ def kept_labs(netns: str, work: Path, templates: dict[str, str],
              for k, t in templates.items()}
     codes = {k: p.wait(timeout=3000) for k, p in procs.items()}
     labs = {k: _lab_result(netns, codes[k], time.monotonic() - t0, work / f"{k}.json", logs[k].read_text(), k)
-            for k in templates}
+            | {"boots_at_once": shared} for k in templates}
     try:
         yield labs
     finally:
@@ -87,21 +87,22 @@ def most_booting_at_once(started: dict[str, float], ready: dict[str, float]) -> 
     return max(sum(started[m] <= started[n] < ready[m] for m in ready) for n in ready)
 
 
-def assert_boots_in_waves(report: dict[str, Any]) -> None:
-    """vm.bootsAtOnce auto: no more first boots at once than the hypervisor's cores (the test hypervisor shares
-    this machine's), directors first."""
+def assert_boots_in_waves(report: dict[str, Any], at_once: int | None = None) -> None:
+    """vm.bootsAtOnce auto: as many first boots at once as the hypervisor's cores (the test hypervisor shares
+    this machine's), or `at_once` (ephemeral --boots-at-once), and never more; directors first."""
+    at_once = at_once or os.cpu_count() or 1
     nodes = report["verification"]["readiness"]["nodes"]
     assert set(report["ready_after_up_start_s"]) == set(nodes)
     started, ready = report["domain_started_after_up_start_s"], report["ready_after_up_start_s"]
-    assert most_booting_at_once(started, ready) == min(os.cpu_count() or 1, len(nodes)), (started, ready)
+    assert most_booting_at_once(started, ready) == min(at_once, len(nodes)), (started, ready)
     roles = {n["name"]: n["role"] for n in report["lab"]["nodes"]}
-    if len(nodes) > (os.cpu_count() or 1):
+    if len(nodes) > at_once:
         assert max(started[n] for n, r in roles.items() if r == "director") < min(
             started[n] for n, r in roles.items() if r != "director"), started
 
 
 def assert_verified(report: dict[str, Any], counts: dict[str, int] | None, health_check_server: str,
-                    extra: list[str], preempt: bool = True) -> None:
+                    extra: list[str], preempt: bool = True, boots_at_once: int | None = None) -> None:
     assert report["failed"] == [], report["failed"]  # includes: no changes in preview, nor after refresh
     # The real providers only: no dynamic provider resource in the state.
     assert {t.split(":")[0] for t in report["resource_types"]} == {"pulumi", "lvslab", "libvirt", "command"}
@@ -110,7 +111,7 @@ def assert_verified(report: dict[str, Any], counts: dict[str, int] | None, healt
     assert not [t for t in report["resource_types"] if "dynamic" in t]
     verification = report["verification"]
     assert sorted(verification) == sorted(STEPS + extra)  # outputs come back key-sorted
-    assert_boots_in_waves(report)
+    assert_boots_in_waves(report, boots_at_once)
     # (the lab's image runs two cloud-init stages: its local and config stages are masked; the profile is
     # taken once the boot finished, so systemd's kernel/userspace split is in it)
     nodes = verification["readiness"]["nodes"]
@@ -143,8 +144,8 @@ def fault_result(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 
 def assert_fault_caught(proc: subprocess.CompletedProcess[str], assertion: str) -> None:
-    """Exactly `assertion` failed under the fault (matched by id, from the runner's JSON), and the steps
-    passed again after the repair."""
+    """Exactly `assertion` failed under the fault (matched by id, from the runner's JSON), and the lab settled
+    back to its initial state after the repair."""
     assert proc.returncode == 0, proc.stdout[-3000:]
     result = fault_result(proc)
     assert result["failed_assertion"] == assertion and result["after_repair"] is True, result
@@ -152,7 +153,7 @@ def assert_fault_caught(proc: subprocess.CompletedProcess[str], assertion: str) 
 
 
 def fault_fails_its_check(lab: dict[str, Any], fault: str, assertion: str) -> subprocess.CompletedProcess[str]:
-    """Inject `fault` into a kept lab: exactly `assertion` fails, and passes again after the repair."""
+    """Inject `fault` into a kept lab: exactly `assertion` fails, and the lab settles back after the repair."""
     proc = run_fault(lab, fault, assertion)
     assert_fault_caught(proc, assertion)
     return proc

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -39,12 +40,13 @@ def test_labs_side_by_side(pair: dict[str, dict[str, Any]]) -> None:
     print(json.dumps({k: (lab["code"], lab["seconds"]) for k, lab in pair.items()}))
     a, b = up(pair["a"]), up(pair["b"])
     assert a["slot"] != b["slot"] and a["stack"] != b["stack"]
-    assert_verified(a, {"web1": 4, "web2": 4}, "web2", LABS["a"][1])
+    assert_verified(a, {"web1": 4, "web2": 4}, "web2", LABS["a"][1], boots_at_once=pair["a"]["boots_at_once"])
     sorry = a["verification"][SORRY]
     assert sorry["sorry_answered_by"] == "sorry-director1" and sorry["normal_answered_by"] == "web1"
     # wrr 3:1 over 40 fresh connections: exactly 30/10 (IPVS's wrr is deterministic for one client);
     # the TCP_CHECK removal of the weight-1 server is decided from the IPVS table, not from client shares.
-    assert_verified(b, {"web1": 30, "web2": 10}, "web2", LABS["b"][1])
+    assert_verified(b, {"web1": 30, "web2": 10}, "web2", LABS["b"][1], boots_at_once=pair["b"]["boots_at_once"])
+    assert pair["a"]["boots_at_once"] == pair["b"]["boots_at_once"] == max(1, len(os.sched_getaffinity(0)) // 2)
     # connection sync: the download went on while the BACKUP held the VIP and after the MASTER resumed
     sync = b["verification"]["connection-sync"]
     assert sync["synced_to_backup"] and sync["error"] is None
@@ -64,6 +66,9 @@ FAULTS = [
     ("a", "keepalived-kill9-master", "split-brain.one-holder"),
     ("a", "check-tcp-only", "health-check.removed"),  # HTTP_GET notices a 503 on an open port, TCP_CHECK does not
     ("a", "nginx-wont-start-sorry", "sorry-server.normal-again"),
+    ("a", "backup-sorry-only", "failover.vip-moved"),  # only the BACKUP's sorry page after the failover
+    ("a", "nopreempt-on", "failback.returns"),  # the MASTER does not take the VIP back
+    ("a", "keepalived-stop-kills", "failover.backup-only"),  # the stopped MASTER keeps the VIP
     ("b", "sync-daemon-off", "connection-sync.stream-kept"),
     ("b", "scheduler-rr", "round-robin.split"),  # wrr 3:1 becomes 20/20
     ("b", "backup-answers-arp", "vip-arp.master-only"),
@@ -73,6 +78,8 @@ FAULTS = [
     ("b", "master-down-at-restore", "restore.master-only"),
     ("b", "nginx-wont-start", "health-check.readded"),
     ("b", "nginx-down-at-restore", "ipvs.all-in-table"),
+    ("b", "keepalived-down-backup", "connection-sync.vip-moved"),
+    ("b", "backup-priority-higher", "connection-sync.vip-back"),
 ]
 
 
@@ -91,10 +98,11 @@ def fault_runs(pair: dict[str, dict[str, Any]], request: pytest.FixtureRequest) 
         runs = list(pool.map(run_all, sorted(LABS)))
     # What each fault costs (--durations shows only this fixture's total), on the terminal whatever the outcome.
     terminal = request.config.pluginmanager.getplugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")  # a fixture's output is captured otherwise
     for lab, run in zip(sorted(LABS), runs, strict=True):
         for fault, proc in run.items():
             result = fault_result(proc)
-            if terminal:
+            with capture.global_and_fixture_disabled():
                 terminal.write_line(f"fault {fault} on lab {lab}: {result.get('failed_assertion')} failed after "
                                     f"{result.get('until_caught_s')} s, {result.get('seconds')} s in all")
     return {fault: proc for run in runs for fault, proc in run.items()}

@@ -79,7 +79,7 @@ def test_day2_real_server_added_and_removed_in_place(lab: dict[str, Any]) -> Non
         last = ipaddress.IPv4Address(servers[-1]["address"])
         servers.append({"name": "web3", "address": str(last + 1), "weight": 1})
         # test_sticky_tun_lab ran them on this lab; the change is about the set of real servers
-        config.setdefault("lvs-lab:verify", {})["skip"] = ["failover", "failback"]
+        config.setdefault("lvs-lab:verify", {})["skip"] = ["persistence", "failover", "failback"]
 
     added = day2_change(lab, add)
     changes = added["preview"]["changes"]
@@ -89,7 +89,8 @@ def test_day2_real_server_added_and_removed_in_place(lab: dict[str, Any]) -> Non
     # replaced: only the verification steps (their input, the lab's spec, changed: they run again)
     assert all("-verification-" in n for n in changes.get("replace", [])), changes
     # deleted: only the steps verify.skip leaves out
-    assert sorted(n.rsplit("-", 1)[1] for n in changes.get("delete", [])) == ["failback", "failover"], changes
+    assert sorted(n.rsplit("-", 1)[1] for n in changes.get("delete", [])) == ["failback", "failover",
+                                                                              "persistence"], changes
     assert added["watch"]["failed"] == 0 and added["watch"]["requests"] > 100, added["watch"]
     assert "PASS round-robin" in added["output"] and "web3" in added["output"].split("PASS round-robin")[1][:400]
     assert "PASS health-check" in added["output"] and "SKIP failover" in added["output"]

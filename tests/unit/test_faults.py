@@ -331,3 +331,26 @@ def test_an_inject_that_does_not_answer_is_not_run_twice(monkeypatch: pytest.Mon
     calls.clear()
     inject._run_on(None, node, "mv x.lvslab-fault x", retry=True)  # noqa: SLF001
     assert calls[0] == calls[2] == "mv x.lvslab-fault x" and len(calls) == 3
+
+
+def test_lab_settled_fails_when_the_vip_does_not_come_back() -> None:
+    """After a repair the runner waits for the initial state; a lab that does not get there fails the run (the
+    next fault would otherwise start from a broken lab)."""
+    import types
+
+    from lvslab.verify.failure import CheckFailed
+    from lvslab.verify.live import lab_settled
+
+    clock = [0.0]
+    d1, d2 = types.SimpleNamespace(name="director1"), types.SimpleNamespace(name="director2")
+    spec = types.SimpleNamespace(topo=types.SimpleNamespace(heartbeat=False), preempt=True, master=d1,
+                                 directors=(d1, d2), failover_bound_s=3.6, real_servers=())
+    holders = [{"director1": False, "director2": True}] * 100
+    ctx = types.SimpleNamespace(spec=spec, monotonic=lambda: clock[0], vip_holders=lambda: holders.pop(),
+                                sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+    with pytest.raises(CheckFailed, match="VIP on director1 only within 23.6 s of the repair; observed held by "
+                                          r"\['director2'\]"):
+        lab_settled(ctx)
+    holders[-1] = {"director1": True, "director2": False}
+    clock[0] = 0.0
+    assert lab_settled(ctx) == 0.0
