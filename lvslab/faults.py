@@ -218,7 +218,7 @@ RUNTIME_FAULTS = {
         Fault("nopreempt-on", "directors", "sed -i.lvslab-fault 's/^\\( *\\)state MASTER$/\\1state BACKUP/; "
               "s/^\\( *\\)priority \\(.*\\)$/\\1priority \\2\\n\\1nopreempt/' "
               f"{KEEPALIVED_CONF} && systemctl reload keepalived", KEEPALIVED_RESTORE, ("failover", "failback"),
-              "failback.returns"),
+              "failback.returns", settle="vrrp"),
         # systemd told to stop keepalived with SIGKILL on the MASTER (a drop-in): the clean failover's stop leaves
         # the VIP on its eth0 (no goodbye, seed 001's kill -9 warning), so the BACKUP's takeover makes two holders.
         Fault("keepalived-stop-kills", "master", f"mkdir -p {KEEPALIVED_DROPIN_DIR} && printf '[Service]\\nKillSignal="
