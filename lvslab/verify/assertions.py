@@ -52,7 +52,7 @@ _ROWS = (
     Assertion("ipvs.list", "ipvsadm -Ln answers on the director", "is ip_vs loaded? systemctl status keepalived",
               harness=True),
     Assertion("ipvs.all-in-table", "every real server of weight > 0 in the VIP holder's IPVS table within "
-              "3 x delay_loop + 60 s: the gate before round-robin, persistence, health-check, sorry-server and "
+              "3 x delay_loop + 30 s: the gate before round-robin, persistence, health-check, sorry-server and "
               "restore measure, and after a fault's repair", "the health checker's log; the real server's nginx"),
     Assertion("gateway.with-vip", "NAT: the gateway VIP on the VIP's holder only (one vrrp_sync_group): at "
               "vip-state, after failover, failback and restore", "vrrp_sync_group in keepalived.conf"),

@@ -56,10 +56,10 @@ def health_windows(hc: HealthCheckSpec) -> tuple[float, float]:
 
 
 def all_in_table_wait(hc: HealthCheckSpec) -> float:
-    """How long a step waits for every real server in the table before it measures: 3 x delay_loop + 60 s (the
-    checker's next rounds after nginx or keepalived (re)started, plus a minute of an emulated guest starting
+    """How long a step waits for every real server in the table before it measures: 3 x delay_loop + 30 s (the
+    checker's next rounds after nginx or keepalived (re)started, plus half a minute of an emulated guest starting
     nginx after a previous step or a fault's repair)."""
-    return hc.delay_loop * 3 + 60
+    return hc.delay_loop * 3 + 30
 
 
 def failover_gap_bound(spec: VerifySpec, mode: str) -> float:

@@ -158,7 +158,7 @@ def wait_all_in_ipvs(ctx: StepContext) -> str:
             return text
         ctx.sleep(1)
     raise CheckFailed("ipvs.all-in-table", f"every real server in the IPVS table of {ctx.named(master)} within "
-                      f"{timeout:g} s (3 x delay_loop + 60 s)",
+                      f"{timeout:g} s (3 x delay_loop + 30 s)",
                       text.strip() or "empty table")
 
 

@@ -60,7 +60,6 @@ def test_labs_side_by_side(pair: dict[str, dict[str, Any]]) -> None:
 FAULTS = [
     ("a", "rs-no-arp-sysctls", "real-server-config.dr"),
     ("a", "rs-no-vip", "real-server-config.dr"),
-    ("a", "nginx-down-all", "ipvs.all-in-table"),
     ("a", "keepalived-down-all", "vip-state.on-master"),
     ("a", "sorry-server-down", "sorry-server.answers"),
     ("a", "keepalived-kill9-master", "split-brain.one-holder"),
@@ -70,6 +69,7 @@ FAULTS = [
     ("a", "nopreempt-on", "failback.returns"),  # the MASTER does not take the VIP back
     ("a", "keepalived-stop-kills", "failover.backup-only"),  # the stopped MASTER keeps the VIP
     ("b", "sync-daemon-off", "connection-sync.stream-kept"),
+    ("b", "nginx-down-all", "ipvs.all-in-table"),
     ("b", "scheduler-rr", "round-robin.split"),  # wrr 3:1 becomes 20/20
     ("b", "backup-answers-arp", "vip-arp.master-only"),
     ("b", "ipvs-timeouts-changed", "ipvs-settings.timeouts-sync"),

@@ -108,6 +108,7 @@ def test_health_windows() -> None:
     assert hc.window() == (8, 4)
     assert bounds.health_windows(hc) == (10.0, 6.0)
     assert bounds.CHECKER_ALLOWANCE_S == 2.0
+    assert bounds.all_in_table_wait(hc) == 36  # 3 x 2 + 30: the gate before a step measures
 
 
 def test_failover_gap_bounds(dev_raw: dict) -> None:

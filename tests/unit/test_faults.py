@@ -277,7 +277,7 @@ Prot LocalAddress:Port Scheduler Flags
   -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
 TCP  10.0.0.100:80 rr
   -> 10.0.0.21:80                 Route   0      0          0
-  -> 127.0.0.1:80                 Local   1      0          0
+  -> 127.0.0.1:80                 Route   1      0          0
 """
 
 
