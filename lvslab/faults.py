@@ -230,6 +230,12 @@ RUNTIME_FAULTS = {
               f"{KEEPALIVED_DROPIN} && systemctl daemon-reload",
               f"rm -f {KEEPALIVED_DROPIN} && systemctl daemon-reload && ({DROP_VIP} 2>/dev/null; true) && "
               "systemctl restart keepalived", ("failover", "failback"), "failover.backup-only"),
+        # The MASTER's priority-0 advert (keepalived's goodbye on a clean stop) dropped on its way out (tc u32: IP
+        # protocol 112, the VRRP priority byte at offset 20 + 2 = 0): the BACKUP waits out its master-down timer
+        # as after a hard failure, so the clean hand-over's gap bound (skew + 1 s) is exceeded.
+        Fault("goodbye-advert-lost", "master", "tc qdisc add dev eth0 root handle 1: prio && tc filter add dev eth0 "
+              "parent 1: protocol ip prio 1 u32 match ip protocol 112 0xff match u8 0 0xff at 22 action drop",
+              "tc qdisc del dev eth0 root", ("failover", "failback"), "failover.gap"),
         # keepalived stopped on the BACKUP: nobody takes the VIP (or the streamed connection) from a frozen MASTER.
         Fault("keepalived-down-backup", "backup", "systemctl stop keepalived", "systemctl start keepalived",
               ("connection-sync",), "connection-sync.vip-moved"),

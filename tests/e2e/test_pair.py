@@ -68,6 +68,7 @@ FAULTS = [
     ("a", "backup-sorry-only", "failover.vip-moved"),  # only the BACKUP's sorry page after the failover
     ("a", "nopreempt-on", "failback.returns"),  # the MASTER does not take the VIP back
     ("a", "keepalived-stop-kills", "failover.backup-only"),  # the stopped MASTER keeps the VIP
+    ("a", "goodbye-advert-lost", "failover.gap"),  # no priority-0 advert: the BACKUP waits its master-down timer
     ("b", "sync-daemon-off", "connection-sync.stream-kept"),
     ("b", "nginx-down-all", "ipvs.all-in-table"),
     ("b", "scheduler-rr", "round-robin.split"),  # wrr 3:1 becomes 20/20

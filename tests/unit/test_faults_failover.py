@@ -37,3 +37,13 @@ def test_stop_kills_fault_is_a_drop_in_its_repair_removes() -> None:
     assert stop.index("kill -STOP $$pids") < stop.index("kill -9 $$pids") and "KillSignal" not in inject
     assert repair.index(f"rm -f {KEEPALIVED_DROPIN}") < repair.index("ip addr del 10.0.0.100/32 dev eth0") \
         < repair.index("systemctl restart keepalived")
+
+
+def test_goodbye_advert_fault_drops_only_priority_zero_vrrp() -> None:
+    """goodbye-advert-lost: one u32 filter on the MASTER's eth0 matching VRRP (IP protocol 112) whose priority byte
+    (IP header 20 bytes + 2) is 0; the repair removes the whole root qdisc it added."""
+    fault = RUNTIME_FAULTS["goodbye-advert-lost"]
+    assert fault.targets == "master" and fault.steps == ("failover", "failback") and fault.assertion == "failover.gap"
+    assert "match ip protocol 112 0xff match u8 0 0xff at 22 action drop" in fault.inject
+    assert fault.inject.startswith("tc qdisc add dev eth0 root handle 1: prio") and \
+        fault.repair == "tc qdisc del dev eth0 root"
