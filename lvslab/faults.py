@@ -55,7 +55,7 @@ def render_flags(faults: Iterable[str]) -> RenderFlags:
 @dataclass(frozen=True)
 class Fault:
     name: str
-    targets: str  # "real_servers", "one_real_server", "directors", "master" or "backup"
+    targets: str  # "real_servers", "one_real_server", "last_real_server", "directors", "master" or "backup"
     inject: str   # shell run as root on each target
     repair: str   # shell run as root on each target; {vip} {port} {algo} {persistence} {timeouts} {gateway}: the lab's
     steps: tuple[str, ...]  # the verification steps to run, in order
@@ -236,6 +236,14 @@ RUNTIME_FAULTS = {
         Fault("goodbye-advert-lost", "master", "tc qdisc add dev eth0 root handle 1: prio && tc filter add dev eth0 "
               "parent 1: protocol ip prio 1 u32 match ip protocol 112 0xff match u8 0 0xff at 22 action drop",
               "tc qdisc del dev eth0 root", ("failover", "failback"), "failover.gap"),
+        # The VIP gone from lo on the last real server (the one the health-check step takes out and back): it
+        # returns to the table (its health page answers on its own address) but drops what the VIP sends it.
+        Fault("rs-no-vip-checked", "last_real_server", "systemctl stop lvslab-vip.service",
+              "systemctl start lvslab-vip.service", ("health-check",), "health-check.answers"),
+        # nopreempt: keepalived stopped on the MASTER, the BACKUP took the VIP; the lab-state step's hand-over
+        # (restarting the BACKUP's keepalived) finds nobody to hand it to.
+        Fault("master-down-nopreempt", "master", "systemctl stop keepalived", "systemctl start keepalived",
+              ("lvs-state",), "vip-state.handover", settle="vrrp"),
         # keepalived stopped on the BACKUP: nobody takes the VIP (or the streamed connection) from a frozen MASTER.
         Fault("keepalived-down-backup", "backup", "systemctl stop keepalived", "systemctl start keepalived",
               ("connection-sync",), "connection-sync.vip-moved"),

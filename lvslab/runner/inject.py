@@ -105,6 +105,7 @@ def _inject_check_repair(args: argparse.Namespace) -> int:
         log(f"stack {args.stack} has no sshPrivateKey output: is the lab up?")
         return 1
     targets = {"real_servers": spec.real_servers, "one_real_server": spec.real_servers[:1],
+               "last_real_server": spec.real_servers[-1:],
                "directors": spec.directors, "master": (spec.master,), "backup": (spec.backup,)}[fault.targets]
     expected = args.expect or fault.expected(spec.lb_kind)
     result: dict[str, Any] = {"fault": fault.name, "expected_assertion": expected}

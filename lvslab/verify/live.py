@@ -167,16 +167,10 @@ def ha_daemon(spec: VerifySpec) -> str:
     return spec.topo.ha_daemon
 
 
-def lab_settled(ctx: StepContext) -> float:
-    """After a fault's repair, instead of a fixed wait: heartbeat settled (lvs-heartbeat), the VIP on one director
-    (the MASTER when it preempts), every real server back in that director's table; CheckFailed when the lab does
-    not get there. Seconds it took."""
-    spec = ctx.spec
+def _wait_holding(ctx: StepContext, wanted: list[list[str]]) -> list[str]:
+    """The directors holding the VIP once they are one of `wanted`, within failoverBound + 20 s of the call."""
     t0 = ctx.monotonic()
-    if spec.topo.heartbeat:
-        heartbeat_settled(ctx, ON_MASTER)
-    wanted = [[spec.master.name]] if spec.preempt else [[d.name] for d in spec.directors]
-    deadline = t0 + spec.failover_bound_s + 20
+    deadline = t0 + ctx.spec.failover_bound_s + 20
     holding = sorted(n for n, h in ctx.vip_holders().items() if h)
     while holding not in wanted and ctx.monotonic() < deadline:
         ctx.sleep(0.5)
@@ -184,6 +178,21 @@ def lab_settled(ctx: StepContext) -> float:
     if holding not in wanted:
         raise CheckFailed("restore.master-only", f"the VIP on {' or '.join(w[0] for w in wanted)} only within "
                           f"{deadline - t0:g} s of the repair", f"held by {holding or 'nobody'}")
+    return holding
+
+
+def lab_settled(ctx: StepContext) -> float:
+    """After a fault's repair, instead of a fixed wait: heartbeat settled (lvs-heartbeat), the VIP on the MASTER
+    only (nopreempt: handed back from the BACKUP by restarting its HA daemon, as the failback step does), every
+    real server back in its table; CheckFailed when the lab does not get there. Seconds it took."""
+    spec = ctx.spec
+    t0 = ctx.monotonic()
+    if spec.topo.heartbeat:
+        heartbeat_settled(ctx, ON_MASTER)
+    holding = _wait_holding(ctx, [[spec.master.name]] if spec.preempt else [[d.name] for d in spec.directors])
+    if holding == [spec.backup.name]:  # nopreempt kept it there
+        ctx.ssh(spec.backup.address, f"systemctl restart {ha_daemon(spec)}")
+        _wait_holding(ctx, [[spec.master.name]])
     if spec.real_servers:
         wait_all_in_ipvs(ctx)
     return round(ctx.monotonic() - t0, 1)

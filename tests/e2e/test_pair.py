@@ -69,6 +69,7 @@ FAULTS = [
     ("a", "nopreempt-on", "failback.returns"),  # the MASTER does not take the VIP back
     ("a", "keepalived-stop-kills", "failover.backup-only"),  # the stopped MASTER keeps the VIP
     ("a", "goodbye-advert-lost", "failover.gap"),  # no priority-0 advert: the BACKUP waits its master-down timer
+    ("a", "rs-no-vip-checked", "health-check.answers"),  # back in the table, but it drops what the VIP sends it
     ("b", "sync-daemon-off", "connection-sync.stream-kept"),
     ("b", "nginx-down-all", "ipvs.all-in-table"),
     ("b", "scheduler-rr", "round-robin.split"),  # wrr 3:1 becomes 20/20

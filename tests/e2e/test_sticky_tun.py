@@ -49,6 +49,7 @@ def test_sticky_tun_lab(lab: dict[str, Any]) -> None:
     ("rp-filter-strict", "round-robin.split"),
     ("mss-unclamped", "round-robin.tunnel-mtu"),
     ("rs-no-vip", "real-server-config.tun"),
+    ("master-down-nopreempt", "vip-state.handover"),  # nopreempt: nobody to hand the VIP back to
 ])
 def test_runtime_fault_fails_its_assertion(lab: dict[str, Any], fault: str, assertion: str) -> None:
     fault_fails_its_check(lab, fault, assertion)

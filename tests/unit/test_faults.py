@@ -46,7 +46,7 @@ def sed_on_rendered(inject: str, original: str, tmp_path: Path) -> tuple[Path, l
 @pytest.mark.parametrize("name", sorted(RUNTIME_FAULTS))
 def test_runtime_fault_is_complete(name: str) -> None:
     fault = RUNTIME_FAULTS[name]
-    assert fault.targets in {"real_servers", "one_real_server", "directors", "master", "backup"}
+    assert fault.targets in {"real_servers", "one_real_server", "last_real_server", "directors", "master", "backup"}
     assert fault.steps and all(step in STEPS for step in fault.steps)
     for kind in ("DR", "TUN", "NAT"):
         assert fault.expected(kind) in ASSERTIONS, fault.expected(kind)
@@ -343,7 +343,7 @@ def test_lab_settled_fails_when_the_vip_does_not_come_back() -> None:
 
     clock = [0.0]
     d1, d2 = types.SimpleNamespace(name="director1"), types.SimpleNamespace(name="director2")
-    spec = types.SimpleNamespace(topo=types.SimpleNamespace(heartbeat=False), preempt=True, master=d1,
+    spec = types.SimpleNamespace(topo=types.SimpleNamespace(heartbeat=False), preempt=True, master=d1, backup=d2,
                                  directors=(d1, d2), failover_bound_s=3.6, real_servers=())
     holders = [{"director1": False, "director2": True}] * 100
     ctx = types.SimpleNamespace(spec=spec, monotonic=lambda: clock[0], vip_holders=lambda: holders.pop(),
@@ -354,3 +354,11 @@ def test_lab_settled_fails_when_the_vip_does_not_come_back() -> None:
     holders[-1] = {"director1": True, "director2": False}
     clock[0] = 0.0
     assert lab_settled(ctx) == 0.0
+    # nopreempt: the BACKUP may keep it; the runner hands it back as the failback step does
+    d2.address, spec.preempt, spec.topo.ha_daemon = "10.0.0.12", False, "keepalived"
+    restarted: list[tuple[str, str]] = []
+    ctx.ssh = lambda address, cmd: restarted.append((address, cmd))
+    holders[:] = [{"director1": True, "director2": False}, {"director1": False, "director2": True}]
+    clock[0] = 0.0
+    lab_settled(ctx)
+    assert restarted == [("10.0.0.12", "systemctl restart keepalived")] and not holders
