@@ -151,8 +151,9 @@ def check_receive(r: Reader, health: HealthCheck, given: bool, servers: list[Rea
     ldirectord.cf that every real server's health page ("<name> ok") matches."""
     if health.type != "HTTP_GET":
         if given:
-            r.fail("healthCheck.receive", f"is only used with healthCheck.type HTTP_GET (ldirectord's negotiate "
-                   f"check); {health.type} only connects", health.receive)
+            # (the type itself is not quoted here: a bad one has its own message, and may be any length)
+            r.fail("healthCheck.receive", "is only used with healthCheck.type HTTP_GET (ldirectord's negotiate "
+                   "check); TCP_CHECK only connects", health.receive)
         return
     if not health.receive or any(c in health.receive for c in '"\n'):
         r.fail("healthCheck.receive", "must be a non-empty regexp without double quotes or newlines (ldirectord.cf "
