@@ -61,6 +61,7 @@ class Fault:
     steps: tuple[str, ...]  # the verification steps to run, in order
     assertion: str  # the assertion id (lvslab.verify.assertions) that must fail; {kind}: lvs.lbKind, lower case
     settle: str = ""  # what to wait for after injecting, before the steps run: a key of SETTLES
+    verify: tuple[tuple[str, int], ...] = ()  # VerifySpec fields the steps run with instead of the lab's
 
     def expected(self, lb_kind: str) -> str:
         """The assertion this fault must make fail on a lab forwarding by `lb_kind`."""
@@ -100,6 +101,22 @@ KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 KEEPALIVED_DROPIN_DIR = "/etc/systemd/system/keepalived.service.d"
 KEEPALIVED_DROPIN = f"{KEEPALIVED_DROPIN_DIR}/lvslab-fault.conf"
 KEEPALIVED_RESTORE = f"mv {KEEPALIVED_CONF}.lvslab-fault {KEEPALIVED_CONF} && systemctl reload keepalived"
+CLOUD_INIT_RESULT = "/run/cloud-init/result.json"
+# A real_server entry for the director's own nginx (127.0.0.1: its sorry page, or nothing listening), with no
+# health check: keepalived puts it in the rotation and never takes it out. `wait`: until IPVS lists it.
+UNCHECKED_LOCAL_SERVER = ("sed -i.lvslab-fault 's/^\\( *\\)lb_kind .*$/&\\n\\1real_server 127.0.0.1 {port} {{\\n"
+                          "\\1    weight 1\\n\\1}}/' " + KEEPALIVED_CONF)
+LOCAL_SERVER_LISTED = ("{{ end=$(( $(date +%s) + 60 )); until ipvsadm -Ln | grep -q '^  -> 127.0.0.1:'; do "
+                       "[ $(date +%s) -lt $end ] || {{ ipvsadm -Ln; exit 1; }}; sleep 1; done; }}")
+# One real server announcing the VIP (gratuitous ARP from eth0 every 0.5 s for at most 120 s, as an `arping -U`
+# in its network setup would): clients send to it directly, past the director.
+ANNOUNCE_VIP = ("setsid python3 -c 'import socket as s, time; k = s.socket(s.AF_PACKET, s.SOCK_RAW); "
+                "k.bind((\"eth0\", 0)); m = bytes.fromhex(open(\"/sys/class/net/eth0/address\").read().strip()"
+                ".replace(\":\", \"\")); v = s.inet_aton(\"{vip}\"); "
+                "[(k.send(b\"\\xff\" * 6 + m + b\"\\x08\\x06\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x01\" + m + v + "
+                "b\"\\x00\" * 6 + v), time.sleep(0.5)) for _ in range(240)]' >/dev/null 2>&1 </dev/null & "
+                "echo $! > /run/lvslab-fault-garp.pid; sleep 2")
+STOP_ANNOUNCING = "kill $(cat /run/lvslab-fault-garp.pid) 2>/dev/null; rm -f /run/lvslab-fault-garp.pid"
 LDIRECTORD_CF = "/etc/ha.d/ldirectord.cf"
 # ldirectord re-reads its config on HUP (reload); on the director without the VIP it does not run (exit 1).
 LDIRECTORD_RELOAD = "(/usr/sbin/ldirectord ldirectord.cf reload || true)"
@@ -204,10 +221,16 @@ RUNTIME_FAULTS = {
         # IPVS connection timeouts changed behind keepalived's back on both directors.
         Fault("ipvs-timeouts-changed", "directors", "ipvsadm --set 1234 99 321", "ipvsadm --set {timeouts}",
               ("lvs-state",), "ipvs-settings.timeouts-sync"),
+        # cloud-init still running on one real server (its result.json, written when the last stage ends, moved
+        # away): readiness waits for it until verify.readyTimeout (here 20 s instead of the lab's), then says what
+        # `cloud-init status` reports there.
+        Fault("cloud-init-unfinished", "one_real_server", f"mv {CLOUD_INIT_RESULT} {CLOUD_INIT_RESULT}.lvslab-fault",
+              f"mv {CLOUD_INIT_RESULT}.lvslab-fault {CLOUD_INIT_RESULT}", ("readiness",), "readiness.in-time",
+              verify=(("ready_timeout", 20),)),
         # cloud-init's result on one real server lists an error (as a failed module would).
         Fault("cloud-init-error", "one_real_server", "sed -i.lvslab-fault 's/\"errors\": \\[\\]/\"errors\": "
-              "[\"lvs-lab fault\"]/' /run/cloud-init/result.json",
-              "mv /run/cloud-init/result.json.lvslab-fault /run/cloud-init/result.json", ("readiness",),
+              "[\"lvs-lab fault\"]/' " + CLOUD_INIT_RESULT,
+              f"mv {CLOUD_INIT_RESULT}.lvslab-fault {CLOUD_INIT_RESULT}", ("readiness",),
               "readiness.cloud-init"),
         # keepalived stopped on the MASTER before a failover: the VIP is already on the BACKUP.
         Fault("master-down-before-failover", "master", "systemctl stop keepalived", "systemctl start keepalived",
@@ -244,6 +267,22 @@ RUNTIME_FAULTS = {
         # (restarting the BACKUP's keepalived) finds nobody to hand it to.
         Fault("master-down-nopreempt", "master", "systemctl stop keepalived", "systemctl start keepalived",
               ("lvs-state",), "vip-state.handover", settle="vrrp"),
+        # The BACKUP's own nginx in its rotation, unchecked (keepalived reloaded): after the failover every few
+        # requests get the sorry page (or nothing): the service flaps between real servers and that.
+        Fault("unchecked-local-server-backup", "backup", f"{UNCHECKED_LOCAL_SERVER} && systemctl reload keepalived "
+              f"&& {LOCAL_SERVER_LISTED}", KEEPALIVED_RESTORE, ("failover", "failback"), "failover.failed-requests"),
+        # The same entry written into the MASTER's keepalived.conf but not loaded: the failover's stop and the
+        # failback's start load it, so the returning MASTER flaps.
+        Fault("unchecked-local-server-on-restart", "master", UNCHECKED_LOCAL_SERVER, KEEPALIVED_RESTORE,
+              ("failover", "failback"), "failback.failed-requests"),
+        # Persistence per /24 (ipvsadm -M, keepalived's persistence_granularity): the client's template is its
+        # network's, not its own.
+        Fault("persistence-per-network", "directors", "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence} "
+              "-M 255.255.255.0", "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence} -M 255.255.255.255",
+              ("persistence",), "persistence.template"),
+        # One real server announces the VIP: the client's requests reach it directly, the director counts none.
+        Fault("rs-announces-vip", "one_real_server", ANNOUNCE_VIP, STOP_ANNOUNCING, ("round-robin",),
+              "round-robin.ipvs-counts"),
         # keepalived stopped on the BACKUP: nobody takes the VIP (or the streamed connection) from a frozen MASTER.
         Fault("keepalived-down-backup", "backup", "systemctl stop keepalived", "systemctl start keepalived",
               ("connection-sync",), "connection-sync.vip-moved"),

@@ -8,6 +8,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from lvslab.faults import RUNTIME_FAULTS
@@ -83,6 +84,13 @@ def _wait_health_check(ctx: Any, targets: Any) -> None:
 
 
 # lvslab.faults.SETTLES: how the runner waits for each (a test keeps the two tables' keys equal).
+def _forget_vip_neighbour(spec: Any) -> None:
+    """A fault may have pointed this host's ARP entry for the VIP at another node (rs-announces-vip): forget it,
+    so the next request asks who holds the VIP. Local labs only: a remote lab's client is on its hypervisor."""
+    if not parse_uri(spec.uri).remote:
+        subprocess.run(["ip", "neigh", "flush", "to", spec.vip], capture_output=True)
+
+
 SETTLE_WAITS: dict[str, Callable[[Any, Any], None]] = {
     "": lambda ctx, targets: None,
     "vrrp": _wait_vrrp,
@@ -127,7 +135,8 @@ def _inject_check_repair(args: argparse.Namespace) -> int:
             raise
 
         def run_steps() -> bool:
-            return all(run_step(step, spec, key_text)["passed"] for step in fault.steps)
+            return all(run_step(step, replace(spec, **dict(fault.verify)), key_text)["passed"]
+                       for step in fault.steps)
 
         t0 = time.monotonic()
         try:
@@ -139,6 +148,7 @@ def _inject_check_repair(args: argparse.Namespace) -> int:
         finally:
             result["until_caught_s"] = round(time.monotonic() - t0, 1)  # settle + steps: what CI pays per fault
             on_all(fault.repair.format(**lab), retry=True)
+            _forget_vip_neighbour(spec)
         try:
             # VRRP election, heartbeat, health checks: waited for, not slept (lvslab.verify.live.lab_settled)
             # Settled is the lab's initial state (VIP on the MASTER, every real server in the table, heartbeat

@@ -130,14 +130,17 @@ _ROWS = (
               "advertInterval, priorities; CPU load on the hypervisor"),
     Assertion("failover.client", "hey (10 requests/s, -t 1) through the VIP: at most ceil(gap bound x 10) + 1 "
               "errors and only status 200", "the report's third_party_client figures; the poller's timeline"),
-    Assertion("failover.failed-requests", "failed requests <= gap / poll interval + 1",
-              "the poller's timeline in the report"),
+    Assertion("failover.failed-requests", "one outage only: polls not served by a real server (an error or a "
+              "sorry page) from the stop to 1 s after service returned <= floor(gap / 0.1 s) + 1",
+              "the poller's timeline in the report: whose answers came between the real servers'? (ipvsadm -Ln "
+              "on the new holder)"),
     Assertion("failback.returns", "preempt: the VIP back on the MASTER only within failoverBound + 20 s "
               "(+ ARP expiry after a heartbeat freeze)", "nopreempt must be off; the MASTER's priority"),
     Assertion("failback.gap", "service gap <= the failover gap bound while the MASTER returns",
               "the poller's timeline"),
-    Assertion("failback.failed-requests", "failed polls <= gap / poll interval + 1 (one outage)",
-              "the poller's timeline"),
+    Assertion("failback.failed-requests", "one outage only: polls not served by a real server from the "
+              "MASTER's return to 1 s after it answered <= floor(gap / 0.1 s) + 1",
+              "the poller's timeline: whose answers came between the real servers'? (ipvsadm -Ln on the MASTER)"),
     Assertion("failback.client", "hey through the VIP while the MASTER returns: at most ceil(gap bound x 10) + 1 "
               "errors and only status 200", "the report's third_party_client figures"),
     Assertion("failback.stays", "nopreempt: the VIP stays on the BACKUP", "nopreempt in keepalived.conf"),

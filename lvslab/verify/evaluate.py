@@ -131,21 +131,29 @@ def poll_timeline(events: list[Any], since: float, holder_of_mac: dict[str, str]
 
 
 def outage(events: list[Any], since: float,
-           served: Callable[[Any], bool] = lambda ev: ev.ok) -> tuple[float, int]:
-    """(seconds from the first poll not served to the next served one, polls not served) after `since`.
-    `served`: what counts as service (the failover steps: a real server's answer, not a sorry page)."""
-    first_fail = None
+           served: Callable[[Any], bool] = lambda ev: ev.ok) -> tuple[float, int, list[Any]]:
+    """(seconds from the first poll not served to the next served one, the polls not served in that outage,
+    the polls not served after it ended) after `since`. Any of the last means the service flapped: it came
+    back and went again. `served`: what counts as service (the failover steps: a real server's answer, not a
+    sorry page)."""
+    first_fail: float | None = None
+    gap: float | None = None
     failed = 0
+    after: list[Any] = []
     for ev in events:
-        if ev.t < since:
+        if ev.t < since or served(ev):
+            if ev.t >= since and first_fail is not None and gap is None:
+                gap = ev.t - first_fail
             continue
-        if not served(ev):
-            failed += 1
-            if first_fail is None:
-                first_fail = ev.t
-        elif first_fail is not None:
-            return ev.t - first_fail, failed
-    return (0.0, failed) if first_fail is None else (float("inf"), failed)
+        if gap is not None:
+            after.append(ev)
+            continue
+        failed += 1
+        if first_fail is None:
+            first_fail = ev.t
+    if first_fail is None:
+        return 0.0, 0, []
+    return (float("inf") if gap is None else gap), failed, after
 
 
 def fresh_source_ports(ipvsadm_lnc: str, client: str, count: int, low: int = 20000, high: int = 30000) -> list[int]:

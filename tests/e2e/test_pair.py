@@ -70,6 +70,8 @@ FAULTS = [
     ("a", "keepalived-stop-kills", "failover.backup-only"),  # the stopped MASTER keeps the VIP
     ("a", "goodbye-advert-lost", "failover.gap"),  # no priority-0 advert: the BACKUP waits its master-down timer
     ("a", "rs-no-vip-checked", "health-check.answers"),  # back in the table, but it drops what the VIP sends it
+    ("a", "cloud-init-unfinished", "readiness.in-time"),  # readyTimeout 20 s: cloud-init status says "running"
+    ("a", "unchecked-local-server-on-restart", "failback.failed-requests"),  # the returning MASTER flaps
     ("b", "sync-daemon-off", "connection-sync.stream-kept"),
     ("b", "nginx-down-all", "ipvs.all-in-table"),
     ("b", "scheduler-rr", "round-robin.split"),  # wrr 3:1 becomes 20/20
@@ -82,6 +84,7 @@ FAULTS = [
     ("b", "nginx-down-at-restore", "ipvs.all-in-table"),
     ("b", "keepalived-down-backup", "connection-sync.vip-moved"),
     ("b", "backup-priority-higher", "connection-sync.vip-back"),
+    ("b", "unchecked-local-server-backup", "failover.failed-requests"),  # the BACKUP flaps after taking over
 ]
 
 
@@ -115,6 +118,8 @@ def test_runtime_fault_fails_its_assertion(fault_runs: dict[str, Any], lab: str,
     proc = fault_runs[fault]
     print(proc.stdout[-4000:])
     assert_fault_caught(proc, assertion)
+    if assertion == "readiness.in-time":  # the node named, with what cloud-init itself says there
+        assert "web1 ready within 20 s" in proc.stdout and "status: running" in proc.stdout, proc.stdout[-3000:]
     if assertion == "split-brain.one-holder":  # both holders and both ARP answers named, and the way out
         found = re.search(r'"message": ("(?:[^"\\]|\\.)*")', proc.stdout)
         assert found, proc.stdout[-3000:]

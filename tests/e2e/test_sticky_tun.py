@@ -50,6 +50,8 @@ def test_sticky_tun_lab(lab: dict[str, Any]) -> None:
     ("mss-unclamped", "round-robin.tunnel-mtu"),
     ("rs-no-vip", "real-server-config.tun"),
     ("master-down-nopreempt", "vip-state.handover"),  # nopreempt: nobody to hand the VIP back to
+    ("persistence-per-network", "persistence.template"),  # the template is the client's /24, not the client
+    ("rs-announces-vip", "round-robin.ipvs-counts"),  # requests reach web1 past the director: it counts none
 ])
 def test_runtime_fault_fails_its_assertion(lab: dict[str, Any], fault: str, assertion: str) -> None:
     fault_fails_its_check(lab, fault, assertion)

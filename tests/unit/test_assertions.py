@@ -240,5 +240,5 @@ def test_a_sorry_page_is_no_service_in_a_failover() -> None:
     events = [PollEvent(0.0, True, "web1", "m1"), PollEvent(1.0, False, None, "m1"),
               PollEvent(2.0, True, "sorry-director2", "m2"), PollEvent(3.0, True, "sorry-director2", "m2"),
               PollEvent(9.5, True, "web2", "m2")]
-    assert outage(events, 0.5) == (1.0, 1)  # any 200 counted: the gap looks like 1 s
-    assert outage(events, 0.5, served) == (8.5, 3)  # a real server only at 9.5 s
+    assert outage(events, 0.5) == (1.0, 1, [])  # any 200 counted: the gap looks like 1 s
+    assert outage(events, 0.5, served) == (8.5, 3, [])  # a real server only at 9.5 s

@@ -75,10 +75,32 @@ def ev(t: float, ok: bool) -> SimpleNamespace:
 
 def test_outage() -> None:
     events = [ev(0.0, True), ev(1.0, True), ev(1.1, False), ev(1.2, False), ev(3.5, True), ev(3.6, True)]
-    gap, failed = outage(events, since=0.5)
-    assert gap == pytest.approx(2.4) and failed == 2
-    assert outage([ev(0, True), ev(1, True)], 0) == (0.0, 0)
+    assert outage(events, since=0.5)[:2] == (pytest.approx(2.4), 2)
+    assert outage(events, since=0.5)[2] == []
+    assert outage([ev(0, True), ev(1, True)], 0) == (0.0, 0, [])
     assert outage([ev(0, False)], 0)[0] == float("inf")
+    # flapping: a failure after the service came back is listed apart from the first outage's two
+    flap = ev(3.7, False)
+    assert outage([*events, flap, ev(3.8, True)], since=0.5)[1:] == (2, [flap])
+
+
+def test_a_flapping_service_fails_the_failed_requests_assertion() -> None:
+    """Polls not served after a real server answered again (a sorry page or an error in the rotation) fail
+    the failed-requests id, not the gap; without them, the outage's own polls pass."""
+    from lvslab.verify.client import ClientFigures
+    from lvslab.verify.failure import CheckFailed
+    from lvslab.verify.steps.failover import FAILOVER_IDS, _assert_outage
+
+    polls = [ev(round(0.1 * i, 1), i not in (3, 4, 5, 9, 12)) for i in range(20)]
+    gap, failed, flapped = outage(polls, since=0.0)
+    assert gap == pytest.approx(0.3) and failed == 3 and [e.t for e in flapped] == [0.9, 1.2]
+    figures = ClientFigures(requests=30, errors=0, statuses={"200": 30}, error_kinds={}, slowest_s=0.2)
+    result = {"failed_after_return": [[0.9, False, None, "director2"], [1.2, True, "sorry-director2", "director2"]]}
+    with pytest.raises(CheckFailed) as caught:
+        _assert_outage(FAILOVER_IDS, result, gap, failed, 1.5, figures, "director1 -> director2")
+    assert caught.value.assertion == "failover.failed-requests"
+    assert "3 in the outage, then 2 more" in str(caught.value) and "sorry-director2" in str(caught.value)
+    _assert_outage(FAILOVER_IDS, {"failed_after_return": []}, gap, failed, 1.5, figures, "director1 -> director2")
 
 
 def test_weight_zero_servers_expect_nothing_and_all_zero_is_unpredictable() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import shutil
 import string
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from lvslab.faults import RUNTIME_FAULTS, SETTLES
+from lvslab.model import VerifySpec
 from lvslab.runner.inject import SETTLE_WAITS
 from lvslab.verify.assertions import ASSERTIONS
 from lvslab.verify.registry import STEPS
@@ -51,6 +53,8 @@ def test_runtime_fault_is_complete(name: str) -> None:
     for kind in ("DR", "TUN", "NAT"):
         assert fault.expected(kind) in ASSERTIONS, fault.expected(kind)
         assert fault.expected(kind).split(".")[0] in SHARED_CHECKS.union(*(CHECKS_OF_STEPS[s] for s in fault.steps))
+    spec_fields = {f.name for f in dataclasses.fields(VerifySpec)}
+    assert all(name in spec_fields and isinstance(value, int) for name, value in fault.verify), fault.verify
     for script in (fault.inject, fault.repair):  # every placeholder is one cmd_fault fills in
         fields = {name for _, name, _, _ in string.Formatter().parse(script) if name is not None}
         assert fields <= set(LAB), fields
@@ -362,3 +366,20 @@ def test_lab_settled_fails_when_the_vip_does_not_come_back() -> None:
     clock[0] = 0.0
     lab_settled(ctx)
     assert restarted == [("10.0.0.12", "systemctl restart keepalived")] and not holders
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("name,role", [("unchecked-local-server-backup", 1), ("unchecked-local-server-on-restart", 0)])
+def test_unchecked_local_server_fault_adds_one_real_server_without_a_check(dev_raw: dict[str, Any], tmp_path: Path,
+                                                                         name: str, role: int) -> None:
+    """The unchecked-local-server faults' sed: one real_server 127.0.0.1 block (no checker: keepalived never
+    takes it out) inside the virtual_server, with or without a sorry server; keepalived accepts it."""
+    for sorry in (True, False):
+        dev_raw.setdefault("lvs", {})["sorryServer"] = sorry
+        (tmp_path / str(sorry)).mkdir()
+        conf, changed = sed_on_rendered(RUNTIME_FAULTS[name].inject, rendered_keepalived_conf(dev_raw, role),
+                                        tmp_path / str(sorry))
+        assert [line[1:].strip() for line in changed] == ["real_server 127.0.0.1 80 {", "weight 1", "}"], changed
+        assert all(line[0] == "+" for line in changed)
+        proc = config_test(conf)
+        assert proc.returncode == 0 and not proc.stderr, proc.stderr

@@ -37,6 +37,39 @@ def test_readiness_retries_an_ssh_attempt_that_times_out(dev_raw: dict[str, Any]
     assert result["passed"] and len(calls) == 2
 
 
+def test_readiness_out_of_time_says_what_cloud_init_is_doing(dev_raw: dict[str, Any]) -> None:
+    """A node whose cloud-init never finishes: each SSH wait is cut to the time left, and the failure quotes
+    `cloud-init status` on that node (fault cloud-init-unfinished shows it on VMs)."""
+    from dataclasses import replace
+
+    import lvslab.verify.steps.state as checks
+    from lvslab.config import parse_config
+    from lvslab.model import derive, verify_spec
+    from lvslab.verify.context import StepContext
+    from lvslab.verify.failure import CheckFailed
+
+    spec = verify_spec(derive(parse_config(dev_raw, "dev")))
+    spec = replace(spec, directors=(), ready_timeout=20,
+                   real_servers=(replace(spec.real_servers[0], console_log="/nonexistent"),))
+    clock = [0.0]
+    waits: list[float] = []
+
+    def fake_ssh(_key: object, address: str, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        if "cloud-init status --long" in script:
+            return subprocess.CompletedProcess(["ssh"], 0, "status: running detail: DataSourceNoCloud\n", "")
+        waits.append(timeout)
+        clock[0] += timeout
+        raise subprocess.TimeoutExpired(["ssh"], timeout)
+
+    ctx = StepContext(spec, SimpleNamespace(path="/dev/null"), run_ssh=fake_ssh,  # type: ignore[arg-type]
+                      monotonic=lambda: clock[0], sleep=lambda s: None)
+    with pytest.raises(CheckFailed) as caught:
+        checks.check_readiness(ctx)
+    assert caught.value.assertion == "readiness.in-time" and waits == [20]
+    assert "web1 ready within 20 s" in str(caught.value)
+    assert "on web1: cloud-init status --long: status: running" in str(caught.value)
+
+
 def _cloud_init_files(run: Path, status_errors: list[str], result_errors: list[str] | None) -> None:
     """status.json/result.json as cloud-init 22.4 writes them (atomic_helper.json_dumps: indent=1)."""
     def dump(data: object) -> str:

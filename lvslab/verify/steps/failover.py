@@ -154,7 +154,7 @@ def failover(ctx: StepContext, mode: str) -> dict[str, Any]:
         moved = poller.wait_for(lambda ev: ev.ok and ev.mac == backup.mac and not is_sorry(ev.server), t_stop,
                                 gap_bound + 15)
         ctx.sleep(1)
-        gap, failed = outage(poller.events, t_stop, served)
+        gap, failed, flapped = outage(poller.events, t_stop, served)
         if moved is None:
             # NAT: the VIP may have moved while the replies still go to a gateway nobody holds: say so.
             gateway_with_vip(ctx, backup.name, None if mode == "clean" else [backup.name])
@@ -174,7 +174,8 @@ def failover(ctx: StepContext, mode: str) -> dict[str, Any]:
                   "vip_moved_after_stop_s": moved_after, "stop_command_s": round(t_stopped - t_stop, 2),
                   "vrrp_bound_s": round(spec.failover_bound_s, 2), "holders": holders,
                   "third_party_client": figures.as_report(), "client_error_bound": client_error_bound(gap_bound),
-                  "timeline": poll_timeline(poller.events, t_stop, {d.mac: d.name for d in spec.directors})}
+                  "timeline": poll_timeline(poller.events, t_stop, {d.mac: d.name for d in spec.directors}),
+                  "failed_after_return": poll_timeline(flapped, t_stop, {d.mac: d.name for d in spec.directors})}
         _assert_outage(FAILOVER_IDS, result, gap, failed, gap_bound, figures, f"{master.name} -> {backup.name}")
         if moved_after > gap_bound:
             raise CheckFailed("failover.vip-moved", f"{backup.name} answering within {gap_bound:g} s of the stop "
@@ -212,9 +213,12 @@ def _assert_outage(ids: tuple[str, str, str], result: dict[str, Any], gap: float
         raise CheckFailed(ids[0], f"service gap <= {gap_bound:g} s ({moving})",
                           f"{gap:.2f} s; timeline {result.get('timeline')}")
     polls = failed_polls_bound(gap, POLL_INTERVAL_S)
-    if failed > polls:
-        raise CheckFailed(ids[1], f"at most {polls} failed polls (one outage of {gap:.2f} s, "
-                          f"a poll every {POLL_INTERVAL_S:g} s)", f"{failed} failed: the service flapped")
+    flapped = result.get("failed_after_return") or []
+    if failed > polls or flapped:
+        raise CheckFailed(ids[1], f"one outage ({moving}): at most {polls} failed polls in its {gap:.2f} s (a poll "
+                          f"every {POLL_INTERVAL_S:g} s), none once a real server answered again",
+                          f"{failed} in the outage, then {len(flapped)} more: the service flapped; those polls "
+                          f"[s, answer (None: no answer), holder by the client's ARP]: {flapped[:20]}")
     errors = client_error_bound(gap_bound)
     wrong = {code: n for code, n in figures.statuses.items() if code != "200"}
     if figures.errors > errors or wrong or not figures.requests:
@@ -298,7 +302,7 @@ def failback(ctx: StepContext, mode: str) -> dict[str, Any]:
             back = poller.wait_for(lambda ev: ev.ok and ev.mac == master.mac and not is_sorry(ev.server), t0,
                                    limit + (t_started - t0))
             ctx.sleep(1)
-            gap, failed = outage(poller.events, t0, served)
+            gap, failed, flapped = outage(poller.events, t0, served)
             holders = _holders_settle(ctx, {master.name: True, backup.name: False}) if back else {}
             if back is None or holders != {master.name: True, backup.name: False} or back.t - t_started > limit:
                 raise CheckFailed("failback.returns", f"VIP back on {master.name} only (preempt), answering within "
@@ -308,7 +312,9 @@ def failback(ctx: StepContext, mode: str) -> dict[str, Any]:
             gateway_with_vip(ctx, master.name)
             result = {"passed": True, "preempt": True, "vip_returned_after_s": round(back.t - t0, 2),
                       "vip_returned_after_start_s": round(back.t - t_started, 2), "bound_s": limit,
-                      "service_gap_s": round(gap, 2), "failed_requests": failed}
+                      "service_gap_s": round(gap, 2), "failed_requests": failed,
+                      "timeline": poll_timeline(poller.events, t0, {d.mac: d.name for d in spec.directors}),
+                      "failed_after_return": poll_timeline(flapped, t0, {d.mac: d.name for d in spec.directors})}
             if mode == "hard" and spec.topo.heartbeat:
                 result["arp_expiry_allowance_s"] = NEIGHBOUR_EXPIRY_S
             if spec.topo.heartbeat:
@@ -316,13 +322,14 @@ def failback(ctx: StepContext, mode: str) -> dict[str, Any]:
         else:
             # nopreempt / auto_failback off: long enough for the returning MASTER to have taken the VIP if it would
             ctx.sleep(limit)
-            gap, failed = outage(poller.events, t0, served)
+            gap, failed, flapped = outage(poller.events, t0, served)
             holders = ctx.vip_holders()
             if holders != {master.name: False, backup.name: True}:
                 raise CheckFailed("failback.stays", f"VIP stays on {backup.name} (nopreempt) for {limit:g} s",
                                   f"holders {holders}")
             result = {"passed": True, "preempt": False, "vip_stayed_on": backup.name, "failed_requests": failed,
-                      "service_gap_s": round(gap, 2), "bound_s": limit}
+                      "service_gap_s": round(gap, 2), "bound_s": limit,
+                      "failed_after_return": poll_timeline(flapped, t0, {d.mac: d.name for d in spec.directors})}
         figures = _client_figures(client)
         result |= {"third_party_client": figures.as_report(), "client_error_bound": client_error_bound(gap_bound)}
         _assert_outage(FAILBACK_IDS, result, gap, failed, gap_bound, figures, f"{backup.name} -> {master.name}")

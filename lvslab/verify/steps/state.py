@@ -47,6 +47,21 @@ def console_finished(path: str | None) -> float | None:
     return float(match.group(1)) if match else None
 
 
+SSH_WAIT_S = 60  # one SSH call waits this long on the node for cloud-init (or the rest of the deadline)
+
+
+def cloud_init_status(ctx: StepContext, node: NodeFacts) -> str:
+    """What a node that missed the deadline is doing, in cloud-init's own words (its status, the stage it is
+    in), or why SSH could not ask. Only on failure: `cloud-init status` costs the guest a Python start."""
+    try:
+        out = ctx.ssh(node.address, "cloud-init status --long 2>&1 | grep -E '^(status|detail|errors)' -A1 | "
+                      "tr -s '\\n ' ' '", timeout=30)
+    except subprocess.TimeoutExpired:
+        return "no answer to `cloud-init status` within 30 s"
+    said = out.stdout.strip() or out.stderr.strip()[-200:]
+    return f"cloud-init status --long: {said}" if out.returncode == 0 else f"SSH exit {out.returncode}: {said}"
+
+
 def check_readiness(ctx: StepContext) -> dict[str, Any]:
     """Every node finished cloud-init (marker written) without errors. Where the serial console log is on
     this host, wait on it (costs the busy, emulated guests nothing); then confirm over SSH, retried."""
@@ -63,10 +78,11 @@ def check_readiness(ctx: StepContext) -> dict[str, Any]:
                 break
             ctx.sleep(2)
         while ctx.monotonic() < deadline:
+            wait_s = min(SSH_WAIT_S, max(5.0, deadline - ctx.monotonic()))
             try:
-                out = ctx.ssh(node.address, readiness_script(node.name), timeout=60)
-            except subprocess.TimeoutExpired:  # a guest starved of CPU (many VMs booting at once): ask again
-                last = "SSH did not answer within 60 s"
+                out = ctx.ssh(node.address, readiness_script(node.name), timeout=wait_s)
+            except subprocess.TimeoutExpired:  # still booting, or a guest starved of CPU: ask again
+                last = f"cloud-init not done after {wait_s:.0f} s of waiting on the node"
                 continue
             if out.returncode == 0 and "cloud-init done" in out.stdout:
                 return {"seconds": round(ctx.monotonic() - t0, 1), "boot_to_ready_s": uptime,
@@ -76,7 +92,8 @@ def check_readiness(ctx: StepContext) -> dict[str, Any]:
                                   "cloud-init error: " + out.stderr.split("observed", 1)[1].strip()[:400])
             last = (out.stderr or out.stdout).strip()[-200:] or f"exit {out.returncode}"
             ctx.sleep(10)
-        raise CheckFailed("readiness.in-time", f"{node.name} ready within {spec.ready_timeout} s", last)
+        raise CheckFailed("readiness.in-time", f"{node.name} ready within {spec.ready_timeout} s",
+                          f"{last}; on {node.name}: {cloud_init_status(ctx, node)}")
 
     results = parallel(wait, spec.nodes)
     return {"passed": True, "nodes": {n.name: r for n, r in zip(spec.nodes, results, strict=True)},
