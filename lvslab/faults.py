@@ -283,6 +283,11 @@ RUNTIME_FAULTS = {
         # One real server announces the VIP: the client's requests reach it directly, the director counts none.
         Fault("rs-announces-vip", "one_real_server", ANNOUNCE_VIP, STOP_ANNOUNCING, ("round-robin",),
               "round-robin.ipvs-counts"),
+        # The BACKUP holds the VIP on lo too and announces it: the client's requests reach the BACKUP's IPVS
+        # while VRRP has the VIP on the MASTER, so with every real server down the BACKUP's sorry page answers.
+        Fault("backup-announces-vip", "backup", "ip addr add {vip}/32 dev lo && " + ANNOUNCE_VIP,
+              STOP_ANNOUNCING + "; ip addr del {vip}/32 dev lo 2>/dev/null; true", ("sorry-server",),
+              "sorry-server.of-holder"),
         # keepalived stopped on the BACKUP: nobody takes the VIP (or the streamed connection) from a frozen MASTER.
         Fault("keepalived-down-backup", "backup", "systemctl stop keepalived", "systemctl start keepalived",
               ("connection-sync",), "connection-sync.vip-moved"),

@@ -72,6 +72,7 @@ FAULTS = [
     ("a", "rs-no-vip-checked", "health-check.answers"),  # back in the table, but it drops what the VIP sends it
     ("a", "cloud-init-unfinished", "readiness.in-time"),  # readyTimeout 20 s: cloud-init status says "running"
     ("a", "unchecked-local-server-on-restart", "failback.failed-requests"),  # the returning MASTER flaps
+    ("a", "backup-announces-vip", "sorry-server.of-holder"),  # the client reaches the BACKUP's IPVS
     ("b", "sync-daemon-off", "connection-sync.stream-kept"),
     ("b", "nginx-down-all", "ipvs.all-in-table"),
     ("b", "scheduler-rr", "round-robin.split"),  # wrr 3:1 becomes 20/20
