@@ -108,6 +108,12 @@ UNCHECKED_LOCAL_SERVER = ("sed -i.lvslab-fault 's/^\\( *\\)lb_kind .*$/&\\n\\1re
                           "\\1    weight 1\\n\\1}}/' " + KEEPALIVED_CONF)
 LOCAL_SERVER_LISTED = ("{{ end=$(( $(date +%s) + 60 )); until ipvsadm -Ln | grep -q '^  -> 127.0.0.1:'; do "
                        "[ $(date +%s) -lt $end ] || {{ ipvsadm -Ln; exit 1; }}; sleep 1; done; }}")
+# A slow MISC_CHECK (4 s, no warmup) beside each real server's check: with alpha a real server joins the table only
+# once every check of it passed, so a restarted keepalived serves its sorry page for those 4 s. (Check scripts need
+# keepalived's script security: root runs them, only root may change them.)
+SLOW_CHECK = ("sed -i.lvslab-fault -e 's/^global_defs {{$/&\\n    script_user root\\n    enable_script_security/' "
+              "-e 's/^\\( *\\)real_server .* {{$/&\\n\\1    MISC_CHECK {{\\n\\1        misc_path "
+              "\"\\/bin\\/sleep 4\"\\n\\1        misc_timeout 10\\n\\1        warmup 0\\n\\1    }}/' " + KEEPALIVED_CONF)
 # One real server announcing the VIP (gratuitous ARP from eth0 every 0.5 s for at most 120 s, as an `arping -U`
 # in its network setup would): clients send to it directly, past the director.
 ANNOUNCE_VIP = ("setsid python3 -c 'import socket as s, time; k = s.socket(s.AF_PACKET, s.SOCK_RAW); "
@@ -275,6 +281,10 @@ RUNTIME_FAULTS = {
         # failback's start load it, so the returning MASTER flaps.
         Fault("unchecked-local-server-on-restart", "master", UNCHECKED_LOCAL_SERVER, KEEPALIVED_RESTORE,
               ("failover", "failback"), "failback.failed-requests"),
+        # The slow check written into the MASTER's keepalived.conf but not loaded: the failback's start loads it,
+        # the returning MASTER takes the VIP at once and answers with its sorry page until the checks pass.
+        Fault("slow-check-on-restart", "master", SLOW_CHECK, KEEPALIVED_RESTORE, ("failover", "failback"),
+              "failback.gap"),
         # Persistence per /24 (ipvsadm -M, keepalived's persistence_granularity): the client's template is its
         # network's, not its own.
         Fault("persistence-per-network", "directors", "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence} "

@@ -73,6 +73,7 @@ FAULTS = [
     ("a", "cloud-init-unfinished", "readiness.in-time"),  # readyTimeout 20 s: cloud-init status says "running"
     ("a", "unchecked-local-server-on-restart", "failback.failed-requests"),  # the returning MASTER flaps
     ("a", "backup-announces-vip", "sorry-server.of-holder"),  # the client reaches the BACKUP's IPVS
+    ("a", "slow-check-on-restart", "failback.gap"),  # the returning MASTER's sorry page until a 4 s check passes
     ("b", "sync-daemon-off", "connection-sync.stream-kept"),
     ("b", "nginx-down-all", "ipvs.all-in-table"),
     ("b", "scheduler-rr", "round-robin.split"),  # wrr 3:1 becomes 20/20

@@ -383,3 +383,19 @@ def test_unchecked_local_server_fault_adds_one_real_server_without_a_check(dev_r
         assert all(line[0] == "+" for line in changed)
         proc = config_test(conf)
         assert proc.returncode == 0 and not proc.stderr, proc.stderr
+
+
+@pytest.mark.tools
+def test_slow_check_fault_adds_a_four_second_check_to_every_real_server(dev_raw: dict[str, Any],
+                                                                      tmp_path: Path) -> None:
+    """slow-check-on-restart's sed: a MISC_CHECK sleeping 4 s (no warmup) in every real_server block, beside its
+    own check; keepalived accepts it (script security on: /bin/sleep is root's)."""
+    servers = len(dev_raw["realServers"])
+    conf, changed = sed_on_rendered(RUNTIME_FAULTS["slow-check-on-restart"].inject,
+                                    rendered_keepalived_conf(dev_raw), tmp_path)
+    block = ["MISC_CHECK {", 'misc_path "/bin/sleep 4"', "misc_timeout 10", "warmup 0", "}"]
+    security = ["script_user root", "enable_script_security"]
+    assert [line[1:].strip() for line in changed] == security + block * servers, changed
+    assert all(line[0] == "+" for line in changed)
+    proc = config_test(conf)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
