@@ -113,7 +113,8 @@ LOCAL_SERVER_LISTED = ("{{ end=$(( $(date +%s) + 60 )); until ipvsadm -Ln | grep
 # keepalived's script security: root runs them, only root may change them.)
 SLOW_CHECK = ("sed -i.lvslab-fault -e 's/^global_defs {{$/&\\n    script_user root\\n    enable_script_security/' "
               "-e 's/^\\( *\\)real_server .* {{$/&\\n\\1    MISC_CHECK {{\\n\\1        misc_path "
-              "\"\\/bin\\/sleep 4\"\\n\\1        misc_timeout 10\\n\\1        warmup 0\\n\\1    }}/' " + KEEPALIVED_CONF)
+              "\"\\/bin\\/sleep 4\"\\n\\1        misc_timeout 10\\n\\1        warmup 0\\n\\1    }}/' "
+              + KEEPALIVED_CONF)
 # One real server announcing the VIP (gratuitous ARP from eth0 every 0.5 s for at most 120 s, as an `arping -U`
 # in its network setup would): clients send to it directly, past the director.
 ANNOUNCE_VIP = ("setsid python3 -c 'import socket as s, time; k = s.socket(s.AF_PACKET, s.SOCK_RAW); "
