@@ -66,8 +66,6 @@ _ROWS = (
               "ipvsadm -Ln on the holder: the scheduler and the weights"),
     Assertion("round-robin.ipvs-counts", "ipvsadm --stats connection counts = the client's counts",
               "another client used the VIP meanwhile, or the director is not the holder"),
-    Assertion("round-robin.reply-path", "DR/TUN: OutPkts = 0; NAT: OutPkts > 0 for every server with "
-              "connections", "lvs.lbKind vs the real servers' setup (lvs-state)"),
     Assertion("round-robin.tunnel-mtu", "TUN: a 6000-byte request and a 1 MiB response get through; no path "
               "MTU learned for the VIP (advmss = MTU - 40 - 20)", "systemctl restart lvslab-vip.service"),
     Assertion("round-robin.least-connection", "lc/wlc: with 3 connections held on one server every fresh "

@@ -50,19 +50,6 @@ def evaluate_distribution(counts: dict[str, int], weights: dict[str, int], lb_al
     return None
 
 
-def evaluate_reply_path(stats: dict[str, dict[str, int]], lb_kind: str) -> str | None:
-    """Which way the replies went, from `ipvsadm -Ln --stats` per real server: DR replies bypass the
-    director (OutPkts 0 everywhere); NAT replies cross it (OutPkts > 0 for every server that got
-    connections). None when that holds, else what was expected."""
-    if lb_kind == "DR" and any(v["outpkts"] for v in stats.values()):
-        return "OutPkts 0 (DR: replies bypass the director)"
-    if lb_kind == "TUN" and any(v["outpkts"] for v in stats.values()):
-        return "OutPkts 0 (TUN: replies bypass the director)"
-    if lb_kind == "NAT" and any(v["conns"] and not v["outpkts"] for v in stats.values()):
-        return "OutPkts > 0 for every real server with connections (NAT: replies cross the director)"
-    return None
-
-
 RS_CONFIG_SCRIPT = (
     "ip -4 -o addr show; ip -4 route show default; "
     "for i in all lo eth0; do echo arp $i $(sysctl -n net.ipv4.conf.$i.arp_ignore) "
