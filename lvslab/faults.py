@@ -102,6 +102,8 @@ KEEPALIVED_DROPIN_DIR = "/etc/systemd/system/keepalived.service.d"
 KEEPALIVED_DROPIN = f"{KEEPALIVED_DROPIN_DIR}/lvslab-fault.conf"
 KEEPALIVED_RESTORE = f"mv {KEEPALIVED_CONF}.lvslab-fault {KEEPALIVED_CONF} && systemctl reload keepalived"
 CLOUD_INIT_RESULT = "/run/cloud-init/result.json"
+# nginx-ha: keepalived's vrrp_script looks for the wrong process (keepalived itself, always running).
+CHECK_WRONG_PROCESS = f"sed -i.lvslab-fault 's|pgrep -x nginx\"|pgrep -x keepalived\"|' {KEEPALIVED_CONF}"
 # A real_server entry for the director's own nginx (127.0.0.1: its sorry page, or nothing listening), with no
 # health check: keepalived puts it in the rotation and never takes it out. `wait`: until IPVS lists it.
 UNCHECKED_LOCAL_SERVER = ("sed -i.lvslab-fault 's/^\\( *\\)lb_kind .*$/&\\n\\1real_server 127.0.0.1 {port} {{\\n"
@@ -193,10 +195,12 @@ RUNTIME_FAULTS = {
               "systemctl restart lvslab-vip.service", ("round-robin",), "round-robin.tunnel-mtu"),
         # nginx-ha: keepalived's script checks the wrong process (keepalived itself, always running), so a
         # MASTER whose nginx stopped keeps the VIP: nothing answers (seed 004's check script mistake).
-        Fault("check-wrong-process", "directors", "sed -i.lvslab-fault 's|pgrep -x nginx\"|pgrep -x keepalived\"|' "
-              "/etc/keepalived/keepalived.conf && systemctl reload keepalived",
-              "mv /etc/keepalived/keepalived.conf.lvslab-fault /etc/keepalived/keepalived.conf && "
-              "systemctl reload keepalived", ("failover", "failback"), "failover.vip-moved"),
+        Fault("check-wrong-process", "directors", f"{CHECK_WRONG_PROCESS} && systemctl reload keepalived",
+              KEEPALIVED_RESTORE, ("failover", "failback"), "failover.vip-moved"),
+        # The same on the MASTER, whose nginx is down already: the VIP stays where nothing answers.
+        Fault("nginx-down-unwatched", "master", f"{CHECK_WRONG_PROCESS} && systemctl reload keepalived && "
+              "systemctl stop nginx", f"{KEEPALIVED_RESTORE} && systemctl start nginx", ("vip-state",),
+              "vip-state.served-by-master"),
         # lvs-heartbeat: ldirectord only connects (checktype=connect, config reloaded where it runs): a real
         # server whose health page stops matching `receive` still answers TCP, so it stays in the table.
         Fault("check-connect-only", "directors", "sed -i.lvslab-fault 's/checktype=negotiate/checktype=connect/' "
@@ -327,7 +331,7 @@ RUNTIME_FAULTS = {
         # Source hashing instead of rr on both directors, persistence kept: after its template expired the client
         # hashes to the same server again, every time.
         Fault("scheduler-sh", "directors", "ipvsadm -E -t {vip}:{port} -s sh -p {persistence}",
-              "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence}", ("persistence",), "persistence.moves"),
+              "ipvsadm -E -t {vip}:{port} -s {algo} -p {persistence}", ("persistence",), "persistence.expiry"),
         # LVS-NAT: a real server's default route no longer via the gateway VIP.
         Fault("rs-no-gateway", "one_real_server", "ip route del default",
               "ip route replace default via {gateway} dev eth0", ("lvs-state",), "real-server-config.nat"),

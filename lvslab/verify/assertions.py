@@ -80,12 +80,13 @@ _ROWS = (
     Assertion("persistence.template-timer", "the template's timer T0 (ipvsadm -Lnc expire, whole seconds) "
               "with P - age - 1 <= T0 <= P, P = persistenceTimeout, age = seconds since the last request",
               "ipvsadm -Ln: the persistence timeout is lvs.persistenceTimeout"),
+    # One assertion for the end of persistence: the template going (the kernel's timer, no lab setting can move
+    # it but the timeout template-timer checks) and its effect, the client scheduled anew.
     Assertion("persistence.expiry", "template gone by T0 + 60 x k + 2 s after listing, k = smallest k >= 0 "
               "with T0 + 60 k >= C (C = longest expire of its connections: the kernel re-arms a template "
-              "that still controls one for 60 s, ip_vs_conn_expire; 2 s = whole-second display + 1 s poll)",
-              "ipvsadm -Lnc: which connections keep it; lvs.timeouts tcpfin"),
-    Assertion("persistence.moves", "rr: after expiry the client is scheduled anew to another server within "
-              "3 schedulings", "ipvsadm -Ln: the scheduler rotates (rr/wrr)"),
+              "that still controls one for 60 s, ip_vs_conn_expire; 2 s = whole-second display + 1 s poll); "
+              "then the client is scheduled anew (rr: to another server within 3 schedulings)",
+              "ipvsadm -Lnc: which connections keep it; lvs.timeouts tcpfin; ipvsadm -Ln: the scheduler rotates"),
     # health checks
     Assertion("health-check.break", "the break command ran on the real server", "SSH to the real server",
               harness=True),

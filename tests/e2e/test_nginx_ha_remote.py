@@ -49,9 +49,14 @@ def test_day2_verify(lab: dict[str, Any]) -> None:
     assert "PASS vip-state" in proc.stdout and "PASS failover" in proc.stdout
 
 
-def test_runtime_fault_fails_its_assertion(lab: dict[str, Any]) -> None:
+@pytest.mark.parametrize("fault,assertion", [
     # nginx stopped, the script finds its (wrong) process running: nobody takes the VIP
-    fault_fails_its_check(lab, "check-wrong-process", "failover.vip-moved")
+    ("check-wrong-process", "failover.vip-moved"),
+    # the same with nginx already down on the MASTER: the steady state serves nothing
+    ("nginx-down-unwatched", "vip-state.served-by-master"),
+])
+def test_runtime_fault_fails_its_assertion(lab: dict[str, Any], fault: str, assertion: str) -> None:
+    fault_fails_its_check(lab, fault, assertion)
 
 
 def test_destroys_without_leaks(lab: dict[str, Any]) -> None:

@@ -44,7 +44,7 @@ def test_sticky_tun_lab(lab: dict[str, Any]) -> None:
 @pytest.mark.parametrize("fault,assertion", [
     ("persistence-off", "persistence.one-server"),
     ("persistence-long", "persistence.template-timer"),  # persists 60 s where 10 s are configured
-    ("scheduler-sh", "persistence.moves"),  # after expiry the client hashes to the same server again
+    ("scheduler-sh", "persistence.expiry"),  # after expiry the client hashes to the same server again
     ("preempt-on", "failback.stays"),
     ("rp-filter-strict", "round-robin.split"),
     ("mss-unclamped", "round-robin.tunnel-mtu"),

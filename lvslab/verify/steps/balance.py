@@ -220,7 +220,7 @@ def check_persistence(ctx: StepContext) -> dict[str, Any]:
                                                                       [c.expire_s for c in again_controlled]))
     moved = servers[-1] != first[0]
     if must_move and not moved:
-        raise CheckFailed("persistence.moves", f"after the template expired, rr schedules {client} to another server "
+        raise CheckFailed("persistence.expiry", f"after the template expired, rr schedules {client} to another server "
                           f"within {len(servers) - 1} new schedulings", f"servers in turn {servers}")
     return {"passed": True, "requests": requests, "first_server": first[0], "template_expire_s": timer,
             "template_age_s": age, "connections_expire_s": sorted(c.expire_s for c in controlled),
