@@ -84,11 +84,16 @@ def _wait_health_check(ctx: Any, targets: Any) -> None:
 
 
 # lvslab.faults.SETTLES: how the runner waits for each (a test keeps the two tables' keys equal).
-def _forget_vip_neighbour(spec: Any) -> None:
-    """A fault may have pointed this host's ARP entry for the VIP at another node (rs-announces-vip): forget it,
-    so the next request asks who holds the VIP. Local labs only: a remote lab's client is on its hypervisor."""
+def _relearn_vip_neighbour(spec: Any) -> None:
+    """A fault may have pointed this host's ARP entry for the VIP at another node (rs-announces-vip): forget it and
+    ask again with one request, so the entry names the holder, as a client's would (a fault that poisons it needs
+    one to exist: Linux updates, never creates, an entry from a gratuitous ARP). Local labs only: a remote lab's
+    client is on its hypervisor."""
+    from lvslab.verify.probe import http_get
+
     if not parse_uri(spec.uri).remote:
         subprocess.run(["ip", "neigh", "flush", "to", spec.vip], capture_output=True)
+        http_get(spec.vip, spec.port, timeout=2)
 
 
 SETTLE_WAITS: dict[str, Callable[[Any, Any], None]] = {
@@ -148,13 +153,13 @@ def _inject_check_repair(args: argparse.Namespace) -> int:
         finally:
             result["until_caught_s"] = round(time.monotonic() - t0, 1)  # settle + steps: what CI pays per fault
             on_all(fault.repair.format(**lab), retry=True)
-            _forget_vip_neighbour(spec)
         try:
             # VRRP election, heartbeat, health checks: waited for, not slept (lvslab.verify.live.lab_settled)
             # Settled is the lab's initial state (VIP on the MASTER, every real server in the table, heartbeat
             # agreeing); --recheck also runs the fault's steps again (CI leaves that out: the lab's own
             # verification showed them passing, and re-running them cost CI about 350 s).
             result["settled_after_repair_s"] = lab_settled(StepContext(spec, key))
+            _relearn_vip_neighbour(spec)
             result["after_repair"] = run_steps() if args.recheck else True
         except CheckFailed as exc:
             result["after_repair"] = f"still failing: {exc}"
