@@ -6,7 +6,7 @@ PY := .lvslab/venv/bin/python
 # Where the lab's bridge is: inside $(NETNS) with lvs-lab's private libvirtd, on this host with a managed one.
 IN_NS := tools/host.sh exec $(NETNS) -- env
 
-.PHONY: up test setup packages venv toolchain image host-start host-stop destroy shell unit e2e lint bench verify status preview change docs
+.PHONY: up test setup packages venv toolchain image host-start host-stop destroy shell ssh exec unit e2e lint bench verify status preview change docs
 
 ## up: set up everything on a fresh machine, then create and verify the $(STACK) lab
 up: setup host-start
@@ -43,6 +43,15 @@ destroy:
 ## shell: a shell in the lab's network namespace (curl the VIP from here)
 shell:
 	@source tools/env.sh && $(IN_NS) PATH="$$PATH" bash
+
+## ssh: a root shell on NODE of the $(STACK) lab (CMD="..." runs that instead); also: ssh -F .lvslab/ssh/$(STACK)/config NODE
+ssh:
+	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py ssh --stack $(STACK) $(NODE) $(if $(CMD),-- $(CMD))
+
+## exec: CMD on every node of the $(STACK) lab at once (NODES=a,b or ROLE=directors|real-servers), output per node
+exec:
+	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py exec --stack $(STACK) \
+		$(if $(NODES),--nodes $(NODES)) $(if $(ROLE),--role $(ROLE)) -- "$(CMD)"
 
 unit: setup
 	@source tools/env.sh && $(PY) -m pytest -q tests/unit

@@ -19,6 +19,7 @@ PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu l
           nftables   # drops multicast VRRP on a unicast lab's bridge (vrrp-unicast step)
           graphviz   # the topology picture of each run (lvslab/pictures.py)
           hey        # the third-party HTTP client the failover/failback steps run through the VIP
+          netcat-openbsd   # the lab's ssh config reaches a bridge in a network namespace (ip netns exec NS nc)
           keepalived nginx-light cloud-init)   # the last three only for config checks in unit tests
 RUN=/run/lvs-lab
 URI=qemu:///system

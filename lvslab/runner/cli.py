@@ -6,6 +6,7 @@ import argparse
 import os
 
 from lvslab.faults import RUNTIME_FAULTS
+from lvslab.runner.access import ROLES, cmd_exec, cmd_ssh
 from lvslab.runner.ephemeral import cmd_ephemeral
 from lvslab.runner.inject import cmd_fault
 from lvslab.runner.lab import cmd_destroy, cmd_preview, cmd_status, cmd_up, cmd_verify
@@ -57,9 +58,27 @@ def main(argv: list[str] | None = None) -> int:
     fault.add_argument("--expect", help="the assertion id that must fail (default: the fault's own for this lab)")
     fault.add_argument("--recheck", action="store_true",
                        help="after the repair, run the fault's steps again (default: wait for the lab to settle)")
+    shell = sub.add_parser("ssh", help="a shell on one node (or one command after --), through the lab's ssh "
+                                        "config (.lvslab/ssh/STACK/config)")
+    shell.add_argument("--stack", default="dev")
+    shell.add_argument("node", help="a node name, e.g. director1 or web1")
+    shell.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD: run it instead of a login shell")
+    run = sub.add_parser("exec", help="a command on several nodes at once; output prefixed per node, exit status "
+                                      "the worst")
+    run.add_argument("--stack", default="dev")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--nodes", help="comma-separated node names")
+    which.add_argument("--role", choices=sorted(ROLES), help="all nodes of a role (default: all)")
+    which.add_argument("--all", action="store_const", const="all", dest="role")
+    run.add_argument("--group", action="store_true", help="each node's output under a header instead of prefixed")
+    run.add_argument("--timeout", type=float, default=120, help="seconds per node (default 120)")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD (a pipeline as one quoted argument)")
     args = parser.parse_args(argv)
+    if args.cmd in ("ssh", "exec") and args.command[:1] == ["--"]:
+        args.command = args.command[1:]
     command = {"up": cmd_up, "destroy": cmd_destroy, "ephemeral": cmd_ephemeral, "fault": cmd_fault,
-               "verify": cmd_verify, "status": cmd_status, "preview": cmd_preview}[args.cmd]
+               "verify": cmd_verify, "status": cmd_status, "preview": cmd_preview, "ssh": cmd_ssh,
+               "exec": cmd_exec}[args.cmd]
     if args.cmd == "ephemeral":  # its stack file is generated and removed again
         return command(args)
     with unchanged_by_pulumi(stack_file(args.stack)):

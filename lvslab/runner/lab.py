@@ -15,6 +15,7 @@ from typing import Any
 from pulumi import automation as auto
 
 from lvslab.hypervisor import parse_uri
+from lvslab.runner.access import refresh_ssh_config, remove_ssh_config
 from lvslab.runner.ephemeral import first_error
 from lvslab.runner.guard import Interrupted, SignalGuard, log, run_guarded
 from lvslab.runner.slots import SLOTS
@@ -99,6 +100,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             log(f"VIP during the change ({watch['seconds']} s, until the verification began): "
                 f"{watch['requests']} requests, {watch['failed']} failed")
     print_summary(outputs_of(stack))
+    config = refresh_ssh_config(args.stack)
+    if config is not None:
+        log(f"a shell on a node: make ssh STACK={args.stack} NODE=<name>, or ssh -F {config} <name>")
     return 0
 
 
@@ -110,6 +114,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         except auto.errors.CommandError as exc:
             log(f"destroy failed; the stack is kept so it can be retried: {first_error(str(exc))}")
             return 1
+    remove_ssh_config(args.stack)
     leaks = leak_check(stack, args.stack).left
     if args.rm and not leaks:
         stack.workspace.remove_stack(args.stack, force=True)

@@ -7,11 +7,13 @@ import concurrent.futures
 import json
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import ROOT, run_in
 from tests.e2e.labs import (
     SORRY,
     assert_fault_caught,
@@ -130,7 +132,28 @@ def test_runtime_fault_fails_its_assertion(fault_runs: dict[str, Any], lab: str,
         assert "repair: on director1" in message, message
 
 
+def test_exec_and_the_ssh_config(pair: dict[str, dict[str, Any]]) -> None:
+    """`exec` runs one command on the directors at once (output prefixed per node, exit status the worst) and
+    leaves the lab's ssh config, which plain OpenSSH uses from outside the lab's network namespace."""
+    stack = up(pair["a"])["stack"]
+    vip = up(pair["a"])["lab"]["vip"]
+    proc = run_in(pair["a"]["netns"], "exec", "--stack", stack, "--role", "directors", "--",
+                  "ip -4 -o addr show dev eth0")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    holders = [line.split(" |")[0].strip() for line in proc.stdout.splitlines() if f" {vip}/" in line]
+    assert holders == ["director1"], proc.stdout[-3000:]
+    failing = run_in(pair["a"]["netns"], "exec", "--stack", stack, "--nodes", "web1,director2", "--",
+                     "test $(hostname) = web1")
+    assert failing.returncode == 1 and "failed on director2 (1)" in failing.stdout, failing.stdout[-3000:]
+    config = ROOT / ".lvslab" / "ssh" / stack / "config"
+    plain = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "web2", "hostname"],
+                           capture_output=True, text=True, timeout=60)  # run here, outside the namespace
+    assert plain.returncode == 0 and plain.stdout.strip() == "web2", plain
+
+
 @pytest.mark.parametrize("lab", sorted(LABS))
 def test_kept_lab_destroys_without_leaks(pair: dict[str, dict[str, Any]], lab: str) -> None:
-    """After the fault tests: destroy each kept lab and check nothing with its prefix is left."""
+    """After the fault tests: destroy each kept lab and check nothing with its prefix is left (its ssh config
+    gone too)."""
     destroy_kept(pair[lab])
+    assert not (ROOT / ".lvslab" / "ssh" / up(pair[lab])["stack"]).exists()
