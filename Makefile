@@ -6,7 +6,7 @@ PY := .lvslab/venv/bin/python
 # Where the lab's bridge is: inside $(NETNS) with lvs-lab's private libvirtd, on this host with a managed one.
 IN_NS := tools/host.sh exec $(NETNS) -- env
 
-.PHONY: up test setup packages venv toolchain image host-start host-stop destroy shell ssh exec unit e2e lint bench verify status preview change docs
+.PHONY: up test setup gitfilter packages venv toolchain image host-start host-stop destroy shell ssh exec unit e2e lint bench verify status preview change docs
 
 ## up: set up everything on a fresh machine, then create and verify the $(STACK) lab
 up: setup host-start
@@ -16,7 +16,12 @@ up: setup host-start
 test: setup
 	@source tools/env.sh && tools/run-tests.sh
 
-setup: packages venv toolchain image
+setup: packages venv toolchain image gitfilter
+
+# .gitattributes' filter: git leaves out the encryptionsalt line the plain pulumi CLI adds to a stack file
+gitfilter:
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+		git config filter.lvslab-salt.clean "sed '/^encryptionsalt: /d'" && git config filter.lvslab-salt.smudge cat; fi
 
 packages:
 	@tools/host.sh packages
