@@ -6,6 +6,7 @@ its own copy of the secrets configuration, so a config without secret values nee
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,16 +24,29 @@ def without_added_salt(before: str, after: str) -> str | None:
     return before if kept == before and SALT_KEY not in before else None
 
 
+def git_hides_salt(path: Path) -> bool:
+    """True when git sees no change in `path` although its salt line was added (the filter `make setup` installs
+    from .gitattributes leaves the line out), after refreshing git's index entry: git reports a file whose size
+    changed as modified without comparing contents, so the entry takes the new size (`git add` of content equal
+    to the index: nothing is staged). False outside a git checkout or without the filter."""
+    where = ["git", "-C", str(path.parent)]
+    same = subprocess.run([*where, "diff", "--quiet", "--", path.name], capture_output=True)
+    if same.returncode != 0:
+        return False
+    return subprocess.run([*where, "add", "--", path.name], capture_output=True).returncode == 0
+
+
 @contextmanager
 def unchanged_by_pulumi(path: Path) -> Iterator[None]:
-    """Around a pulumi operation: undo the salt line it adds to a committed stack file."""
+    """Around a pulumi operation: a salt line it adds to a committed stack file is kept where git's filter hides
+    it (the plain pulumi CLI then finds and reuses it), else taken out again."""
     before = path.read_text() if path.exists() else None
     try:
         yield
     finally:
         if before is not None and path.exists():
             restored = without_added_salt(before, path.read_text())
-            if restored is not None:
+            if restored is not None and not git_hides_salt(path):
                 path.write_text(restored)
 
 

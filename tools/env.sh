@@ -19,4 +19,18 @@ if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FI
   fi
   export PULUMI_CONFIG_PASSPHRASE_FILE="$_root/.lvslab/passphrase"
 fi
+# The plain pulumi CLI writes an `encryptionsalt:` line (this checkout's passphrase) into a committed stack file.
+# The filter `make setup` installs (.gitattributes) leaves the line out of what git compares, and after each
+# pulumi command this refreshes git's index entry of a stack file whose only change is that line (git reports a
+# file whose size changed as modified without comparing contents): `git status` stays clean.
+export LVSLAB_ROOT="$_root"
+pulumi() {
+  command pulumi "$@"
+  local rc=$? f
+  for f in $(git -C "$LVSLAB_ROOT" status --porcelain -- stacks 2>/dev/null | sed -n 's/^ M //p'); do
+    git -C "$LVSLAB_ROOT" diff --quiet -- "$f" && git -C "$LVSLAB_ROOT" add -- "$f"
+  done
+  return $rc
+}
+export -f pulumi
 unset _root
