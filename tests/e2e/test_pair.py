@@ -151,6 +151,18 @@ def test_exec_and_the_ssh_config(pair: dict[str, dict[str, Any]]) -> None:
     assert plain.returncode == 0 and plain.stdout.strip() == "web2", plain
 
 
+def test_plain_pulumi_on_the_lab(pair: dict[str, dict[str, Any]]) -> None:
+    """The plain CLI as README's "Using pulumi directly" runs it (tools/env.sh sourced, in the lab's namespace):
+    a preview of the running lab expects no changes, and the checkout stays clean."""
+    stack = up(pair["a"])["stack"]
+    proc = subprocess.run(["ip", "netns", "exec", pair["a"]["netns"], "bash", "-c",
+                           f"source tools/env.sh && pulumi preview -s {stack} --expect-no-changes --non-interactive"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert status == "", status
+
+
 @pytest.mark.parametrize("lab", sorted(LABS))
 def test_kept_lab_destroys_without_leaks(pair: dict[str, dict[str, Any]], lab: str) -> None:
     """After the fault tests: destroy each kept lab and check nothing with its prefix is left (its ssh config
