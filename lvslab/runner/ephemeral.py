@@ -113,10 +113,12 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
         _teardown(run, args, signals)
     run.report["failed"] = run.failed
     run.report["seconds"] = round(time.monotonic() - t_start, 1)
+    run.report |= {"faults": list(args.fault), "expect_fail": args.expect_fail, "kept": bool(args.keep)}
     if args.json:
         Path(args.json).write_text(json.dumps(run.report, indent=2))
     if run.report.get("lab"):
         keep_pictures(run.report, Path(args.json) if args.json else None, Path(args.artefacts) / run.name)
+    keep_ci_reports(run.report, Path(args.artefacts) / run.name)
     return finish(run.report, args.expect_fail)
 
 
@@ -232,6 +234,16 @@ def keep_pictures(report: dict[str, Any], json_path: Path | None, artefacts: Pat
                 log(f"picture: {path}")
         except (OSError, subprocess.CalledProcessError, ImportError) as exc:
             log(f"pictures not drawn ({exc})")
+
+
+def keep_ci_reports(report: dict[str, Any], artefacts: Path) -> None:
+    """report.json, JUnit report.xml and the self-contained report.html in the run's artefacts folder."""
+    from lvslab.ci_reports import write_ci_reports
+
+    artefacts.mkdir(parents=True, exist_ok=True)
+    (artefacts / "report.json").write_text(json.dumps(report, indent=2))
+    for path in write_ci_reports(report, artefacts):
+        log(f"report: {path}")
 
 
 def first_error(text: str) -> str:

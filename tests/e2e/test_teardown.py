@@ -8,7 +8,11 @@ import json
 import time
 from pathlib import Path
 
+import junitparser
+import xmlschema
+
 from tests.e2e.conftest import read_report, run_in, start_in
+from tests.report_tools import junit_schema, rendered_dom
 
 
 def test_failing_verification_destroys_and_leaves_artefacts(netns: str, tmp_path: Path) -> None:
@@ -30,6 +34,16 @@ def test_failing_verification_destroys_and_leaves_artefacts(netns: str, tmp_path
     assert sorted(p.name for p in (art / "consoles").iterdir()) == ["nginx1.log", "nginx2.log"]
     director = (art / "nginx1.txt").read_text()
     assert "Keepalived" in director and "Entering MASTER STATE" in director  # both became MASTER
+    # the CI reports: JUnit XML (schema-valid, read back by junitparser) and the HTML page as chromium renders it
+    xmlschema.XMLSchema(str(junit_schema())).validate(str(art / "report.xml"))
+    suite = next(iter(junitparser.JUnitXml.fromfile(str(art / "report.xml"))))
+    results = {f"{c.classname}.{c.name}": c for c in suite}
+    up_case = results["lvs-lab.phase.up"]
+    assert not up_case.is_passed and "split-brain.one-holder" in up_case.result[0].message
+    assert results["lvs-lab.fault.backup-wrong-vrid makes split-brain.one-holder fail"].is_passed
+    assert results["lvs-lab.teardown.leak-check"].is_passed
+    dom = rendered_dom(art / "report.html")
+    assert 'id="result" class="fail">FAIL' in dom and "split-brain.one-holder" in dom
 
 
 def test_sigterm_still_destroys_everything(netns: str, tmp_path: Path) -> None:
