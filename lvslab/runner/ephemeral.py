@@ -21,6 +21,7 @@ from pulumi import automation as auto
 
 from lvslab.config import PROJECT
 from lvslab.hypervisor import parse_uri
+from lvslab.progress import BootProgress, is_dial_retry, local_consoles
 from lvslab.runner.artefacts import collect_artefacts
 from lvslab.runner.guard import Interrupted, SignalGuard, log, run_guarded
 from lvslab.runner.slots import SLOTS, choose_hypervisor, ephemeral_config, reserve_slot
@@ -61,13 +62,19 @@ class EphemeralRun:
     started_at: dict[str, float] = field(default_factory=dict)
     stack: auto.Stack | None = None
     t_up: float = 0.0
+    progress: BootProgress | None = None
 
     def on_output(self, line: str) -> None:
+        """pulumi's output: all of it into the event log; shown without the SSH dial retries (the boot
+        progress says what each node is doing instead)."""
         self.events.append(line)
-        print(line, flush=True)
+        if not is_dial_retry(line):
+            print(line, flush=True)
         started = DOMAIN_CREATED.search(line)
         if started and started.group(1) not in self.started_at:
             self.started_at[started.group(1)] = round(time.monotonic() - self.t_up, 1)
+            if self.progress is not None:
+                self.progress.domain_started(started.group(1))
 
     def phase(self, guard: SignalGuard, label: str, fn: Callable[[], Any], limit_s: float | None = None) -> Any:
         """Run one pulumi operation; past `limit_s` it is interrupted (it fails, the lab is still destroyed)
@@ -141,8 +148,12 @@ def _up_and_idempotency(run: EphemeralRun, guard: SignalGuard) -> None:
     stack, report = run.stack, run.report
     assert stack is not None
     run.t_up = time.monotonic()
+    run.progress = boot_progress(stack, run.name)
     try:
-        run.phase(guard, "up", lambda: stack.up(on_output=run.on_output, color="never"))
+        try:
+            run.phase(guard, "up", lambda: stack.up(on_output=run.on_output, color="never"))
+        finally:
+            run.progress.stop()
         outputs = outputs_of(stack)
         report["verification"] = outputs.get("verification")
         report["lab"] = {k: v for k, v in outputs.items() if k not in ("sshPrivateKey", "verification")}
@@ -234,6 +245,16 @@ def keep_pictures(report: dict[str, Any], json_path: Path | None, artefacts: Pat
                 log(f"picture: {path}")
         except (OSError, subprocess.CalledProcessError, ImportError) as exc:
             log(f"pictures not drawn ({exc})")
+
+
+def boot_progress(stack: auto.Stack, name: str) -> BootProgress:
+    """Each node's boot stages said as they change (from the console logs on this host), started now."""
+    from lvslab.model import derive
+    from lvslab.runner.stacks import lab_config
+
+    facts = derive(lab_config(stack, name))
+    consoles = local_consoles(list(facts.nodes), parse_uri(facts.cfg.libvirt_uri).remote)
+    return BootProgress(consoles, lambda text: log(f"boot: {text}")).start()
 
 
 def keep_ci_reports(report: dict[str, Any], artefacts: Path) -> None:

@@ -15,8 +15,9 @@ from typing import Any
 from pulumi import automation as auto
 
 from lvslab.hypervisor import parse_uri
+from lvslab.progress import is_dial_retry
 from lvslab.runner.access import refresh_ssh_config, remove_ssh_config
-from lvslab.runner.ephemeral import first_error
+from lvslab.runner.ephemeral import DOMAIN_CREATED, boot_progress, first_error
 from lvslab.runner.guard import Interrupted, SignalGuard, log, run_guarded
 from lvslab.runner.slots import SLOTS
 from lvslab.runner.stacks import (
@@ -84,9 +85,20 @@ def cmd_up(args: argparse.Namespace) -> int:
             poller = Poller(cfg.vip, cfg.port, interval=0.2, timeout=1.0).start()
         watching = poller
         on_event = step_events(seen, first_step_at, (lambda: watching.stop()) if watching else lambda: None)
+        progress = boot_progress(stack, args.stack)
+
+        def on_output(line: str) -> None:  # the SSH dial retries left out: the boot progress says more
+            if not is_dial_retry(line):
+                print(line, flush=True)
+            started = DOMAIN_CREATED.search(line)
+            if started:
+                progress.domain_started(started.group(1))
         with SignalGuard() as guard:
             t0 = time.monotonic()
-            run_guarded(guard, lambda: stack.up(on_output=print, on_event=on_event, color="never"))
+            try:
+                run_guarded(guard, lambda: stack.up(on_output=on_output, on_event=on_event, color="never"))
+            finally:
+                progress.stop()
             log(f"up of {args.stack} finished in {time.monotonic() - t0:.0f} s")
     except (auto.errors.CommandError, Interrupted) as exc:
         # pulumi has printed the details; `make destroy` tears down whatever was created.
