@@ -6,7 +6,7 @@ PY := .lvslab/venv/bin/python
 # Where the lab's bridge is: inside $(NETNS) with lvs-lab's private libvirtd, on this host with a managed one.
 IN_NS := tools/host.sh exec $(NETNS) -- env
 
-.PHONY: up test setup gitfilter packages venv toolchain image host-start host-stop destroy shell ssh exec unit e2e lint bench verify status preview change docs
+.PHONY: up test setup gitfilter packages venv toolchain image host-start host-stop destroy shell ssh exec capture unit e2e lint bench verify status preview change docs
 
 ## up: set up everything on a fresh machine, then create and verify the $(STACK) lab
 up: setup host-start
@@ -57,6 +57,11 @@ ssh:
 exec:
 	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py exec --stack $(STACK) \
 		$(if $(NODES),--nodes $(NODES)) $(if $(ROLE),--role $(ROLE)) -- "$(CMD)"
+
+## capture: tcpdump on the $(STACK) lab's bridge (or NODE=…), FILTER=vrrp|arp|http|lvs|all|'expr' (default lvs), SECONDS=…
+capture:
+	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py capture --stack $(STACK) \
+		$(if $(NODE),--node $(NODE)) $(if $(FILTER),--filter "$(FILTER)") $(if $(SECONDS),--seconds $(SECONDS))
 
 unit: setup
 	@source tools/env.sh && $(PY) -m pytest -q tests/unit

@@ -21,6 +21,7 @@ PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu l
           hey        # the third-party HTTP client the failover/failback steps run through the VIP
           netcat-openbsd   # the lab's ssh config reaches a bridge in a network namespace (ip netns exec NS nc)
           chromium   # the tests open the ephemeral run's HTML report in a real (headless) browser
+          tcpdump    # make capture: on the lab's bridge or a node's tap interface
           keepalived nginx-light cloud-init)   # the last three only for config checks in unit tests
 RUN=/run/lvs-lab
 URI=qemu:///system

@@ -7,6 +7,7 @@ import os
 
 from lvslab.faults import RUNTIME_FAULTS
 from lvslab.runner.access import ROLES, cmd_exec, cmd_ssh
+from lvslab.runner.capture import FILTERS, cmd_capture
 from lvslab.runner.ephemeral import cmd_ephemeral
 from lvslab.runner.inject import cmd_fault
 from lvslab.runner.lab import cmd_destroy, cmd_preview, cmd_status, cmd_up, cmd_verify
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     verify = sub.add_parser("verify", help="re-run the verification against the running lab (exit status = result)")
     verify.add_argument("--stack", default="dev")
     verify.add_argument("--json", help="write the step results here")
+    verify.add_argument("--steps", help="comma-separated steps to run (default: all of the lab's, minus verify.skip)")
     status = sub.add_parser("status", help="each node's state, role, VRRP state and services; the IPVS table")
     status.add_argument("--stack", default="dev")
     fault = sub.add_parser("fault")
@@ -73,12 +75,21 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--group", action="store_true", help="each node's output under a header instead of prefixed")
     run.add_argument("--timeout", type=float, default=120, help="seconds per node (default 120)")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD (a pipeline as one quoted argument)")
+    cap = sub.add_parser("capture", help="tcpdump on the lab's bridge or a node's interface: text as it comes, "
+                                        "a pcap under artefacts/captures/")
+    cap.add_argument("--stack", default="dev")
+    cap.add_argument("--node", help="capture on this node's interface (default: the whole bridge)")
+    cap.add_argument("--filter", default="lvs", help=f"one of {', '.join(sorted(FILTERS))} or a tcpdump expression "
+                                                      "(default lvs: VRRP, ARP and the VIP's port)")
+    cap.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    cap.add_argument("--count", type=int, help="stop after this many packets")
+    cap.add_argument("--pcap", help="write the packets here (default artefacts/captures/STACK-WHERE-TIME.pcap)")
     args = parser.parse_args(argv)
     if args.cmd in ("ssh", "exec") and args.command[:1] == ["--"]:
         args.command = args.command[1:]
     command = {"up": cmd_up, "destroy": cmd_destroy, "ephemeral": cmd_ephemeral, "fault": cmd_fault,
                "verify": cmd_verify, "status": cmd_status, "preview": cmd_preview, "ssh": cmd_ssh,
-               "exec": cmd_exec}[args.cmd]
+               "exec": cmd_exec, "capture": cmd_capture}[args.cmd]
     if args.cmd == "ephemeral":  # its stack file is generated and removed again
         return command(args)
     with unchanged_by_pulumi(stack_file(args.stack)):

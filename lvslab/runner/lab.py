@@ -153,7 +153,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
     failed = None
     skip = cfg.verify.skip
-    for step in steps_for(spec, skip):
+    steps = steps_for(spec, skip)
+    if args.steps:
+        wanted = [s.strip() for s in args.steps.split(",") if s.strip()]
+        unknown = [s for s in wanted if s not in steps_for(spec)]
+        if unknown:
+            log(f"--steps: {', '.join(unknown)} not a step of this lab (its steps: {', '.join(steps_for(spec))})")
+            return 2
+        steps = [s for s in steps_for(spec) if s in wanted]
+        skip = tuple(s for s in steps_for(spec) if s not in wanted)
+    for step in steps:
         log(f"step {step} ...")
         try:
             results[step] = run_step(step, spec, key)

@@ -7,13 +7,17 @@ import concurrent.futures
 import json
 import os
 import re
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ROOT, run_in
+from lvslab.model import mac_for
+from tests.e2e.conftest import ROOT, run_in, start_in
 from tests.e2e.labs import (
     SORRY,
     assert_fault_caught,
@@ -149,6 +153,34 @@ def test_exec_and_the_ssh_config(pair: dict[str, dict[str, Any]]) -> None:
     plain = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "web2", "hostname"],
                            capture_output=True, text=True, timeout=60)  # run here, outside the namespace
     assert plain.returncode == 0 and plain.stdout.strip() == "web2", plain
+
+
+def test_capture_during_a_failover(pair: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """`capture` on lab a's bridge while `verify --steps failover,failback` runs: scapy finds in the pcap the new
+    MASTER's VRRP adverts (a BACKUP never sends any), its gratuitous ARP for the VIP, and DR frames from a director
+    to a real server's MAC with the VIP as destination IP (the MAC rewrite)."""
+    from scapy.all import ARP, IP, TCP, Ether, rdpcap
+
+    lab = pair["a"]
+    stack, vip = up(lab)["stack"], up(lab)["lab"]["vip"]
+    pcap = tmp_path / "failover.pcap"
+    capture = start_in(lab["netns"], "capture", "--stack", stack, "--filter", "lvs", "--seconds", "300",
+                       "--pcap", str(pcap), log=tmp_path / "capture.log")
+    try:
+        time.sleep(3)
+        proc = run_in(lab["netns"], "verify", "--stack", stack, "--steps", "failover,failback")
+        assert proc.returncode == 0 and "SKIP readiness" in proc.stdout, proc.stdout[-3000:]
+    finally:
+        capture.send_signal(signal.SIGINT)
+        capture.wait(timeout=60)
+    print((tmp_path / "capture.log").read_text()[-3000:])
+    mac = {name: mac_for(stack, name) for name in ("director1", "director2", "web1", "web2")}
+    packets = rdpcap(str(pcap))
+    adverts = [p for p in packets if IP in p and p[IP].proto == 112 and p[Ether].src == mac["director2"]]
+    garps = [p for p in packets if ARP in p and p[Ether].src == mac["director2"] and p[ARP].psrc == vip == p[ARP].pdst]
+    rewritten = [p for p in packets if TCP in p and p[IP].dst == vip and p[Ether].dst in (mac["web1"], mac["web2"])
+                 and p[Ether].src in (mac["director1"], mac["director2"])]
+    assert adverts and garps and rewritten, (len(packets), len(adverts), len(garps), len(rewritten))
 
 
 def test_plain_pulumi_on_the_lab(pair: dict[str, dict[str, Any]]) -> None:
