@@ -78,9 +78,9 @@ docs: venv
 	@$(PY) -m lvslab.config.docs --write
 	@$(PY) -m lvslab.assertion_docs --write
 
-## verify: re-run the verification against the running $(STACK) lab (changes nothing; exit status = result)
+## verify: re-run the verification against the running $(STACK) lab (changes nothing; exit status = result; STEPS=a,b: only those)
 verify:
-	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py verify --stack $(STACK)
+	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py verify --stack $(STACK) $(if $(STEPS),--steps $(STEPS))
 
 ## status: each node of the $(STACK) lab (state, address, role, VRRP state, services) and the IPVS table
 status:
