@@ -6,7 +6,7 @@ PY := .lvslab/venv/bin/python
 # Where the lab's bridge is: inside $(NETNS) with lvs-lab's private libvirtd, on this host with a managed one.
 IN_NS := tools/host.sh exec $(NETNS) -- env
 
-.PHONY: up test setup gitfilter packages venv toolchain image host-start host-stop destroy shell ssh exec capture unit e2e lint bench verify status preview change docs
+.PHONY: up test setup gitfilter packages venv toolchain image host-start host-stop destroy shell ssh exec capture pause resume unit e2e lint bench verify status preview change docs
 
 ## up: set up everything on a fresh machine, then create and verify the $(STACK) lab
 up: setup host-start
@@ -62,6 +62,10 @@ exec:
 capture:
 	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py capture --stack $(STACK) \
 		$(if $(NODE),--node $(NODE)) $(if $(FILTER),--filter "$(FILTER)") $(if $(SECONDS),--seconds $(SECONDS))
+
+## pause / resume: save every node of the $(STACK) lab (libvirt managed save) / bring it back in seconds
+pause resume:
+	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py $@ --stack $(STACK)
 
 unit: setup
 	@source tools/env.sh && $(PY) -m pytest -q tests/unit

@@ -11,6 +11,7 @@ from lvslab.runner.capture import FILTERS, cmd_capture
 from lvslab.runner.ephemeral import cmd_ephemeral
 from lvslab.runner.inject import cmd_fault
 from lvslab.runner.lab import cmd_destroy, cmd_preview, cmd_status, cmd_up, cmd_verify
+from lvslab.runner.pause import cmd_pause, cmd_resume
 from lvslab.stackfile import ROOT, stack_file, unchanged_by_pulumi
 
 
@@ -84,12 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     cap.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
     cap.add_argument("--count", type=int, help="stop after this many packets")
     cap.add_argument("--pcap", help="write the packets here (default artefacts/captures/STACK-WHERE-TIME.pcap)")
+    for name, text in (("pause", "suspend every node, then save each (libvirt's managed save); `resume` brings the "
+                                 "lab back in seconds"),
+                       ("resume", "restore every node paused, then run them all and set their clocks")):
+        sub.add_parser(name, help=text).add_argument("--stack", default="dev")
     args = parser.parse_args(argv)
     if args.cmd in ("ssh", "exec") and args.command[:1] == ["--"]:
         args.command = args.command[1:]
     command = {"up": cmd_up, "destroy": cmd_destroy, "ephemeral": cmd_ephemeral, "fault": cmd_fault,
                "verify": cmd_verify, "status": cmd_status, "preview": cmd_preview, "ssh": cmd_ssh,
-               "exec": cmd_exec, "capture": cmd_capture}[args.cmd]
+               "exec": cmd_exec, "capture": cmd_capture, "pause": cmd_pause, "resume": cmd_resume}[args.cmd]
     if args.cmd == "ephemeral":  # its stack file is generated and removed again
         return command(args)
     with unchanged_by_pulumi(stack_file(args.stack)):
