@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--stack", default="dev")
     fault = sub.add_parser("fault")
     fault.add_argument("--stack", required=True)
-    fault.add_argument("--fault", required=True, choices=sorted(RUNTIME_FAULTS))
-    fault.add_argument("--expect", help="the assertion id that must fail (default: the fault's own for this lab)")
+    fault.add_argument("--fault", required=True, action="append", choices=sorted(RUNTIME_FAULTS),
+                       help="repeat to run several, one after another, on the lab loaded once")
+    fault.add_argument("--expect", action="append",
+                       help="the assertion id that must fail, one per --fault (default: each fault's own for this lab)")
     fault.add_argument("--recheck", action="store_true",
                        help="after the repair, run the fault's steps again (default: wait for the lab to settle)")
     shell = sub.add_parser("ssh", help="a shell on one node (or one command after --), through the lab's ssh "

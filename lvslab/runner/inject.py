@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from lvslab.faults import RUNTIME_FAULTS
+from lvslab.faults import RUNTIME_FAULTS, Fault
 from lvslab.hypervisor import parse_uri
 from lvslab.model import derive, verify_spec
 from lvslab.runner.guard import log
@@ -27,14 +27,30 @@ RESULT_LINE = "fault-result: "  # the last line of `fault`: its result as one li
 
 def cmd_fault(args: argparse.Namespace) -> int:
     """Break a running lab one way, show the named assertion fails, repair it, wait for the lab to settle back
-    (with --recheck: show the steps pass again). A
-    command that fails on a node ends it with one line saying which (and a fault-result line), not a traceback."""
-    try:
-        return _inject_check_repair(args)
-    except FaultError as exc:
-        log(f"fault {args.fault}: {exc}")
-        print(f"{RESULT_LINE}{json.dumps({'fault': args.fault, 'error': str(exc)})}", flush=True)
+    (with --recheck: show the steps pass again); several --fault run one after another on the lab, loaded once
+    (each `fault` process costs seconds of pulumi calls). A command that fails on a node ends the run with one
+    line saying which (and a fault-result line), not a traceback. Exit status 0 when every fault went as
+    expected."""
+    expects = args.expect or []
+    if expects and len(expects) != len(args.fault):
+        log(f"--expect given {len(expects)} times for {len(args.fault)} --fault: give one per fault, in order")
+        return 2
+    stack = select_stack(args.stack)
+    spec = verify_spec(derive(lab_config(stack, args.stack)))
+    key_text = private_key_of(stack)
+    if not key_text:
+        log(f"stack {args.stack} has no sshPrivateKey output: is the lab up?")
         return 1
+    worst = 0
+    for i, name in enumerate(args.fault):
+        try:
+            worst = max(worst, _inject_check_repair(RUNTIME_FAULTS[name], spec, key_text,
+                                                    expects[i] if expects else None, args.recheck))
+        except FaultError as exc:
+            log(f"fault {name}: {exc}")
+            print(f"{RESULT_LINE}{json.dumps({'fault': name, 'error': str(exc)})}", flush=True)
+            return 1  # the lab may be left broken: the next faults would say nothing true
+    return worst
 
 
 SCRIPT_TIMEOUT_S = 150  # an inject or repair may wait up to 60 s on the node (lvslab.faults) after a reload
@@ -85,15 +101,14 @@ def _wait_health_check(ctx: Any, targets: Any) -> None:
 
 # lvslab.faults.SETTLES: how the runner waits for each (a test keeps the two tables' keys equal).
 def _relearn_vip_neighbour(spec: Any) -> None:
-    """A fault may have pointed this host's ARP entry for the VIP at another node (rs-announces-vip): forget it and
-    ask again with one request, so the entry names the holder, as a client's would (a fault that poisons it needs
-    one to exist: Linux updates, never creates, an entry from a gratuitous ARP). Local labs only: a remote lab's
-    client is on its hypervisor."""
-    from lvslab.verify.probe import http_get
-
+    """A fault may have pointed this host's ARP entry for the VIP at another node (rs-announces-vip): it is set
+    to the MASTER's MAC again (the lab settled: the VIP is there), stale, so the next packet confirms it. Not a
+    request to the VIP: that would leave an IPVS connection (and a persistence template) behind. Kept, not
+    deleted: a fault that poisons it needs one (Linux updates, never creates, an entry from a gratuitous ARP).
+    Local labs only: a remote lab's client is on its hypervisor."""
     if not parse_uri(spec.uri).remote:
-        subprocess.run(["ip", "neigh", "flush", "to", spec.vip], capture_output=True)
-        http_get(spec.vip, spec.port, timeout=2)
+        subprocess.run(["ip", "neigh", "replace", spec.vip, "lladdr", spec.master.mac, "dev", spec.bridge, "nud",
+                        "stale"], capture_output=True)
 
 
 SETTLE_WAITS: dict[str, Callable[[Any, Any], None]] = {
@@ -103,24 +118,17 @@ SETTLE_WAITS: dict[str, Callable[[Any, Any], None]] = {
 }
 
 
-def _inject_check_repair(args: argparse.Namespace) -> int:
+def _inject_check_repair(fault: Fault, spec: Any, key_text: str, expect: str | None, recheck: bool) -> int:
     from lvslab.verify.context import StepContext
     from lvslab.verify.failure import CheckFailed
     from lvslab.verify.live import lab_settled
     from lvslab.verify.probe import SshKey
     from lvslab.verify.run import run as run_step
 
-    fault = RUNTIME_FAULTS[args.fault]
-    stack = select_stack(args.stack)
-    spec = verify_spec(derive(lab_config(stack, args.stack)))
-    key_text = private_key_of(stack)
-    if not key_text:
-        log(f"stack {args.stack} has no sshPrivateKey output: is the lab up?")
-        return 1
     targets = {"real_servers": spec.real_servers, "one_real_server": spec.real_servers[:1],
                "last_real_server": spec.real_servers[-1:],
                "directors": spec.directors, "master": (spec.master,), "backup": (spec.backup,)}[fault.targets]
-    expected = args.expect or fault.expected(spec.lb_kind)
+    expected = expect or fault.expected(spec.lb_kind)
     result: dict[str, Any] = {"fault": fault.name, "expected_assertion": expected}
     with SshKey(key_text, parse_uri(spec.uri).jump_options()) as key:
         def on_all(script: str, retry: bool = False) -> None:
@@ -160,7 +168,7 @@ def _inject_check_repair(args: argparse.Namespace) -> int:
             # verification showed them passing, and re-running them cost CI about 350 s).
             result["settled_after_repair_s"] = lab_settled(StepContext(spec, key))
             _relearn_vip_neighbour(spec)
-            result["after_repair"] = run_steps() if args.recheck else True
+            result["after_repair"] = run_steps() if recheck else True
         except CheckFailed as exc:
             result["after_repair"] = f"still failing: {exc}"
         result["seconds"] = round(time.monotonic() - t0, 1)

@@ -131,31 +131,55 @@ def assert_verified(report: dict[str, Any], counts: dict[str, int] | None, healt
     assert verification["health-check"]["server"] == health_check_server
 
 
-def run_fault(lab: dict[str, Any], fault: str, assertion: str) -> subprocess.CompletedProcess[str]:
-    """`tools/lvslab.py fault` on a kept lab, expecting `assertion` to fail (its exit status says whether it
-    did and the lab passed again after the repair)."""
-    return run_in(lab["netns"], "fault", "--stack", up(lab)["stack"], "--fault", fault, "--expect", assertion)
+def run_faults(lab: dict[str, Any], faults: list[tuple[str, str]]) -> subprocess.CompletedProcess[str]:
+    """`tools/lvslab.py fault` on a kept lab with every (fault, assertion) in one process, one after another (each
+    process costs ~10 s of pulumi calls to load the lab): each fault's result is its own result line."""
+    args = ["fault", "--stack", up(lab)["stack"]]
+    for fault, assertion in faults:
+        args += ["--fault", fault, "--expect", assertion]
+    return run_in(lab["netns"], *args)
 
 
-def fault_result(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    """The runner's one-line JSON result of a fault run ({} when it printed none)."""
-    line = next((li for li in reversed(proc.stdout.splitlines()) if li.startswith(RESULT_LINE)), None)
-    return json.loads(line[len(RESULT_LINE):]) if line else {}
+def fault_result(proc: subprocess.CompletedProcess[str], fault: str | None = None) -> dict[str, Any]:
+    """The runner's one-line JSON result of `fault` (default: the last) in a fault run ({} when it printed none)."""
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_LINE):
+            result: dict[str, Any] = json.loads(line[len(RESULT_LINE):])
+            if fault is None or result.get("fault") == fault:
+                return result
+    return {}
 
 
-def assert_fault_caught(proc: subprocess.CompletedProcess[str], assertion: str) -> None:
+def assert_fault_caught(proc: subprocess.CompletedProcess[str], assertion: str, fault: str | None = None) -> None:
     """Exactly `assertion` failed under the fault (matched by id, from the runner's JSON), and the lab settled
     back to its initial state after the repair."""
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    result = fault_result(proc)
-    assert result["failed_assertion"] == assertion and result["after_repair"] is True, result
+    result = fault_result(proc, fault)
+    assert result.get("failed_assertion") == assertion and result.get("after_repair") is True, \
+        (result, proc.stdout[-3000:])
     assert result["message"].startswith(f"check {assertion} failed: expected "), result["message"]
+
+
+def selected_faults(request: pytest.FixtureRequest, table: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (fault, assertion) rows of a module's table whose tests this session runs (-k selects some)."""
+    chosen = {item.callspec.params["fault"] for item in request.session.items
+              if item.module is request.module and hasattr(item, "callspec") and "fault" in item.callspec.params}
+    return [(fault, assertion) for fault, assertion in table if fault in chosen]
+
+
+def fault_batch(lab: dict[str, Any], request: pytest.FixtureRequest,
+                table: list[tuple[str, str]]) -> dict[str, subprocess.CompletedProcess[str]]:
+    """The module's selected faults run on its kept lab in one process: {fault: that process}."""
+    faults = selected_faults(request, table)
+    if not faults:
+        return {}
+    proc = run_faults(lab, faults)
+    return {fault: proc for fault, _ in faults}
 
 
 def fault_fails_its_check(lab: dict[str, Any], fault: str, assertion: str) -> subprocess.CompletedProcess[str]:
     """Inject `fault` into a kept lab: exactly `assertion` fails, and the lab settles back after the repair."""
-    proc = run_fault(lab, fault, assertion)
-    assert_fault_caught(proc, assertion)
+    proc = run_faults(lab, [(fault, assertion)])
+    assert_fault_caught(proc, assertion, fault)
     return proc
 
 

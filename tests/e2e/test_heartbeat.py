@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.labs import day2_change, destroy_kept, fault_fails_its_check, lab_fixture, up
+from tests.e2e.labs import assert_fault_caught, day2_change, destroy_kept, fault_batch, lab_fixture, up
 
 lab = lab_fixture("g", "heartbeat")
 DAY2_SKIP = ("health-check", "sorry-server", "freeze", "failover", "failback")
@@ -40,12 +40,21 @@ def test_heartbeat_lab(lab: dict[str, Any]) -> None:
     assert freeze["failback"]["preempt"]
 
 
-@pytest.mark.parametrize("fault,assertion", [
+# (runtime fault, the assertion it must make fail): run in one `fault` process (the lab loaded once)
+FAULTS = [
     ("check-connect-only", "health-check.removed"),  # ldirectord only connects: the wrong page goes unnoticed
     ("heartbeat-down-backup", "heartbeat.settled"),  # nobody to take over
-])
-def test_runtime_fault_fails_its_assertion(lab: dict[str, Any], fault: str, assertion: str) -> None:
-    fault_fails_its_check(lab, fault, assertion)
+]
+
+
+@pytest.fixture(scope="module")
+def faults_run(lab: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
+    return fault_batch(lab, request, FAULTS)
+
+
+@pytest.mark.parametrize("fault,assertion", FAULTS)
+def test_runtime_fault_fails_its_assertion(faults_run: dict[str, Any], fault: str, assertion: str) -> None:
+    assert_fault_caught(faults_run[fault], assertion, fault)
 
 
 def test_day2_heartbeat_scheduler_and_weight_in_place(lab: dict[str, Any]) -> None:

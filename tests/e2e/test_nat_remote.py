@@ -10,9 +10,10 @@ import pytest
 
 from tests.e2e.conftest import run_in
 from tests.e2e.labs import (
+    assert_fault_caught,
     assert_verified,
     destroy_kept,
-    fault_fails_its_check,
+    fault_batch,
     lab_fixture,
     status_rows,
     up,
@@ -51,14 +52,23 @@ def test_nat_lab_on_the_remote_hypervisor(lab: dict[str, Any]) -> None:
     assert rows["web1"][5] == "nginx active" and "IPVS on director1" in proc.stdout, proc.stdout
 
 
-@pytest.mark.parametrize("fault,assertion", [
+# (runtime fault, the assertion it must make fail): run in one `fault` process (the lab loaded once)
+FAULTS = [
     ("gateway-vip-stays", "gateway.with-vip"),
     ("scheduler-rr", "round-robin.least-connection"),  # rr sends fresh connections to the loaded server too
     ("unicast-off", "vrrp-unicast.master-only"),
     ("rs-no-gateway", "real-server-config.nat"),
-])
-def test_runtime_fault_fails_its_assertion(lab: dict[str, Any], fault: str, assertion: str) -> None:
-    fault_fails_its_check(lab, fault, assertion)
+]
+
+
+@pytest.fixture(scope="module")
+def faults_run(lab: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
+    return fault_batch(lab, request, FAULTS)
+
+
+@pytest.mark.parametrize("fault,assertion", FAULTS)
+def test_runtime_fault_fails_its_assertion(faults_run: dict[str, Any], fault: str, assertion: str) -> None:
+    assert_fault_caught(faults_run[fault], assertion, fault)
 
 
 def test_destroys_without_leaks(lab: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import run_in
-from tests.e2e.labs import destroy_kept, fault_fails_its_check, lab_fixture, up
+from tests.e2e.labs import assert_fault_caught, destroy_kept, fault_batch, lab_fixture, up
 from tests.e2e.remote import assert_on_remote_hypervisor
 
 lab = lab_fixture("f", "nginx-ha", remote=True)
@@ -49,14 +49,23 @@ def test_day2_verify(lab: dict[str, Any]) -> None:
     assert "PASS vip-state" in proc.stdout and "PASS failover" in proc.stdout
 
 
-@pytest.mark.parametrize("fault,assertion", [
+# (runtime fault, the assertion it must make fail): run in one `fault` process (the lab loaded once)
+FAULTS = [
     # nginx stopped, the script finds its (wrong) process running: nobody takes the VIP
     ("check-wrong-process", "failover.vip-moved"),
     # the same with nginx already down on the MASTER: the steady state serves nothing
     ("nginx-down-unwatched", "vip-state.served-by-master"),
-])
-def test_runtime_fault_fails_its_assertion(lab: dict[str, Any], fault: str, assertion: str) -> None:
-    fault_fails_its_check(lab, fault, assertion)
+]
+
+
+@pytest.fixture(scope="module")
+def faults_run(lab: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
+    return fault_batch(lab, request, FAULTS)
+
+
+@pytest.mark.parametrize("fault,assertion", FAULTS)
+def test_runtime_fault_fails_its_assertion(faults_run: dict[str, Any], fault: str, assertion: str) -> None:
+    assert_fault_caught(faults_run[fault], assertion, fault)
 
 
 def test_destroys_without_leaks(lab: dict[str, Any]) -> None:

@@ -14,9 +14,11 @@ import pytest
 
 from tests.e2e.conftest import run_in
 from tests.e2e.labs import (
+    assert_fault_caught,
     assert_verified,
     day2_change,
     destroy_kept,
+    fault_batch,
     fault_fails_its_check,
     lab_fixture,
     status_rows,
@@ -41,7 +43,8 @@ def test_sticky_tun_lab(lab: dict[str, Any]) -> None:
     assert tunnel["large_request_ok"] and tunnel["response_bytes"] == 1 << 20 and tunnel["pmtu_learned"] is None
 
 
-@pytest.mark.parametrize("fault,assertion", [
+# (runtime fault, the assertion it must make fail): run in one `fault` process (the lab loaded once)
+FAULTS = [
     ("persistence-off", "persistence.one-server"),
     ("persistence-long", "persistence.template-timer"),  # persists 60 s where 10 s are configured
     ("scheduler-sh", "persistence.expiry"),  # after expiry the client hashes to the same server again
@@ -52,9 +55,17 @@ def test_sticky_tun_lab(lab: dict[str, Any]) -> None:
     ("master-down-nopreempt", "vip-state.handover"),  # nopreempt: nobody to hand the VIP back to
     ("persistence-per-network", "persistence.template"),  # the template is the client's /24, not the client
     ("rs-announces-vip", "round-robin.ipvs-counts"),  # requests reach web1 past the director: it counts none
-])
-def test_runtime_fault_fails_its_assertion(lab: dict[str, Any], fault: str, assertion: str) -> None:
-    fault_fails_its_check(lab, fault, assertion)
+]
+
+
+@pytest.fixture(scope="module")
+def faults_run(lab: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
+    return fault_batch(lab, request, FAULTS)
+
+
+@pytest.mark.parametrize("fault,assertion", FAULTS)
+def test_runtime_fault_fails_its_assertion(faults_run: dict[str, Any], fault: str, assertion: str) -> None:
+    assert_fault_caught(faults_run[fault], assertion, fault)
 
 
 def test_day2_status(lab: dict[str, Any]) -> None:

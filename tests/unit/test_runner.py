@@ -255,19 +255,38 @@ def test_teardown_record_tells_destroys_own_leaks_from_pending_creates() -> None
 
 def test_a_failed_inject_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A batch of faults runs on the lab loaded once; a fault whose command fails on a node ends the batch
+    (the lab may be broken) with one result line, not a traceback; the faults after it do not run."""
     import argparse
     import json
 
     from lvslab.runner import inject
 
-    def fails(args: argparse.Namespace) -> int:
-        raise inject.FaultError("'systemctl reload keepalived' on director1 failed: keepalived.service is not active")
+    ran: list[str] = []
 
-    monkeypatch.setattr(inject, "_inject_check_repair", fails)
-    assert inject.cmd_fault(argparse.Namespace(fault="nopreempt-on")) == 1
+    def one(fault: object, spec: object, key: str, expect: object, recheck: bool) -> int:
+        ran.append(fault.name)  # type: ignore[attr-defined]
+        if fault.name == "nopreempt-on":  # type: ignore[attr-defined]
+            raise inject.FaultError("'systemctl reload keepalived' on director1 failed: keepalived.service is not "
+                                    "active")
+        return 0
+
+    loads: list[str] = []
+    monkeypatch.setattr(inject, "select_stack", lambda name: loads.append(name) or object())
+    monkeypatch.setattr(inject, "lab_config", lambda stack, name: None)
+    monkeypatch.setattr(inject, "derive", lambda cfg: None)
+    monkeypatch.setattr(inject, "verify_spec", lambda facts: None)
+    monkeypatch.setattr(inject, "private_key_of", lambda stack: "-----KEY-----")
+    monkeypatch.setattr(inject, "_inject_check_repair", one)
+    args = argparse.Namespace(stack="ci1-abc", fault=["rs-no-vip", "nopreempt-on", "preempt-on"], expect=None,
+                              recheck=False)
+    assert inject.cmd_fault(args) == 1
+    assert ran == ["rs-no-vip", "nopreempt-on"] and loads == ["ci1-abc"]
     out = capsys.readouterr().out
     line = next(li for li in out.splitlines() if li.startswith(inject.RESULT_LINE))
     assert json.loads(line[len(inject.RESULT_LINE):]) == {
         "fault": "nopreempt-on", "error": "'systemctl reload keepalived' on director1 failed: keepalived.service is "
                                           "not active"}
     assert "Traceback" not in out
+    args.expect = ["real-server-config.dr"]  # one --expect for three --fault: refused before anything runs
+    assert inject.cmd_fault(args) == 2 and ran == ["rs-no-vip", "nopreempt-on"]
