@@ -30,8 +30,10 @@ def test_nginx_ha_lab(lab: dict[str, Any]) -> None:
     fo = verification["failover"]
     assert fo["mode"] == "clean" and fo["holders"] == {"nginx1": False, "nginx2": True}
     assert fo["vrrp_bound_s"] == pytest.approx((2 + 1) * 2 + 3 + 156 / 256, abs=0.01)
-    # nginx stopped on the MASTER refuses connections until the VIP moved: hey saw them refused, nothing else
-    assert set(fo["third_party_client"]["error_kinds"]) <= {"connection refused"}, fo["third_party_client"]
+    # nginx stopped on the MASTER refuses connections until the VIP moved (a request in flight as it stops is reset,
+    # seen in CI): hey saw them refused, nothing else
+    assert set(fo["third_party_client"]["error_kinds"]) <= {"connection refused", "connection reset by peer"}, \
+        fo["third_party_client"]
     fb = verification["failback"]
     # Preemption moves the VIP back while polls run every 0.1 s: at most the one poll in flight at the move
     # may fail (seen in CI once: 1 failed, gap 0.3 s; 0 in the other runs).
