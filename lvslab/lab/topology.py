@@ -35,6 +35,9 @@ class Topology:
     steps: tuple[str, ...]  # the verification steps, in order (optional ones run where the lab has the feature)
     failover_bound: str  # "vrrp", "vrrp-script" (+ the nginx check's detection) or "heartbeat" (deadtime)
     ha_log_command: str  # the HA daemon's log, for the artefacts
+    # The HA daemon starts the IPVS manager on the new holder at each takeover (heartbeat's haresources start
+    # ldirectord): its first check round follows the VIP, so real servers may leave and rejoin the new table once.
+    ipvs_starts_at_takeover: bool = False
     # keys it refuses: dotted key -> why (the parser's message)
     refused: dict[str, str] = field(default_factory=dict)
 
@@ -58,7 +61,7 @@ TOPOLOGIES: dict[str, Topology] = {t.name: t for t in (
         pushed=PushedFile("ldirectord.cf", "ldirectord-conf"),
         steps=("readiness", "lvs-state", "round-robin", "health-check", "persistence", "sorry-server", "freeze",
                "failover", "failback", "restore"),
-        failover_bound="heartbeat",
+        failover_bound="heartbeat", ipvs_starts_at_takeover=True,
         # (heartbeat and ldirectord log to syslog)
         ha_log_command="journalctl -t heartbeat -t ldirectord -t IPaddr2 --no-pager | grep -v ': debug: '",
         refused={

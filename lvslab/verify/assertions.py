@@ -130,8 +130,8 @@ _ROWS = (
               "advertInterval, priorities; CPU load on the hypervisor"),
     Assertion("failover.failed-requests", "one outage only: polls not served by a real server (an error or a "
               "sorry page) from the stop to 1 s after service returned <= floor(gap / 0.1 s) + 1, none after it "
-              "returned; hey (10 requests/s, -t 1, the whole step): errors <= ceil(gap bound x 10) + 1, only "
-              "status 200",
+              "returned (heartbeat: after ldirectord's add window, its first check round on the new holder); "
+              "hey (10 requests/s, -t 1, the whole step): errors <= ceil(gap bound x 10) + 1, only status 200",
               "the poller's timeline in the report: whose answers came between the real servers'? (ipvsadm -Ln "
               "on the new holder)"),
     Assertion("failback.returns", "preempt: the VIP back on the MASTER only within failoverBound + 20 s "

@@ -76,3 +76,11 @@ def failed_polls_bound(gap_s: float, interval_s: float) -> int:
     """One outage of `gap_s` seen by a poller that starts a request every `interval_s`: at most
     floor(gap / interval) + 1 failed polls (more means the service flapped)."""
     return math.floor(gap_s / interval_s) + 1
+
+
+def takeover_settle(spec: VerifySpec) -> float:
+    """Seconds after service returns during which it may still drop out once: where the HA daemon starts the IPVS
+    manager at takeover (heartbeat -> ldirectord), a real server that fails its first check on the new holder
+    rejoins within ldirectord's add window (checkinterval + negotiatetimeout; seen in CI: both servers out and
+    back within 4 s, the fallback answering meanwhile). 0 where the table was kept on both (keepalived)."""
+    return float(spec.health_check.window()[1]) if spec.topo.ipvs_starts_at_takeover else 0.0

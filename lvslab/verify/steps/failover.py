@@ -7,7 +7,7 @@ import contextlib
 from typing import Any
 
 from lvslab.model import SORRY_PREFIX, NodeFacts, VerifySpec
-from lvslab.verify.bounds import failed_polls_bound, failover_gap_bound
+from lvslab.verify.bounds import failed_polls_bound, failover_gap_bound, takeover_settle
 from lvslab.verify.client import CLIENT, RATE_PER_S, ClientFigures, ThirdPartyClient, client_error_bound
 from lvslab.verify.context import StepContext
 from lvslab.verify.evaluate import outage, poll_timeline
@@ -143,6 +143,7 @@ def failover(ctx: StepContext, mode: str) -> dict[str, Any]:
     spec = ctx.spec
     master, backup = spec.master, spec.backup
     gap_bound = failover_gap_bound(spec, mode)
+    settle = takeover_settle(spec)
     heartbeat = spec.topo.heartbeat
     if heartbeat:
         heartbeat_settled(ctx, ON_MASTER)
@@ -159,8 +160,8 @@ def failover(ctx: StepContext, mode: str) -> dict[str, Any]:
         t_stopped = ctx.monotonic()
         moved = poller.wait_for(lambda ev: ev.ok and ev.mac == backup.mac and not is_sorry(ev.server), t_stop,
                                 gap_bound + 15)
-        ctx.sleep(1)
-        gap, failed, flapped = outage(poller.events, t_stop, served)
+        ctx.sleep(1 + settle)
+        gap, failed, flapped = outage(poller.events, t_stop, served, settle)
         if moved is None:
             # NAT: the VIP may have moved while the replies still go to a gateway nobody holds: say so.
             gateway_with_vip(ctx, backup.name, None if mode == "clean" else [backup.name])
@@ -310,8 +311,8 @@ def failback(ctx: StepContext, mode: str) -> dict[str, Any]:
             # (measured: back on the MASTER 36-50 s after the resume, the BACKUP serving meanwhile).
             back = poller.wait_for(lambda ev: ev.ok and ev.mac == master.mac and not is_sorry(ev.server), t0,
                                    limit + (t_started - t0))
-            ctx.sleep(1)
-            gap, failed, flapped = outage(poller.events, t0, served)
+            ctx.sleep(1 + takeover_settle(spec))
+            gap, failed, flapped = outage(poller.events, t0, served, takeover_settle(spec))
             holders = _holders_settle(ctx, {master.name: True, backup.name: False}) if back else {}
             if back is None or holders != {master.name: True, backup.name: False} or back.t - t_started > limit:
                 raise CheckFailed("failback.returns", f"VIP back on {master.name} only (preempt), answering within "
