@@ -42,8 +42,8 @@ def test_stack_parses_with_heartbeat_timing_and_bound() -> None:
     spec = verify_spec(derive(cfg))
     assert spec.topology == "lvs-heartbeat" and spec.preempt and spec.heartbeat_initdead == 20
     assert spec.health_check.page_file == "/var/www/html/health.html" and spec.health_check.receive == "ok"
-    # failurecount 2, retried at the next checkinterval: removed within 2 + 2 x (2 + 2) s, re-added within 2 + 2
-    assert spec.health_check.window() == (10, 4)
+    # failurecount 1, retried at the next checkinterval: removed within 2 + 1 x (2 + 2) s, re-added within 2 + 2
+    assert spec.health_check.window() == (6, 4)
 
 
 def test_heartbeat_and_ldirectord_keys_only_with_lvs_heartbeat() -> None:
@@ -72,7 +72,7 @@ def test_heartbeat_files() -> None:
         assert f"\n{line}\n" in conf, line
     assert "director1 IPaddr2::10.86.0.100/32/eth0 ldirectord::ldirectord.cf\n" in haresources(cfg)
     ld = ldirectord_cf(cfg)
-    for line in ("checkinterval=2", "negotiatetimeout=2", "failurecount=2", "quiescent=no", "virtual=10.86.0.100:80",
+    for line in ("checkinterval=2", "negotiatetimeout=2", "failurecount=1", "quiescent=no", "virtual=10.86.0.100:80",
                  "\treal=10.86.0.21:80 gate 1", "\treal=10.86.0.22:80 gate 1", "\tfallback=127.0.0.1:80 gate",
                  "\tchecktype=negotiate", '\trequest="/health.html"', '\treceive="ok"', "\tscheduler=rr"):
         assert f"\n{line}\n" in ld, line
