@@ -126,7 +126,8 @@ _ROWS = (
               "failoverBound + allowance", "the BACKUP's HA daemon log"),
     Assertion("failover.backup-only", "the VIP on the BACKUP only (clean) / on the BACKUP (hard)",
               "the MASTER's HA daemon log: did it give the VIP up?"),
-    Assertion("failover.gap", "service gap <= failoverBound (clean: hand-over; hard: 3 x advert + skew)",
+    Assertion("failover.gap", "service gap <= failoverBound (clean: hand-over; hard: 3 x advert + skew; "
+              "heartbeat: deadtime + takeover + ldirectord's add window, its first check round)",
               "advertInterval, priorities; CPU load on the hypervisor"),
     Assertion("failover.failed-requests", "one outage only: polls not served by a real server (an error or a "
               "sorry page) from the stop to 1 s after service returned <= floor(gap / 0.1 s) + 1, none after it "

@@ -65,11 +65,12 @@ def all_in_table_wait(hc: HealthCheckSpec) -> float:
 def failover_gap_bound(spec: VerifySpec, mode: str) -> float:
     """The longest service gap a failover may cause. Clean keepalived stop (priority-0 advert): the BACKUP's
     skew time + HANDOVER_ALLOWANCE_S; otherwise the lab's failover bound (3 x advert_int + skew, the
-    vrrp_script's detection, or heartbeat's deadtime + takeover) + GAP_ALLOWANCE_S."""
+    vrrp_script's detection, or heartbeat's deadtime + takeover) + GAP_ALLOWANCE_S; where the IPVS manager starts
+    at takeover, + its settle window (takeover_settle: the outage lasts until its first check round is over)."""
     if mode == "clean" and spec.topo.failover_bound == "vrrp":
         skew = spec.failover_bound_s - 3 * spec.advert_int
         return round(skew + HANDOVER_ALLOWANCE_S, 2)
-    return round(spec.failover_bound_s + GAP_ALLOWANCE_S, 2)
+    return round(spec.failover_bound_s + GAP_ALLOWANCE_S + takeover_settle(spec), 2)
 
 
 def failed_polls_bound(gap_s: float, interval_s: float) -> int:
