@@ -6,7 +6,9 @@ shows) and the packets are kept in a pcap file under the run's artefacts, for ts
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -68,7 +70,9 @@ def capture(spec: Any, node: str | None, expression: str, seconds: float | None,
         argv = ["timeout", "-s", "INT", str(int(seconds)), *argv]
     pcap.parent.mkdir(parents=True, exist_ok=True)
     log(f"capturing on {what} ({expression or 'everything'}) into {pcap}")
-    source = subprocess.Popen(hv.command(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # its own process group: a Ctrl-C (or the tests' SIGINT) reaches `timeout` and tcpdump together, which then
+    # flushes what it captured and ends
+    source = subprocess.Popen(hv.command(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     text = subprocess.Popen(["tcpdump", "-n", "-e", "-l", "-r", "-"], stdin=subprocess.PIPE,
                             stdout=None if show else subprocess.DEVNULL, stderr=subprocess.DEVNULL) if show else None
     written = 0
@@ -83,9 +87,13 @@ def capture(spec: Any, node: str | None, expression: str, seconds: float | None,
                     text.stdin.write(chunk)
                     text.stdin.flush()
     except KeyboardInterrupt:
-        source.send_signal(2)
+        os.killpg(source.pid, signal.SIGINT)
     finally:
-        source.wait()
+        try:
+            source.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(source.pid, signal.SIGKILL)
+            source.wait()
         if text is not None and text.stdin is not None:
             text.stdin.close()
             text.wait()

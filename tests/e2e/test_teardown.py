@@ -53,9 +53,9 @@ def test_sigterm_still_destroys_everything(netns: str, tmp_path: Path) -> None:
     proc = start_in(netns, "ephemeral", "--real-servers", "1", "--artefacts", str(tmp_path / "art"),
                     "--json", str(report_path), log=log)
     deadline = time.monotonic() + 600
-    # SIGTERM while the VMs boot: the readiness waits dial the nodes. (An earlier SIGTERM, during creates,
-    # is covered too: objects the state never recorded are removed by name, see test below.)
-    while "Dial 2/" not in log.read_text(errors="replace"):
+    # SIGTERM while the VMs boot: the boot progress says a node's console shows cloud-init at work. (An earlier
+    # SIGTERM, during creates, is covered too: objects the state never recorded are removed by name, see below.)
+    while "cloud-init: " not in log.read_text(errors="replace"):
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(1)
     proc.terminate()  # SIGTERM to the runner (ip netns exec has exec'd into it)

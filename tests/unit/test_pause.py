@@ -57,7 +57,10 @@ def test_all_restored_before_any_runs_then_clocks_set(fake_virsh: list[tuple[str
         return subprocess.CompletedProcess(["ssh"], 0, "clock was 42.0 s behind\n", "")
 
     monkeypatch.setattr("lvslab.verify.probe.ssh", ssh)
+    asked: list[str] = []
+    monkeypatch.setattr(pause, "serving_after", lambda spec, t0: asked.append(str(scripts)) or 1.5)
     took = pause.resume_lab(spec, "-----KEY-----\n")
+    assert took["serving_after_s"] == 1.5 and asked == ["[]"]  # the VIP asked before any clock was set
     assert [c[0] for c in fake_virsh] == ["start"] * 3 + ["resume"] * 3
     assert sorted(scripts) == sorted(n.address for n in NODES)
     assert took["clocks"] == {n.name: "clock was 42.0 s behind" for n in NODES}
