@@ -127,11 +127,11 @@ _ROWS = (
     Assertion("failover.backup-only", "the VIP on the BACKUP only (clean) / on the BACKUP (hard)",
               "the MASTER's HA daemon log: did it give the VIP up?"),
     Assertion("failover.gap", "service gap <= failoverBound (clean: hand-over; hard: 3 x advert + skew; "
-              "heartbeat: deadtime + takeover + ldirectord's add window, its first check round)",
+              "heartbeat: deadtime + takeover)",
               "advertInterval, priorities; CPU load on the hypervisor"),
     Assertion("failover.failed-requests", "one outage only: polls not served by a real server (an error or a "
               "sorry page) from the stop to 1 s after service returned <= floor(gap / 0.1 s) + 1, none after it "
-              "returned (heartbeat: after ldirectord's add window, its first check round on the new holder); "
+              "returned (heartbeat: reported, not failed: ldirectord's first check rounds after a takeover flap); "
               "hey (10 requests/s, -t 1, the whole step): errors <= ceil(gap bound x 10) + 1, only status 200",
               "the poller's timeline in the report: whose answers came between the real servers'? (ipvsadm -Ln "
               "on the new holder)"),

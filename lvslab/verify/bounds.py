@@ -65,12 +65,11 @@ def all_in_table_wait(hc: HealthCheckSpec) -> float:
 def failover_gap_bound(spec: VerifySpec, mode: str) -> float:
     """The longest service gap a failover may cause. Clean keepalived stop (priority-0 advert): the BACKUP's
     skew time + HANDOVER_ALLOWANCE_S; otherwise the lab's failover bound (3 x advert_int + skew, the
-    vrrp_script's detection, or heartbeat's deadtime + takeover) + GAP_ALLOWANCE_S; where the IPVS manager starts
-    at takeover, + its settle window (takeover_settle: the outage lasts until its first check round is over)."""
+    vrrp_script's detection, or heartbeat's deadtime + takeover) + GAP_ALLOWANCE_S."""
     if mode == "clean" and spec.topo.failover_bound == "vrrp":
         skew = spec.failover_bound_s - 3 * spec.advert_int
         return round(skew + HANDOVER_ALLOWANCE_S, 2)
-    return round(spec.failover_bound_s + GAP_ALLOWANCE_S + takeover_settle(spec), 2)
+    return round(spec.failover_bound_s + GAP_ALLOWANCE_S, 2)
 
 
 def failed_polls_bound(gap_s: float, interval_s: float) -> int:
@@ -78,10 +77,3 @@ def failed_polls_bound(gap_s: float, interval_s: float) -> int:
     floor(gap / interval) + 1 failed polls (more means the service flapped)."""
     return math.floor(gap_s / interval_s) + 1
 
-
-def takeover_settle(spec: VerifySpec) -> float:
-    """Seconds after service returns during which it may still drop out once: where the HA daemon starts the IPVS
-    manager at takeover (heartbeat -> ldirectord), a real server that fails its first check on the new holder
-    rejoins within ldirectord's add window (checkinterval + negotiatetimeout; seen in CI: both servers out and
-    back within 4 s, the fallback answering meanwhile). 0 where the table was kept on both (keepalived)."""
-    return float(spec.health_check.window()[1]) if spec.topo.ipvs_starts_at_takeover else 0.0

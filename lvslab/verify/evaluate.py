@@ -117,13 +117,11 @@ def poll_timeline(events: list[Any], since: float, holder_of_mac: dict[str, str]
     return [[round(ev.t - since, 2), ev.ok, ev.server, holder_of_mac.get(ev.mac or "", ev.mac)] for ev in events]
 
 
-def outage(events: list[Any], since: float, served: Callable[[Any], bool] = lambda ev: ev.ok,
-           settle_s: float = 0.0) -> tuple[float, int, list[Any]]:
+def outage(events: list[Any], since: float,
+           served: Callable[[Any], bool] = lambda ev: ev.ok) -> tuple[float, int, list[Any]]:
     """(seconds from the first poll not served to the served one that ended the outage, the polls not served in
     it, the polls not served after it ended) after `since`. Any of the last means the service flapped: it came
-    back and went again. `settle_s`: polls not served within this long of the first served one still belong to
-    the outage, which then ends at the next served poll (the IPVS manager's first check round after a takeover,
-    bounds.takeover_settle). `served`: what counts as service (the failover steps: a real server's answer, not a
+    back and went again. `served`: what counts as service (the failover steps: a real server's answer, not a
     sorry page)."""
     first_fail: float | None = None
     back: float | None = None  # the first served poll after the first failure
@@ -140,11 +138,10 @@ def outage(events: list[Any], since: float, served: Callable[[Any], bool] = lamb
             continue
         if first_fail is None:
             first_fail = ev.t
-        elif back is not None and ev.t - back > settle_s:
+        elif back is not None:
             after.append(ev)
             continue
         failed += 1
-        gap = None  # still out (or out again within the settle window): it ends at the next served poll
     if first_fail is None:
         return 0.0, 0, []
     return (float("inf") if gap is None else gap), failed, after
