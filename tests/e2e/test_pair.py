@@ -224,5 +224,6 @@ def test_plain_pulumi_on_the_lab(pair: dict[str, dict[str, Any]]) -> None:
 def test_kept_lab_destroys_without_leaks(pair: dict[str, dict[str, Any]], lab: str) -> None:
     """After the fault tests: destroy each kept lab and check nothing with its prefix is left (its ssh config
     gone too)."""
+    stack = up(pair[lab])["stack"]
     destroy_kept(pair[lab])
-    assert not (ROOT / ".lvslab" / "ssh" / up(pair[lab])["stack"]).exists()
+    assert not (ROOT / ".lvslab" / "ssh" / stack).exists()
