@@ -176,6 +176,21 @@ def fault_batch(lab: dict[str, Any], request: pytest.FixtureRequest,
     return {fault: proc for fault, _ in faults}
 
 
+def runtime_fault_tests(table: list[tuple[str, str]]) -> tuple[Any, Any]:
+    """A module's runtime fault tests: the module fixture running its selected faults on its kept lab in one
+    process, and the test of each (fault, assertion) row. In the module:
+    `faults_run, test_runtime_fault_fails_its_assertion = runtime_fault_tests(FAULTS)`."""
+    @pytest.fixture(scope="module")
+    def faults_run(lab: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
+        return fault_batch(lab, request, table)
+
+    @pytest.mark.parametrize("fault,assertion", table)
+    def test_runtime_fault_fails_its_assertion(faults_run: dict[str, Any], fault: str, assertion: str) -> None:
+        assert_fault_caught(faults_run[fault], assertion, fault)
+
+    return faults_run, test_runtime_fault_fails_its_assertion
+
+
 def fault_fails_its_check(lab: dict[str, Any], fault: str, assertion: str) -> subprocess.CompletedProcess[str]:
     """Inject `fault` into a kept lab: exactly `assertion` fails, and the lab settles back after the repair."""
     proc = run_faults(lab, [(fault, assertion)])

@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
-from tests.e2e.labs import assert_fault_caught, day2_change, destroy_kept, fault_batch, lab_fixture, up
+from tests.e2e.labs import (
+    day2_change,
+    destroy_kept,
+    lab_fixture,
+    runtime_fault_tests,
+    up,
+)
 
 lab = lab_fixture("g", "heartbeat")
 DAY2_SKIP = ("health-check", "sorry-server", "freeze", "failover", "failback")
@@ -46,15 +50,7 @@ FAULTS = [
     ("heartbeat-down-backup", "heartbeat.settled"),  # nobody to take over
 ]
 
-
-@pytest.fixture(scope="module")
-def faults_run(lab: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
-    return fault_batch(lab, request, FAULTS)
-
-
-@pytest.mark.parametrize("fault,assertion", FAULTS)
-def test_runtime_fault_fails_its_assertion(faults_run: dict[str, Any], fault: str, assertion: str) -> None:
-    assert_fault_caught(faults_run[fault], assertion, fault)
+faults_run, test_runtime_fault_fails_its_assertion = runtime_fault_tests(FAULTS)
 
 
 def test_day2_heartbeat_scheduler_and_weight_in_place(lab: dict[str, Any]) -> None:

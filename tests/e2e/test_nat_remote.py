@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.e2e.conftest import run_in
 from tests.e2e.labs import (
-    assert_fault_caught,
     assert_verified,
     destroy_kept,
-    fault_batch,
     lab_fixture,
+    runtime_fault_tests,
     status_rows,
     up,
 )
@@ -60,15 +57,7 @@ FAULTS = [
     ("rs-no-gateway", "real-server-config.nat"),
 ]
 
-
-@pytest.fixture(scope="module")
-def faults_run(lab: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
-    return fault_batch(lab, request, FAULTS)
-
-
-@pytest.mark.parametrize("fault,assertion", FAULTS)
-def test_runtime_fault_fails_its_assertion(faults_run: dict[str, Any], fault: str, assertion: str) -> None:
-    assert_fault_caught(faults_run[fault], assertion, fault)
+faults_run, test_runtime_fault_fails_its_assertion = runtime_fault_tests(FAULTS)
 
 
 def test_destroys_without_leaks(lab: dict[str, Any]) -> None:

@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import run_in
-from tests.e2e.labs import assert_fault_caught, destroy_kept, fault_batch, lab_fixture, up
+from tests.e2e.labs import (
+    destroy_kept,
+    lab_fixture,
+    runtime_fault_tests,
+    up,
+)
 from tests.e2e.remote import assert_on_remote_hypervisor
 
 lab = lab_fixture("f", "nginx-ha", remote=True)
@@ -59,15 +64,7 @@ FAULTS = [
     ("nginx-down-unwatched", "vip-state.served-by-master"),
 ]
 
-
-@pytest.fixture(scope="module")
-def faults_run(lab: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
-    return fault_batch(lab, request, FAULTS)
-
-
-@pytest.mark.parametrize("fault,assertion", FAULTS)
-def test_runtime_fault_fails_its_assertion(faults_run: dict[str, Any], fault: str, assertion: str) -> None:
-    assert_fault_caught(faults_run[fault], assertion, fault)
+faults_run, test_runtime_fault_fails_its_assertion = runtime_fault_tests(FAULTS)
 
 
 def test_destroys_without_leaks(lab: dict[str, Any]) -> None:

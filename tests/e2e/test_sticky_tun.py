@@ -10,17 +10,14 @@ import ipaddress
 import json
 from typing import Any
 
-import pytest
-
 from tests.e2e.conftest import run_in
 from tests.e2e.labs import (
-    assert_fault_caught,
     assert_verified,
     day2_change,
     destroy_kept,
-    fault_batch,
     fault_fails_its_check,
     lab_fixture,
+    runtime_fault_tests,
     status_rows,
     up,
 )
@@ -58,15 +55,7 @@ FAULTS = [
     ("persistence-long", "persistence.template-timer"),  # persists 60 s where 10 s are configured
 ]
 
-
-@pytest.fixture(scope="module")
-def faults_run(lab: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
-    return fault_batch(lab, request, FAULTS)
-
-
-@pytest.mark.parametrize("fault,assertion", FAULTS)
-def test_runtime_fault_fails_its_assertion(faults_run: dict[str, Any], fault: str, assertion: str) -> None:
-    assert_fault_caught(faults_run[fault], assertion, fault)
+faults_run, test_runtime_fault_fails_its_assertion = runtime_fault_tests(FAULTS)
 
 
 def test_day2_status(lab: dict[str, Any]) -> None:
