@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from lvslab.verify.probe import Background
 
 DIAL_RETRY = re.compile(r"\bDial \d+/\d+ failed: retrying\s*$")
 
@@ -46,7 +47,7 @@ def console_stage(text: bytes) -> str | None:
     return found
 
 
-class BootProgress:
+class BootProgress(Background):
     """Polls each node's console log every `interval` s in a thread and says each stage change once."""
 
     def __init__(self, consoles: dict[str, str], say: Callable[[str], None], interval: float = 2.0) -> None:
@@ -57,8 +58,7 @@ class BootProgress:
         self.t0 = time.monotonic()
         # What the logs show already (a running node's, on a day-2 up) is not news: only changes are said.
         self.poll(say=False)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._init_thread()
 
     def domain_started(self, node: str) -> None:
         if node in self.consoles and node not in self.seen:
@@ -80,15 +80,6 @@ class BootProgress:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.poll()
-
-    def start(self) -> BootProgress:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
 
 
 def local_consoles(nodes: list[Any], remote: bool) -> dict[str, str]:

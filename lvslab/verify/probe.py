@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Self
 
 SSH_OPTIONS = [
     "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
@@ -258,8 +259,32 @@ class PollEvent:
 POLL_INTERVAL_S = 0.1  # the Poller starts a fresh request this often
 
 
+class Background:
+    """A daemon thread running `_run` until stop(): the poller, the download and the boot progress share it.
+    stop() waits for the thread (at most `join_timeout` s; None: until it ends)."""
+
+    join_timeout: float | None = None
+
+    def _init_thread(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop (again: harmless) and wait for the thread."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(self.join_timeout)
+
+
 @dataclass
-class Poller:
+class Poller(Background):
     """Polls the VIP every `interval` seconds with fresh connections in a thread; records the timeline."""
 
     address: str
@@ -269,8 +294,7 @@ class Poller:
     events: list[PollEvent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._init_thread()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -278,16 +302,6 @@ class Poller:
             result = http_get(self.address, self.port, self.timeout)
             self.events.append(PollEvent(t, result.ok, result.server, neighbour_mac(self.address)))
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - t)))
-
-    def start(self) -> Poller:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop polling (again: harmless) and wait for the last poll."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
 
     def wait_for(self, predicate: object, since: float, timeout: float) -> PollEvent | None:
         """First event after `since` satisfying predicate, waiting up to timeout."""
@@ -304,7 +318,7 @@ class Poller:
 
 
 @dataclass
-class Download:
+class Download(Background):
     """One long HTTP download through the VIP, read at `rate` bytes/s into a small receive buffer, so the
     real server can only send as fast as the client reads (a long-lived, throttled connection). Records
     (time, bytes so far) in a thread; `error` says how the connection ended if it broke."""
@@ -321,9 +335,10 @@ class Download:
     done: bool = False
     timeline: list[tuple[float, int]] = field(default_factory=list)
 
+    join_timeout = 60
+
     def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._init_thread()
 
     def _run(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -365,14 +380,6 @@ class Download:
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
             sock.close()
-
-    def start(self) -> Download:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
 
     @property
     def alive(self) -> bool:
