@@ -6,7 +6,7 @@ PY := .lvslab/venv/bin/python
 # Where the lab's bridge is: inside $(NETNS) with lvs-lab's private libvirtd, on this host with a managed one.
 IN_NS := tools/host.sh exec $(NETNS) -- env
 
-.PHONY: up test setup gitfilter packages venv toolchain image host-start host-stop destroy shell ssh exec capture pause resume unit e2e lint bench verify status preview change docs
+.PHONY: up test setup gitfilter packages venv toolchain image host-start host-stop destroy shell ssh exec capture pause resume reap unit e2e lint bench verify status preview change docs
 
 ## up: set up everything on a fresh machine, then create and verify the $(STACK) lab
 up: setup host-start
@@ -48,6 +48,11 @@ destroy:
 ## shell: a shell in the lab's network namespace (curl the VIP from here)
 shell:
 	@source tools/env.sh && $(IN_NS) PATH="$$PATH" bash
+
+## reap: destroy the fleet's labs whose runner stopped beating (PULUMI_BACKEND_URL=postgres://...; OLDER_THAN=10m; DRY_RUN=1 lists)
+reap:
+	@source tools/env.sh && $(IN_NS) PATH="$$PATH" $(PY) tools/lvslab.py reap --older-than $(or $(OLDER_THAN),10m) \
+		$(if $(DRY_RUN),--dry-run)
 
 ## ssh: a root shell on NODE of the $(STACK) lab (CMD="..." runs that instead); also: ssh -F .lvslab/ssh/$(STACK)/config NODE
 ssh:

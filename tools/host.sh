@@ -22,6 +22,7 @@ PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu l
           netcat-openbsd   # the lab's ssh config reaches a bridge in a network namespace (ip netns exec NS nc)
           chromium   # the tests open the ephemeral run's HTML report in a real (headless) browser
           tcpdump    # make capture: on the lab's bridge or a node's tap interface
+          postgresql   # the fleet's tests: a throwaway server (own data directory and port) for postgres:// state
           keepalived nginx-light cloud-init)   # the last three only for config checks in unit tests
 RUN=/run/lvs-lab
 URI=qemu:///system

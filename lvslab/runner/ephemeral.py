@@ -23,9 +23,12 @@ from lvslab.config import PROJECT
 from lvslab.hypervisor import parse_uri
 from lvslab.progress import BootProgress, is_dial_retry, local_consoles
 from lvslab.runner.artefacts import collect_artefacts
+from lvslab.runner.fleet import FleetError, Heartbeat, Store, redact, runner_id, store_url
 from lvslab.runner.guard import Interrupted, SignalGuard, log, run_guarded
-from lvslab.runner.slots import SLOTS, choose_hypervisor, ephemeral_config, reserve_slot
+from lvslab.runner.slots import SLOTS, candidate_uris, choose_hypervisor, ephemeral_config, reserve_slot
 from lvslab.runner.stacks import (
+    destroy_stack,
+    first_error,
     leak_check,
     outputs_of,
     pending_creates,
@@ -63,6 +66,14 @@ class EphemeralRun:
     stack: auto.Stack | None = None
     t_up: float = 0.0
     progress: BootProgress | None = None
+    fleet: Store | None = None  # the fleet store (a team's PostgreSQL), or None: slots in local files
+    heartbeat: Heartbeat | None = None
+
+    def save_stack_file(self) -> None:
+        """The stack's config file (with pulumi's salt once the stack exists) into the fleet store: a reaper on
+        another machine destroys the lab from it."""
+        if self.fleet is not None:
+            self.fleet.save_stack_file(self.name, self.stack_path.read_text())
 
     def on_output(self, line: str) -> None:
         """pulumi's output: all of it into the event log; shown without the SSH dial retries (the boot
@@ -103,11 +114,16 @@ class EphemeralRun:
 
 def cmd_ephemeral(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
-    run = _prepare(args)
+    try:
+        run = _prepare(args)
+    except FleetError as exc:
+        log(f"ephemeral: {exc}")
+        return 2
     signals = SignalGuard()
     try:
         with signals as guard:
             run.stack = select_stack(run.name)
+            run.save_stack_file()
             log(f"ephemeral stack {run.name} (bridge lvsci{run.slot}, subnet 10.200.{run.slot}.0/24, hypervisor "
                 f"{parse_uri(run.uri).name})")
             _up_and_idempotency(run, guard)
@@ -130,17 +146,31 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> EphemeralRun:
-    """A slot, a unique stack name, the template moved to the slot, placed on a hypervisor, written."""
-    slot = reserve_slot()
-    name = f"ci{slot}-{secrets.token_hex(3)}"
-    config = ephemeral_config(read_stack(args.template), slot, args.fault, args.real_servers, args.failover_mode,
-                              args.boots_at_once)
+    """A slot, a unique stack name, the template moved to the slot, placed on a hypervisor, written. With a
+    fleet store (lvslab.runner.fleet) the slot and the placement come from every runner's labs there, and the
+    runner beats for its lab until the teardown; otherwise from this host's slot files."""
+    template = read_stack(args.template)
+    default_uri = template.get(f"{PROJECT}:libvirtUri", "qemu:///system")
     candidates = [c.strip() for c in args.hypervisors.split(",") if c.strip()]
-    uri = choose_hypervisor(slot, candidates, config.get(f"{PROJECT}:libvirtUri", "qemu:///system"))
+    url, fleet, heartbeat = store_url(), None, None
+    if url:
+        fleet, runner = Store(url), runner_id()
+        slot, name, uri = fleet.claim(runner, candidate_uris(candidates, default_uri),
+                                      lambda s: f"ci{s}-{secrets.token_hex(3)}")
+        heartbeat = Heartbeat(url, name, runner).start()
+        log(f"fleet store {redact(url)}: slot {slot} and hypervisor claimed by runner {runner}")
+    else:
+        slot = reserve_slot()
+        name = f"ci{slot}-{secrets.token_hex(3)}"
+        uri = choose_hypervisor(slot, candidates, default_uri)
+    config = ephemeral_config(template, slot, args.fault, args.real_servers, args.failover_mode, args.boots_at_once)
     config[f"{PROJECT}:libvirtUri"] = uri
     path = write_stack(name, config)
     report: dict[str, Any] = {"stack": name, "slot": slot, "hypervisor": parse_uri(uri).name, "phases": {}}
-    return EphemeralRun(name=name, slot=slot, uri=uri, stack_path=path, report=report)
+    run = EphemeralRun(name=name, slot=slot, uri=uri, stack_path=path, report=report, fleet=fleet,
+                       heartbeat=heartbeat)
+    run.save_stack_file()
+    return run
 
 
 def _up_and_idempotency(run: EphemeralRun, guard: SignalGuard) -> None:
@@ -189,7 +219,7 @@ def _teardown(run: EphemeralRun, args: argparse.Namespace, signals: SignalGuard)
             signal.signal(sig, lambda s, _f: log(f"signal {s} ignored: destroying the lab first"))
         t0 = time.monotonic()
         pending = pending_creates(stack)
-        destroyed, error = _destroy(stack, interrupted=signals.fired.is_set())
+        destroyed, error = destroy_stack(stack, interrupted=signals.fired.is_set())
         if not destroyed:
             run.failed.append("destroy: " + error)
         run.report["phases"]["destroy"] = round(time.monotonic() - t0, 1)
@@ -206,31 +236,20 @@ def _teardown(run: EphemeralRun, args: argparse.Namespace, signals: SignalGuard)
         else:  # keep the state: `tools/lvslab.py destroy --stack NAME --rm` can retry
             args.keep = True
             log(f"stack {run.name} kept for a retry: tools/lvslab.py destroy --stack {run.name} --rm")
+    if run.heartbeat is not None:
+        run.heartbeat.stop()
     if not args.keep:
         run.stack_path.unlink(missing_ok=True)
-        shutil.rmtree(SLOTS / str(run.slot), ignore_errors=True)
+        if run.fleet is not None:
+            run.fleet.release(run.name)
+        else:
+            shutil.rmtree(SLOTS / str(run.slot), ignore_errors=True)
+    elif run.fleet is not None:  # the row stays (its slot held) until `destroy --stack NAME --rm`
+        run.fleet.keep(run.name)
     else:
         (SLOTS / str(run.slot) / "kept").write_text(run.name)
-
-
-def _destroy(stack: auto.Stack, interrupted: bool) -> tuple[bool, str]:
-    """(destroyed, the first error otherwise)."""
-    try:
-        stack.destroy(on_output=print, color="never", continue_on_error=True)
-        return True, ""
-    except auto.errors.CommandError as exc:
-        error = first_error(str(exc))
-    if interrupted:
-        # An interrupted create can leave a record of an object libvirt never kept ("Domain not found" on
-        # delete): a refresh drops such records, then destroy again.
-        log("destroy after the interrupted update failed: refreshing the state, then destroying again")
-        try:
-            stack.refresh(on_output=print, color="never")
-            stack.destroy(on_output=print, color="never", continue_on_error=True)
-            return True, ""
-        except auto.errors.CommandError as again:
-            error = first_error(str(again))
-    return False, error
+    if run.fleet is not None:
+        run.fleet.close()
 
 
 def keep_pictures(report: dict[str, Any], json_path: Path | None, artefacts: Path) -> None:
@@ -265,11 +284,6 @@ def keep_ci_reports(report: dict[str, Any], artefacts: Path) -> None:
     (artefacts / "report.json").write_text(json.dumps(report, indent=2))
     for path in write_ci_reports(report, artefacts):
         log(f"report: {path}")
-
-
-def first_error(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if "check " in ln and "failed" in ln]
-    return lines[0] if lines else text.strip().splitlines()[-1][:500]
 
 
 def finish(report: dict[str, Any], expect_fail: str | None) -> int:

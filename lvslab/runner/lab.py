@@ -17,11 +17,13 @@ from pulumi import automation as auto
 from lvslab.hypervisor import parse_uri
 from lvslab.progress import is_dial_retry
 from lvslab.runner.access import refresh_ssh_config, remove_ssh_config
-from lvslab.runner.ephemeral import DOMAIN_CREATED, boot_progress, first_error
+from lvslab.runner.ephemeral import DOMAIN_CREATED, boot_progress
+from lvslab.runner.fleet import release_kept, stack_lock_message
 from lvslab.runner.guard import Interrupted, SignalGuard, log, run_guarded
 from lvslab.runner.slots import SLOTS
 from lvslab.runner.stacks import (
     LabMissing,
+    first_error,
     lab_config,
     leak_check,
     outputs_of,
@@ -102,7 +104,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             log(f"up of {args.stack} finished in {time.monotonic() - t0:.0f} s")
     except (auto.errors.CommandError, Interrupted) as exc:
         # pulumi has printed the details; `make destroy` tears down whatever was created.
-        log(f"up of {args.stack} FAILED: {first_error(str(exc))}")
+        locked = stack_lock_message(args.stack, str(exc))
+        log(f"up of {args.stack} FAILED: {locked or first_error(str(exc))}")
         return 1
     finally:
         if poller is not None:
@@ -124,7 +127,8 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         try:
             run_guarded(guard, lambda: stack.destroy(on_output=print, color="never", continue_on_error=True))
         except auto.errors.CommandError as exc:
-            log(f"destroy failed; the stack is kept so it can be retried: {first_error(str(exc))}")
+            locked = stack_lock_message(args.stack, str(exc))
+            log(f"destroy failed; the stack is kept so it can be retried: {locked or first_error(str(exc))}")
             return 1
     remove_ssh_config(args.stack)
     leaks = leak_check(stack, args.stack).left
@@ -134,6 +138,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         if match:  # an ephemeral lab kept with --keep: its generated stack file and slot go too
             stack_file(args.stack).unlink(missing_ok=True)
             shutil.rmtree(SLOTS / match.group(1), ignore_errors=True)
+            release_kept(args.stack)
     return 1 if leaks else 0
 
 

@@ -42,15 +42,22 @@ def reserve_slot() -> int:
 def choose_hypervisor(slot: int, candidates: list[str], default: str) -> str:
     """Place the lab of `slot` on one of the candidate libvirt URIs ("local" = the template's own) round-robin
     by the labs the other slots hold (lvslab.hypervisor.place), and record the choice in the slot."""
-    uris = [default if c == "local" else c for c in candidates] or [default]
-    for uri in uris:
-        parse_uri(uri)  # a bad URI stops the run here, before any resource
+    uris = candidate_uris(candidates, default)
     with open(SLOTS / ".placement.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         in_use = [f.read_text() for f in SLOTS.glob("*/hypervisor") if f.parent.name != str(slot)]
         uri = place(uris, in_use)
         (SLOTS / str(slot) / "hypervisor").write_text(uri)
     return uri
+
+
+def candidate_uris(candidates: list[str], default: str) -> list[str]:
+    """The --hypervisors list as libvirt URIs ("local": the template's own); a bad URI stops the run here,
+    before any resource."""
+    uris = [default if c == "local" else c for c in candidates] or [default]
+    for uri in uris:
+        parse_uri(uri)
+    return uris
 
 
 def ephemeral_config(template: dict[str, Any], slot: int, faults: list[str],

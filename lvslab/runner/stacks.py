@@ -14,7 +14,7 @@ from pulumi import automation as auto
 from lvslab.config import PROJECT, LabConfig, parse_config
 from lvslab.hypervisor import parse_uri
 from lvslab.inventory import lab_leftovers, purge
-from lvslab.model import derive, verify_spec
+from lvslab.model import LabFacts, derive, verify_spec
 from lvslab.runner.guard import log
 from lvslab.stackfile import ROOT
 
@@ -72,7 +72,11 @@ def leak_check(stack: auto.Stack, stack_name: str, purge_left: bool = False,
     """Everything the lab's name prefix or paths still show on the host (libvirt objects, seed ISOs, pool
     and console files), independent of Pulumi's state, recorded as what destroy left. With `purge_left` (after
     an interrupted up) that is then removed by name and checked again."""
-    facts = derive(lab_config(stack, stack_name))
+    return leak_check_of(derive(lab_config(stack, stack_name)), purge_left, pending)
+
+
+def leak_check_of(facts: LabFacts, purge_left: bool = False, pending: list[str] | None = None) -> Teardown:
+    """leak_check from the lab's facts (a lab whose stack was never created in the backend has only those)."""
     record = Teardown(pending_creates=sorted(pending or []))
     record.left_by_destroy = record.left = lab_leftovers(facts)
     if record.left and purge_left:
@@ -90,6 +94,32 @@ def leak_check(stack: auto.Stack, stack_name: str, purge_left: bool = False,
         log(f"leak check: no libvirt domain, network, pool or volume with prefix {facts.prefix}- is left{where}, "
             f"and no file under {facts.pool_path} or {facts.console_dir}{where}, or {facts.seed_dir} here")
     return record
+
+
+def destroy_stack(stack: auto.Stack, interrupted: bool) -> tuple[bool, str]:
+    """`pulumi destroy` (continuing past errors), after an interrupted update a refresh and a second try:
+    (destroyed, the first error otherwise)."""
+    try:
+        stack.destroy(on_output=print, color="never", continue_on_error=True)
+        return True, ""
+    except auto.errors.CommandError as exc:
+        error = first_error(str(exc))
+    if interrupted:
+        # An interrupted create can leave a record of an object libvirt never kept ("Domain not found" on
+        # delete): a refresh drops such records, then destroy again.
+        log("destroy after the interrupted update failed: refreshing the state, then destroying again")
+        try:
+            stack.refresh(on_output=print, color="never")
+            stack.destroy(on_output=print, color="never", continue_on_error=True)
+            return True, ""
+        except auto.errors.CommandError as again:
+            error = first_error(str(again))
+    return False, error
+
+
+def first_error(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if "check " in ln and "failed" in ln]
+    return lines[0] if lines else text.strip().splitlines()[-1][:500]
 
 
 def resource_types(stack: auto.Stack) -> list[str]:

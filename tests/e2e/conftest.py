@@ -17,19 +17,23 @@ ROOT = Path(__file__).resolve().parents[2]
 PY = str(ROOT / ".lvslab" / "venv" / "bin" / "python")
 
 
-def run_in(ns: str, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
-    """Run a runner command inside the namespace, streaming its output to the test log."""
+def run_in(ns: str, *args: str, timeout: float = 3600,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a runner command inside the namespace, streaming its output to the test log. `env`: variables set
+    on top of this process's (a fleet lab's state backend, say)."""
     cmd = ["ip", "netns", "exec", ns, PY, str(ROOT / "tools" / "lvslab.py"), *args]
     print("$", " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, **(env or {})})
     sys.stdout.write(proc.stdout[-20000:])
     return proc
 
 
-def start_in(ns: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
+def start_in(ns: str, *args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A runner command started in the background (its own process group: a test may kill the whole runner)."""
     cmd = ["ip", "netns", "exec", ns, PY, str(ROOT / "tools" / "lvslab.py"), *args]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
 
 
 def read_report(path: Path) -> dict[str, Any]:

@@ -75,6 +75,11 @@ def lab_fixture(name: str, template: str, remote: bool = False) -> Any:
     return lab
 
 
+def lab_run(lab: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    """A runner command on a kept lab, in its namespace and with its environment (a fleet lab's backend)."""
+    return run_in(lab["netns"], *args, env=lab.get("env"))
+
+
 def up(lab: dict[str, Any]) -> dict[str, Any]:
     """The report of a lab that came up (fail the test otherwise)."""
     if not lab["report"] or lab["code"] != 0:
@@ -137,7 +142,7 @@ def run_faults(lab: dict[str, Any], faults: list[tuple[str, str]]) -> subprocess
     args = ["fault", "--stack", up(lab)["stack"]]
     for fault, assertion in faults:
         args += ["--fault", fault, "--expect", assertion]
-    return run_in(lab["netns"], *args)
+    return lab_run(lab, *args)
 
 
 def fault_result(proc: subprocess.CompletedProcess[str], fault: str | None = None) -> dict[str, Any]:
@@ -201,7 +206,7 @@ def fault_fails_its_check(lab: dict[str, Any], fault: str, assertion: str) -> su
 def destroy_kept(lab: dict[str, Any]) -> None:
     """Destroy a kept lab and check nothing with its prefix is left (the fixture then has nothing to do)."""
     report = up(lab)
-    proc = run_in(lab["netns"], "destroy", "--stack", report["stack"], "--rm")
+    proc = lab_run(lab, "destroy", "--stack", report["stack"], "--rm")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "leak check: no libvirt domain" in proc.stdout
     lab["report"] = None  # already destroyed
@@ -214,10 +219,10 @@ def day2_change(lab: dict[str, Any], edit: Callable[[dict[str, Any]], None]) -> 
     config = read_stack(stack)
     edit(config)
     write_stack(stack, config)
-    proc = run_in(lab["netns"], "preview", "--stack", stack)
+    proc = lab_run(lab, "preview", "--stack", stack)
     assert proc.returncode == 0, proc.stdout[-3000:]
     preview = json.loads(proc.stdout.split("preview: ", 1)[1].splitlines()[0])
-    proc = run_in(lab["netns"], "up", "--stack", stack, "--watch")
+    proc = lab_run(lab, "up", "--stack", stack, "--watch")
     print(proc.stdout[-6000:])
     assert proc.returncode == 0, proc.stdout[-3000:]
     watch = json.loads(proc.stdout.split("vip-watch: ", 1)[1].splitlines()[0])

@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.tools
 
 ROOT = Path(__file__).resolve().parents[2]
-PINS = {line.split("==")[0].lower(): line.split("==")[1].strip()
+PINS = {line.split("==")[0].split("[")[0].lower(): line.split("==")[1].strip()  # name without [extras]
         for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line and not line.startswith("#")}
 VERSIONS = dict(line.split("=", 1) for line in (ROOT / "toolchain" / "versions.env").read_text().splitlines()
                 if "=" in line and not line.startswith("#"))
