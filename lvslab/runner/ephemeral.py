@@ -73,7 +73,10 @@ class EphemeralRun:
         """The stack's config file (with pulumi's salt once the stack exists) into the fleet store: a reaper on
         another machine destroys the lab from it."""
         if self.fleet is not None:
-            self.fleet.save_stack_file(self.name, self.stack_path.read_text())
+            try:
+                self.fleet.save_stack_file(self.name, self.stack_path.read_text())
+            except FleetError as exc:  # the run goes on; only a reaper elsewhere would lack the file
+                log(f"{exc}: the store has no stack file of {self.name} (a reaper on another machine needs it)")
 
     def on_output(self, line: str) -> None:
         """pulumi's output: all of it into the event log; shown without the SSH dial retries (the boot
@@ -122,16 +125,12 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
     signals = SignalGuard()
     try:
         with signals as guard:
-            run.stack = select_stack(run.name)
-            run.save_stack_file()
-            log(f"ephemeral stack {run.name} (bridge lvsci{run.slot}, subnet 10.200.{run.slot}.0/24, hypervisor "
-                f"{parse_uri(run.uri).name})")
-            _up_and_idempotency(run, guard)
-            if run.failed and args.artefacts:
-                collect_artefacts(run.stack, run.name, Path(args.artefacts) / run.name,
-                                  {"events.log": "\n".join(run.events), "failure.txt": "\n".join(run.failed)})
-            if args.keep:
-                log(f"--keep: lab {run.name} left up (destroy with: tools/lvslab.py destroy --stack {run.name} --rm)")
+            try:
+                run.stack = select_stack(run.name)
+            except auto.errors.CommandError as exc:  # the state backend cannot be reached: nothing was created
+                run.failed.append("state backend: " + first_error(str(exc)))
+            else:
+                _run_lab(run, args, guard)
     finally:
         _teardown(run, args, signals)
     run.report["failed"] = run.failed
@@ -143,6 +142,20 @@ def cmd_ephemeral(args: argparse.Namespace) -> int:
         keep_pictures(run.report, Path(args.json) if args.json else None, Path(args.artefacts) / run.name)
     keep_ci_reports(run.report, Path(args.artefacts) / run.name)
     return finish(run.report, args.expect_fail)
+
+
+def _run_lab(run: EphemeralRun, args: argparse.Namespace, guard: SignalGuard) -> None:
+    """The lab's stack exists: up, verification, idempotency; artefacts when something failed."""
+    assert run.stack is not None
+    run.save_stack_file()
+    log(f"ephemeral stack {run.name} (bridge lvsci{run.slot}, subnet 10.200.{run.slot}.0/24, hypervisor "
+        f"{parse_uri(run.uri).name})")
+    _up_and_idempotency(run, guard)
+    if run.failed and args.artefacts:
+        collect_artefacts(run.stack, run.name, Path(args.artefacts) / run.name,
+                          {"events.log": "\n".join(run.events), "failure.txt": "\n".join(run.failed)})
+    if args.keep:
+        log(f"--keep: lab {run.name} left up (destroy with: tools/lvslab.py destroy --stack {run.name} --rm)")
 
 
 def _prepare(args: argparse.Namespace) -> EphemeralRun:
@@ -240,15 +253,27 @@ def _teardown(run: EphemeralRun, args: argparse.Namespace, signals: SignalGuard)
         run.heartbeat.stop()
     if not args.keep:
         run.stack_path.unlink(missing_ok=True)
-        if run.fleet is not None:
-            run.fleet.release(run.name)
-        else:
+        if run.fleet is None:
             shutil.rmtree(SLOTS / str(run.slot), ignore_errors=True)
-    elif run.fleet is not None:  # the row stays (its slot held) until `destroy --stack NAME --rm`
-        run.fleet.keep(run.name)
-    else:
+    elif run.fleet is None:
         (SLOTS / str(run.slot) / "kept").write_text(run.name)
     if run.fleet is not None:
+        _settle_in_store(run, kept=bool(args.keep))
+
+
+def _settle_in_store(run: EphemeralRun, kept: bool) -> None:
+    """The lab's row: freed once destroyed; kept (its slot held until `destroy --stack NAME --rm`) otherwise.
+    A store that fails here is said; the row then waits for `reap`."""
+    assert run.fleet is not None
+    try:
+        if kept:
+            run.fleet.keep(run.name)
+        else:
+            run.fleet.release(run.name)
+    except FleetError as exc:
+        run.failed.append(f"fleet store: {exc}")
+        log(f"{exc}: the store still lists {run.name}; `tools/lvslab.py reap` frees it once its heartbeat is stale")
+    finally:
         run.fleet.close()
 
 

@@ -12,8 +12,6 @@ import os
 import re
 import socket
 import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -102,55 +100,66 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
-    @contextmanager
-    def _locked(self) -> Iterator[Any]:
-        """A transaction holding the table against other claimers (readers still read)."""
-        with self.conn.transaction():
-            self.conn.execute(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE")
-            yield self.conn
+    def _sql(self, query: str, params: tuple[Any, ...] = ()) -> Any:
+        """One statement; a database error becomes one FleetError line (never a traceback)."""
+        import psycopg
+
+        try:
+            return self.conn.execute(query, params)
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: Exception) -> FleetError:
+        return FleetError(f"the fleet store {redact(self.url)} failed: {' '.join(str(exc).split())[:300]}")
 
     def claim(self, runner: str, candidates: list[str], name: Any) -> tuple[int, str, str]:
         """(slot, stack, hypervisor) for a new lab: the lowest slot no lab holds, the hypervisor placed by
-        every runner's labs (lvslab.hypervisor.place), the stack named by name(slot); recorded at once."""
-        with self._locked() as conn:
-            rows = conn.execute(f"SELECT slot, hypervisor FROM {TABLE}").fetchall()
-            free = [s for s in SLOTS if s not in {r[0] for r in rows}]
-            if not free:
-                raise FleetError(f"all {len(SLOTS)} fleet slots are taken ({TABLE}): destroy kept labs, or "
-                                 "`tools/lvslab.py reap` the labs of runners that stopped")
-            slot, uri = free[0], place(candidates, [r[1] for r in rows])
-            stack = name(slot)
-            conn.execute(f"INSERT INTO {TABLE} (slot, stack, runner, hypervisor) VALUES (%s, %s, %s, %s)",
-                         (slot, stack, runner, uri))
+        every runner's labs (lvslab.hypervisor.place), the stack named by name(slot); recorded at once. The
+        claim holds the table's lock (claimers queue, readers do not); the primary key holds even so."""
+        import psycopg
+
+        try:
+            with self.conn.transaction():
+                self.conn.execute(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE")
+                rows = self.conn.execute(f"SELECT slot, hypervisor FROM {TABLE}").fetchall()
+                free = [s for s in SLOTS if s not in {r[0] for r in rows}]
+                if not free:
+                    raise FleetError(f"all {len(SLOTS)} fleet slots are taken ({TABLE}): destroy kept labs, or "
+                                     "`tools/lvslab.py reap` the labs of runners that stopped")
+                slot, uri = free[0], place(candidates, [r[1] for r in rows])
+                stack = name(slot)
+                self.conn.execute(f"INSERT INTO {TABLE} (slot, stack, runner, hypervisor) VALUES (%s, %s, %s, %s)",
+                                  (slot, stack, runner, uri))
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
         return slot, stack, uri
 
     def save_stack_file(self, stack: str, text: str) -> None:
-        self.conn.execute(f"UPDATE {TABLE} SET stack_file = %s WHERE stack = %s", (text, stack))
+        self._sql(f"UPDATE {TABLE} SET stack_file = %s WHERE stack = %s", (text, stack))
 
     def beat(self, stack: str, runner: str) -> bool:
         """The runner is alive; False if the row is no longer its own (a reaper took it over)."""
-        cur = self.conn.execute(f"UPDATE {TABLE} SET heartbeat = now() WHERE stack = %s AND runner = %s",
-                                (stack, runner))
-        return cur.rowcount == 1
+        cur = self._sql(f"UPDATE {TABLE} SET heartbeat = now() WHERE stack = %s AND runner = %s", (stack, runner))
+        return bool(cur.rowcount == 1)
 
     def keep(self, stack: str) -> None:
-        self.conn.execute(f"UPDATE {TABLE} SET kept = true WHERE stack = %s", (stack,))
+        self._sql(f"UPDATE {TABLE} SET kept = true WHERE stack = %s", (stack,))
 
     def release(self, stack: str) -> None:
-        self.conn.execute(f"DELETE FROM {TABLE} WHERE stack = %s", (stack,))
+        self._sql(f"DELETE FROM {TABLE} WHERE stack = %s", (stack,))
 
     def labs(self) -> tuple[datetime, list[Lab]]:
         """The database's clock (heartbeats are compared with it, not with this machine's) and every row."""
-        now = self.conn.execute("SELECT now()").fetchone()[0]
-        rows = self.conn.execute(f"SELECT slot, stack, runner, hypervisor, kept, heartbeat, stack_file FROM {TABLE} "
-                                 "ORDER BY slot").fetchall()
+        now = self._sql("SELECT now()").fetchone()[0]
+        rows = self._sql(f"SELECT slot, stack, runner, hypervisor, kept, heartbeat, stack_file FROM {TABLE} "
+                         "ORDER BY slot").fetchall()
         return now, [Lab(*row) for row in rows]
 
     def take_over(self, stack: str, runner: str, older_than: timedelta) -> bool:
         """Make a stale lab this runner's (one reaper per lab: a second one finds a fresh heartbeat)."""
-        cur = self.conn.execute(f"UPDATE {TABLE} SET runner = %s, heartbeat = now() WHERE stack = %s AND NOT kept "
-                                "AND heartbeat < now() - %s", (runner, stack, older_than))
-        return cur.rowcount == 1
+        cur = self._sql(f"UPDATE {TABLE} SET runner = %s, heartbeat = now() WHERE stack = %s AND NOT kept "
+                        "AND heartbeat < now() - %s", (runner, stack, older_than))
+        return bool(cur.rowcount == 1)
 
 
 LOCKED = "the stack is currently locked"

@@ -40,10 +40,13 @@ def cmd_reap(args: argparse.Namespace) -> int:
             "LVSLAB_FLEET_DB); a lab of this machine alone: `tools/lvslab.py destroy --stack NAME --rm`")
         return 2
     try:
-        store = Store(url)
+        return _reap(Store(url), url, args)
     except FleetError as exc:
         log(f"reap: {exc}")
         return 2
+
+
+def _reap(store: Store, url: str, args: argparse.Namespace) -> int:
     now, labs = store.labs()
     chosen = stale(labs, now, args.older_than)
     log(f"fleet store {redact(url)}: {len(labs)} lab(s), {len(chosen)} without a heartbeat for more than "
@@ -103,7 +106,7 @@ def _destroy_lab(lab: Lab) -> bool:
     if record.left:
         return False
     if stack is not None:
-        stack.workspace.remove_stack(lab.stack, force=True)
+        stack.workspace.remove_stack(lab.stack, force=True)  # (pulumi removes the stack file with it)
     remove_ssh_config(lab.stack)
-    path.unlink()
+    path.unlink(missing_ok=True)
     return True

@@ -44,8 +44,9 @@ from tests.e2e.remote import assert_on_remote_hypervisor
 from tests.pgserver import PgServer, postgres
 
 PORT = 55432
-# name -> (template, the runner's id in the store)
-LABS = {"d": ("nat", "runner-d"), "f": ("nginx-ha", "runner-f")}
+# name -> (template, the runner's id in the store, first boots at once: d's four VMs two at a time, f's two
+# one at a time beside them, so the two cores stay busy once f is up)
+LABS = {"d": ("nat", "runner-d", 2), "f": ("nginx-ha", "runner-f", 1)}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,10 @@ def rows(pg: PgServer) -> list[tuple[Any, ...]]:
     """The store's rows, read over the server's Unix socket (like any other client of the database)."""
     with psycopg.connect(host=str(pg.socket_dir), port=pg.port, user="lvslab", dbname="lvslab",
                          password=pg.password) as conn:
-        return conn.execute(f"SELECT stack, runner, hypervisor, kept, slot FROM {TABLE} ORDER BY slot").fetchall()
+        try:
+            return conn.execute(f"SELECT stack, runner, hypervisor, kept, slot FROM {TABLE} ORDER BY slot").fetchall()
+        except psycopg.errors.UndefinedTable:  # no runner has claimed yet (the first claim creates the table)
+            return []
 
 
 def wait_for(what: str, cond: Any, proc: subprocess.Popen[bytes], log: Path, timeout: float = 600) -> None:
@@ -87,9 +91,9 @@ def fleet(netns: str, database: PgServer, remote_hypervisor: str,
     work = tmp_path_factory.mktemp("fleet")
     hypervisors = f"{remote_hypervisor},local"
     procs, logs, envs, t0 = {}, {}, {}, time.monotonic()
-    for name, (template, runner) in LABS.items():
+    for name, (template, runner, at_once) in LABS.items():
         envs[name], logs[name] = fleet_env(database, work, runner), work / f"{name}.log"
-        procs[name] = start_in(netns, *ephemeral_args(template, work / f"{name}.json", hypervisors, 1),
+        procs[name] = start_in(netns, *ephemeral_args(template, work / f"{name}.json", hypervisors, at_once),
                                log=logs[name], env=envs[name])
         wait_for(f"{runner}'s claim", lambda r=runner: any(row[1] == r for row in rows(database)),
                  procs[name], logs[name])
@@ -133,7 +137,7 @@ def test_two_runners_placed_by_the_shared_store(fleet: dict[str, Any], remote_hy
     assert {r[0]: r[3] for r in rows(fleet["database"])} == {d["stack"]: True, f["stack"]: True}
     assert_on_remote_hypervisor(d, fleet["labs"]["d"]["netns"], remote_hypervisor)
     assert f["hypervisor"] != d["hypervisor"]
-    stacks = pulumi_stacks(fleet["labs"]["d"]["env"])
+    stacks = pulumi_stacks(fleet["labs"]["d"]["netns"], fleet["labs"]["d"]["env"])
     assert {d["stack"], f["stack"]} <= stacks, stacks
 
 
@@ -147,9 +151,12 @@ def test_a_second_up_of_a_running_stack_is_refused_on_its_lock(fleet: dict[str, 
     assert d["failed"] == []  # the refused up changed nothing: d's own up went on and verified
 
 
-def pulumi_stacks(env: dict[str, str]) -> set[str]:
-    proc = subprocess.run([str(ROOT / ".lvslab" / "bin" / "pulumi"), "stack", "ls", "--json"], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, **env}, check=True)
+def pulumi_stacks(netns: str, env: dict[str, str]) -> set[str]:
+    """The stacks in the fleet's state backend, as the plain pulumi CLI lists them (the database is reached
+    inside the labs' namespace)."""
+    proc = subprocess.run(["ip", "netns", "exec", netns, str(ROOT / ".lvslab" / "bin" / "pulumi"), "stack", "ls",
+                           "--json"], cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr[-2000:]
     return {s["name"] for s in json.loads(proc.stdout)}
 
 
@@ -158,7 +165,7 @@ def test_nat_lab(lab_d: dict[str, Any]) -> None:
     unicast VRRP probes to 224.0.0.18 were dropped, unicast adverts crossed, and failover and failback ran
     with multicast VRRP dropped."""
     d = up(lab_d)
-    assert_verified(d, {"web1": 4, "web2": 4}, "web2", ["vrrp-unicast"], boots_at_once=1)
+    assert_verified(d, {"web1": 4, "web2": 4}, "web2", ["vrrp-unicast"], boots_at_once=LABS["d"][2])
     rr = d["verification"]["round-robin"]
     outpkts = [int(line.split()[4]) for line in rr["ipvsadm_stats"].splitlines() if line.strip().startswith("->")
                and line.split()[1][0].isdigit()]
@@ -279,7 +286,7 @@ def test_a_runner_killed_during_up_is_reaped(fleet: dict[str, Any], netns: str, 
     assert reaped.returncode == 0, reaped.stdout[-5000:]
     assert f"{stack}: reaped (destroyed, leak check clean, stack removed)" in reaped.stdout
     assert {r[0] for r in rows(database)} == {d, f}
-    assert stack not in pulumi_stacks(env)
+    assert stack not in pulumi_stacks(netns, env)
     assert not (ROOT / "stacks" / f"Pulumi.{stack}.yaml").exists()
     for uri in ("qemu:///system", remote_hypervisor):
         assert leftovers_on(netns, uri, f"{lab_prefix(stack)}-") == {}, uri

@@ -5,11 +5,16 @@ stale labs that are not kept and one reaper takes a lab; heartbeats; the store U
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +169,23 @@ def test_older_than_durations(text: str, seconds: int) -> None:
 def test_bad_older_than_is_one_message(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="whole number with a unit s, m, h or d"):
         duration(text)
+
+
+def test_an_unreachable_state_backend_fails_the_run_in_one_line(server: PgServer, store: Store,
+                                                                 tmp_path: Path) -> None:
+    """The store answers, Pulumi's backend does not: the ephemeral run says so in one line (no traceback),
+    creates nothing, frees its row and removes its stack file."""
+    from lvslab.stackfile import ROOT
+
+    env = {**os.environ, **server.env, "LVSLAB_FLEET_DB": server.url, "LVSLAB_RUNNER": "runner-u",
+           "PULUMI_BACKEND_URL": "postgres://nobody@/nothing?host=/nonexistent&port=1&sslmode=disable",
+           "PULUMI_CONFIG_PASSPHRASE": "x"}
+    env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "lvslab.py"), "ephemeral", "--template", "nginx-ha",
+                           "--artefacts", str(tmp_path), "--json", str(tmp_path / "r.json")],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert len(report["failed"]) == 1 and report["failed"][0].startswith("state backend: "), report["failed"]
+    assert "unable to open state database" in report["failed"][0], report["failed"]
+    assert store.labs()[1] == [] and not (ROOT / "stacks" / f"Pulumi.{report['stack']}.yaml").exists()
