@@ -17,13 +17,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lvslab.hypervisor import place
+from lvslab.runner.slots import SLOT_NUMBERS
 from lvslab.verify.probe import Background
 
 STORE_ENV = "LVSLAB_FLEET_DB"  # default: PULUMI_BACKEND_URL when that is a postgres:// URL
 RUNNER_ENV = "LVSLAB_RUNNER"  # who owns a lab (default host:pid), e.g. a CI job's id
 HEARTBEAT_ENV = "LVSLAB_FLEET_HEARTBEAT_S"
 HEARTBEAT_S = 10.0
-SLOTS = range(1, 200)  # the same numbers the local slot files use: lvsci<slot>, 10.200.<slot>.0/24
+SLOTS = SLOT_NUMBERS
 TABLE = "lvslab_labs"
 
 SCHEMA = f"""

@@ -18,6 +18,7 @@ from lvslab.stackfile import project_config
 
 EPHEMERAL_READY_TIMEOUT_S = 1800
 SLOTS = Path(os.environ.get("LVSLAB_RUN_DIR", "/run/lvs-lab")) / "ci-slots"
+SLOT_NUMBERS = range(1, 200)  # lvsci<slot>, 10.200.<slot>.0/24: this host's slot files and the fleet store alike
 
 
 # --- ephemeral CI environments -----------------------------------------------------------------------
@@ -25,7 +26,7 @@ SLOTS = Path(os.environ.get("LVSLAB_RUN_DIR", "/run/lvs-lab")) / "ci-slots"
 def reserve_slot() -> int:
     """A slot number no other runner on this host holds: it picks the bridge name and subnet."""
     SLOTS.mkdir(parents=True, exist_ok=True)
-    for slot in range(1, 200):
+    for slot in SLOT_NUMBERS:
         try:
             (SLOTS / str(slot)).mkdir()
             (SLOTS / str(slot) / "pid").write_text(str(os.getpid()))

@@ -179,7 +179,7 @@ def test_an_unreachable_state_backend_fails_the_run_in_one_line(server: PgServer
 
     env = {**os.environ, **server.env, "LVSLAB_FLEET_DB": server.url, "LVSLAB_RUNNER": "runner-u",
            "PULUMI_BACKEND_URL": "postgres://nobody@/nothing?host=/nonexistent&port=1&sslmode=disable",
-           "PULUMI_CONFIG_PASSPHRASE": "x"}
+           "PULUMI_CONFIG_PASSPHRASE": "x", "PATH": f"{ROOT / '.lvslab' / 'bin'}:{os.environ['PATH']}"}
     env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "lvslab.py"), "ephemeral", "--template", "nginx-ha",
                            "--artefacts", str(tmp_path), "--json", str(tmp_path / "r.json")],
