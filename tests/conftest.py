@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,13 @@ def stack_config(stack: str) -> dict[str, Any]:
     from lvslab.stackfile import load_config
 
     return load_config(stack)
+
+
+def committed_text(relpath: str) -> str:
+    """A tracked file as git stores it (the index, through the stack files' salt filter): the plain pulumi CLI
+    keeps its `encryptionsalt:` line in the working copy of a checkout it ran in. Not a git checkout: the file."""
+    out = subprocess.run(["git", "-C", str(ROOT), "show", f":{relpath}"], capture_output=True, text=True)
+    return out.stdout if out.returncode == 0 else (ROOT / relpath).read_text()
 
 
 @pytest.fixture

@@ -62,8 +62,9 @@ TOPOLOGIES: dict[str, Topology] = {t.name: t for t in (
         steps=("readiness", "lvs-state", "round-robin", "health-check", "persistence", "sorry-server", "freeze",
                "failover", "failback", "restore"),
         failover_bound="heartbeat", ipvs_starts_at_takeover=True,
-        # (heartbeat and ldirectord log to syslog)
-        ha_log_command="journalctl -t heartbeat -t ldirectord -t IPaddr2 --no-pager | grep -v ': debug: '",
+        # (heartbeat and ldirectord log to syslog; the resource scripts under tags such as "IPaddr2(IPaddr2_VIP)")
+        ha_log_command="journalctl --no-pager -o short-monotonic | grep -E "
+                       "'heartbeat|ResourceManager|IPaddr2|ldirectord|harc|ip-request' | grep -v ': debug: '",
         refused={
             "vrrp": "heartbeat, not VRRP, moves the VIP: set its timing under heartbeat",
             "lvs.syncDaemon": "ldirectord does not run IPVS's connection sync daemon",

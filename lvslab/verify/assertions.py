@@ -28,7 +28,8 @@ _ROWS = (
     Assertion("readiness.in-time", "every node ready within verify.readyTimeout",
               "raise verify.readyTimeout or vm.bootsAtOnce; check the node's console log"),
     # lvs-state / vip-state
-    Assertion("vip-state.on-master", "VIP on the MASTER only, within failoverBound after the check starts",
+    Assertion("vip-state.on-master", "VIP on the MASTER only, within failoverBound + 2 s after the check starts "
+              "(heartbeat: 2 x its takeover allowance + 2 s, as its resource scripts run after it says 'local')",
               "look at `ip -4 addr show eth0` and the HA daemon's log on both directors"),
     Assertion("vip-state.served-by-master", "all 2 x requestsPerServer requests to the VIP answered by the "
               "MASTER's nginx (nginx-ha)", "check nginx and keepalived's vrrp_script on the MASTER"),

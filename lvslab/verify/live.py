@@ -83,8 +83,11 @@ HEARTBEAT_SETTLED = ("cl_status rscstatus 2>/dev/null || "
 HEARTBEAT_STOPPED_GRACE_S = 5
 # heartbeat's and its resource scripts' latest log lines (syslog tags), for a failure message.
 HEARTBEAT_LINES = 6
-HEARTBEAT_DOING = (f"journalctl -t heartbeat -t ResourceManager -t IPaddr2 -t ldirectord --no-pager -o short-monotonic "
-                   f"-n {HEARTBEAT_LINES} | grep -v ': debug: ' | cut -c1-200")
+# (The resource scripts log under tags such as "IPaddr2(IPaddr2_10.86.0.100)" and "ResourceManager(default)":
+# journalctl -t would miss them.)
+HEARTBEAT_DOING = ("journalctl --no-pager -o short-monotonic -n 400 | grep -E "
+                   "'heartbeat|ResourceManager|IPaddr2|ldirectord|harc|ip-request' | grep -v ': debug: ' | "
+                   f"tail -n {HEARTBEAT_LINES} | cut -c1-200")
 
 
 # What cl_status rscstatus says on each director once heartbeat has settled.
@@ -115,14 +118,20 @@ def heartbeat_settled(ctx: StepContext, wanted: dict[str, tuple[str, ...]]) -> f
         else:
             stopped_since = None
         ctx.sleep(1)
-    # What heartbeat was doing: the last lines of its log (and its resource scripts') on each director asked.
-    doing = {role: " | ".join(ctx.ssh(nodes[role].address, HEARTBEAT_DOING).stdout.split("\n")[-HEARTBEAT_LINES:])
-             for role in wanted}
     raise CheckFailed("heartbeat.settled", "heartbeat settled (cl_status rscstatus): " + ", ".join(
         f"{nodes[role].name} {'/'.join(ok)}" for role, ok in wanted.items()) +
         f" within {deadline - t0:g} s (initdead + failoverBound + 20 s)",
-        ", ".join(f"{nodes[role].name} {state}" for role, state in states.items()) + "; its log: " +
-        "; ".join(f"{nodes[role].name}: {text}" for role, text in doing.items()))
+        heartbeat_doing(ctx, [nodes[role] for role in wanted], {nodes[r].name: st for r, st in states.items()}))
+
+
+def heartbeat_doing(ctx: StepContext, directors: list[NodeFacts], states: dict[str, str] | None = None) -> str:
+    """What heartbeat was doing on each director, for a failure message: its state (cl_status rscstatus) and the
+    last lines of its log and its resource scripts'."""
+    def view(d: NodeFacts) -> str:
+        state = (states or {}).get(d.name) or ctx.ssh(d.address, HEARTBEAT_SETTLED).stdout.strip() or "not running"
+        lines = ctx.ssh(d.address, HEARTBEAT_DOING).stdout.strip().split("\n")[-HEARTBEAT_LINES:]
+        return f"{d.name} {state}; its log: " + " | ".join(lines)
+    return "; ".join(parallel(view, directors))
 
 
 def split_brain(ctx: StepContext, holding: list[str]) -> str:

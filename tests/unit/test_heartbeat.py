@@ -255,7 +255,8 @@ def test_unsettled_heartbeat_says_what_it_was_doing() -> None:
         heartbeat_settled(ctx, ON_MASTER)
     message = str(failed.value)
     assert failed.value.assertion == "heartbeat.settled"
-    assert "observed director1 transition, director2 transition; its log: director1: " in message
+    assert "observed director1 transition; its log: [ 1.0] " in message
+    assert "; director2 transition; its log: " in message
     assert message.count("ldirectord start") == 2 and "took too long" in message
 
 
@@ -282,3 +283,45 @@ def test_a_stopped_heartbeat_is_not_waited_for() -> None:
         heartbeat_settled(ctx, ON_MASTER)
     assert clock[0] <= HEARTBEAT_STOPPED_GRACE_S + 1 < spec.heartbeat_initdead + spec.failover_bound_s
     assert "director2 not running (unit inactive)" in str(failed.value)
+
+
+@pytest.mark.parametrize("vip_after_s,passes", [(40.0, True), (None, False)])
+def test_lvs_state_waits_for_heartbeats_resource_scripts(vip_after_s: float | None, passes: bool) -> None:
+    """heartbeat says "local" before IPaddr2 ran (its boot acquisition: every resource's status, then the
+    takegroup): lvs-state waits 2 x HEARTBEAT_TAKEOVER_S + 2 s for the VIP, no longer, and a VIP that never comes
+    fails vip-state.on-master with what heartbeat and its resource scripts were doing on each director."""
+    import lvslab.verify.steps.state as checks
+    from lvslab.config.model import HEARTBEAT_TAKEOVER_S
+    from lvslab.verify.bounds import vip_on_master_wait
+    from lvslab.verify.context import StepContext
+    from lvslab.verify.live import HEARTBEAT_DOING, HEARTBEAT_SETTLED
+    from tests.conftest import stack_config
+
+    spec = verify_spec(derive(parse_config(stack_config("heartbeat"), "heartbeat")))
+    assert vip_on_master_wait(spec) == 2 * HEARTBEAT_TAKEOVER_S + 2 == 52
+    clock = [0.0]
+
+    class FakeLab(StepContext):
+        def vip_holders(self, only: list[str] | None = None) -> dict[str, bool]:
+            held = vip_after_s is not None and clock[0] >= vip_after_s
+            return {"director1": held, "director2": False}
+
+    def ssh(key: object, address: str, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        out = {HEARTBEAT_SETTLED: "local\n" if address == spec.master.address else "none\n",
+               HEARTBEAT_DOING: "[ 230.4] ResourceManager(default)[2258]: info: Running "
+                                "/etc/ha.d//resource.d/IPaddr2 10.86.0.100/32/eth0 start"}
+        return subprocess.CompletedProcess([], 0, out[script], "")
+
+    ctx = FakeLab(spec, None, run_ssh=ssh, monotonic=lambda: clock[0],  # type: ignore[arg-type]
+                  sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+    if passes:
+        assert checks.vip_on_master_only(ctx) is None
+        assert clock[0] == pytest.approx(40.0, abs=0.6)
+        return
+    with pytest.raises(checks.CheckFailed) as failed:
+        checks.vip_on_master_only(ctx)
+    assert failed.value.assertion == "vip-state.on-master"
+    assert clock[0] == pytest.approx(52, abs=0.6)
+    message = str(failed.value)
+    assert "held by nobody" in message and "director1 local; its log: [ 230.4] ResourceManager" in message
+    assert "director2 none; its log: " in message

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lvslab.stackfile import unchanged_by_pulumi, without_added_salt
+from tests.conftest import committed_text
 
 # Runs the real pulumi CLI of the toolchain (tools/toolchain.sh).
 pytestmark = pytest.mark.tools
@@ -32,7 +33,7 @@ def test_only_an_added_salt_is_undone() -> None:
 def test_real_cli_salt_is_undone_and_the_stack_still_works(tmp_path: Path) -> None:
     shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     (tmp_path / "stacks").mkdir()
-    committed = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text()
+    committed = committed_text("stacks/Pulumi.dev.yaml")
     stack_file = tmp_path / "stacks" / "Pulumi.dev.yaml"
     stack_file.write_text(committed)
     env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}", "PULUMI_CONFIG_PASSPHRASE": "pw",

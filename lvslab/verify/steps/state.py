@@ -12,6 +12,7 @@ from typing import Any
 from lvslab.bootprofile import parse_profile
 from lvslab.guest import readiness_script
 from lvslab.model import NodeFacts, VerifySpec
+from lvslab.verify.bounds import vip_on_master_wait
 from lvslab.verify.context import StepContext
 from lvslab.verify.evaluate import RS_CONFIG_SCRIPT, real_server_problems
 from lvslab.verify.failure import CheckFailed
@@ -20,6 +21,7 @@ from lvslab.verify.live import (
     ON_MASTER,
     gateway_with_vip,
     ha_daemon,
+    heartbeat_doing,
     heartbeat_settled,
     parallel,
 )
@@ -152,8 +154,8 @@ def vip_on_master_only(ctx: StepContext) -> float | None:
     holding = sorted(n for n, h in holders.items() if h)
     if spec.preempt and holding != [master.name]:
         # The election may still run: the director pushed last (often the MASTER, its boot the longer) started
-        # keepalived a moment ago and preempts within a few adverts. Wait up to the failover bound.
-        deadline = ctx.monotonic() + spec.failover_bound_s + 2
+        # keepalived a moment ago and preempts within a few adverts; heartbeat's resource scripts may still run.
+        deadline = ctx.monotonic() + vip_on_master_wait(spec)
         while holding != [master.name] and ctx.monotonic() < deadline:
             ctx.sleep(0.5)
             holding = sorted(n for n, h in ctx.vip_holders().items() if h)
@@ -166,8 +168,9 @@ def vip_on_master_only(ctx: StepContext) -> float | None:
     if len(holding) > 1:
         raise CheckFailed("split-brain.one-holder", f"VIP {spec.vip} on one director only", ctx.split_brain(holding))
     if holding != [master.name]:
+        doing = f"; heartbeat: {heartbeat_doing(ctx, list(spec.directors))}" if spec.topo.heartbeat else ""
         raise CheckFailed("vip-state.on-master", f"VIP {spec.vip} on {master.name} only",
-                          f"held by {holding or 'nobody'} (on the directors' eth0)")
+                          f"held by {holding or 'nobody'} (on the directors' eth0){doing}")
     return handed_over
 
 
